@@ -1,0 +1,140 @@
+"""The one interface every sequence core implements.
+
+A core maps a sequence of inputs x (B, T, input_dim) to outputs y (B, T, output_dim) while carrying a recurrent
+state across calls. It has two equivalent modes:
+
+- parallel (training): ``y, state = core(x, reset, state)`` over a whole (B, T) batch;
+- recurrent (acting / imagination): ``y_t, state = core.step(x_t, state)`` one step at a time.
+
+``reset[:, t] == True`` means "an episode starts at t": the state *entering* step t is replaced by
+``core.initial``. Running ``step`` T times, resetting where ``reset`` is True, gives the same outputs and final
+state as one parallel call (tested for every core).
+
+A state is a flat ``dict[str, Tensor]`` whose tensors all have the batch as their first dimension, so that
+replacing rows (resets), indexing and stacking work the same way for every core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+State = dict[str, torch.Tensor]
+
+
+class SequenceCore(nn.Module):
+    """Base class: subclasses set ``input_dim``, ``output_dim``, ``state_features_dim`` and implement
+    ``initial``, ``_forward``, ``_step`` and ``features``."""
+
+    name: str = "base"
+    Config: type = object  # a dataclass; make() builds it from keyword arguments
+
+    input_dim: int
+    output_dim: int
+    state_features_dim: int
+
+    # ---- to implement -------------------------------------------------------------------------------------------
+    def initial(self, batch_size: int) -> State:
+        """The state before any input: zeros or learned parameters broadcast to ``batch_size`` rows."""
+        raise NotImplementedError
+
+    def _forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Parallel mode on checked inputs. x: (B, T, input_dim); reset: (B, T) bool."""
+        raise NotImplementedError
+
+    def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One recurrent step on checked inputs. x: (B, input_dim)."""
+        raise NotImplementedError
+
+    def features(self, state: State) -> torch.Tensor:
+        """The hidden state flattened for a policy input: (B, state_features_dim), real-valued."""
+        raise NotImplementedError
+
+    # ---- shared behaviour ---------------------------------------------------------------------------------------
+    def forward(
+        self, x: torch.Tensor, reset: torch.Tensor | None = None, state: State | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """Parallel mode. x: (B, T, input_dim); reset: (B, T), True where an episode starts (None = no resets);
+        state: the state entering step 0 (None = ``initial``). Returns y: (B, T, output_dim) and the state after
+        step T-1."""
+        x = self._check_x(x, ndim=3)
+        batch, length = x.shape[:2]
+        if reset is None:
+            reset = torch.zeros(batch, length, dtype=torch.bool, device=x.device)
+        reset = self._check_reset(reset, batch, length, x.device)
+        state = self.initial(batch) if state is None else self._check_state(state, batch)
+        return self._forward(x, reset, state)
+
+    def step(
+        self, x: torch.Tensor, state: State | None = None, reset: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """Recurrent mode, one step. x: (B, input_dim); state: the carried state (None = ``initial``);
+        reset: optional (B,) bool, replaces the carried state by ``initial`` for those rows first.
+        Returns y: (B, output_dim) and the new state."""
+        x = self._check_x(x, ndim=2)
+        batch = x.shape[0]
+        state = self.initial(batch) if state is None else self._check_state(state, batch)
+        if reset is not None:
+            reset = self._check_reset(reset.reshape(-1, 1), batch, 1, x.device)[:, 0]
+            state = self.reset(state, reset)
+        return self._step(x, state)
+
+    def reset(self, state: State, mask: torch.Tensor) -> State:
+        """Replace the rows of ``state`` where ``mask`` (B,) is True by the initial state."""
+        init = self.initial(mask.shape[0])
+        return {key: where_rows(mask, init[key], value) for key, value in state.items()}
+
+    # ---- input checks: one clear message naming the expected shape ------------------------------------------------
+    def _param_dtype(self) -> torch.dtype:
+        for p in self.parameters():
+            return p.dtype
+        return torch.get_default_dtype()
+
+    def _check_x(self, x: Any, ndim: int) -> torch.Tensor:
+        expected = "(B, T, {})".format(self.input_dim) if ndim == 3 else "(B, {})".format(self.input_dim)
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{self.name}: x must be a torch.Tensor of shape {expected}, got {type(x).__name__}")
+        if x.ndim != ndim or x.shape[-1] != self.input_dim:
+            raise ValueError(f"{self.name}: x must have shape {expected}, got {tuple(x.shape)}")
+        dtype = self._param_dtype()
+        if x.dtype != dtype:
+            raise TypeError(f"{self.name}: x must have dtype {dtype} (the core's parameters), got {x.dtype}")
+        return x
+
+    def _check_reset(self, reset: Any, batch: int, length: int, device: torch.device) -> torch.Tensor:
+        if not isinstance(reset, torch.Tensor) or tuple(reset.shape) != (batch, length):
+            shape = tuple(reset.shape) if isinstance(reset, torch.Tensor) else type(reset).__name__
+            raise ValueError(f"{self.name}: reset must be a tensor of shape (B, T) = ({batch}, {length}), got {shape}")
+        if reset.dtype.is_complex:
+            raise TypeError(f"{self.name}: reset must be bool (or 0/1 numbers), got {reset.dtype}")
+        return (reset != 0).to(device)
+
+    def _check_state(self, state: Any, batch: int) -> State:
+        expected = self.initial(1)
+        if not isinstance(state, dict) or set(state) != set(expected):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"{self.name}: state must be a dict with keys {sorted(expected)}, got {got}")
+        for key, value in state.items():
+            if value.shape[0] != batch:
+                raise ValueError(
+                    f"{self.name}: state[{key!r}] has batch size {value.shape[0]}, expected {batch} (shape"
+                    f" (B, {', '.join(str(s) for s in expected[key].shape[1:])}))"
+                )
+        return state
+
+
+def where_rows(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """Per-row select: rows where mask (B,) is True come from ``new``, the others from ``old``."""
+    return torch.where(mask.reshape(-1, *([1] * (old.ndim - 1))), new, old)
+
+
+def build_config(config_cls: type, name: str, cfg: dict[str, Any]) -> Any:
+    """Build a core's dataclass config from keyword arguments, rejecting unknown keys by name."""
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(cfg) - fields)
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for core {name!r}; valid options: {sorted(fields)}")
+    return config_cls(**cfg)
