@@ -1,0 +1,297 @@
+"""Mamba-2 (SSD) sequence core, as used by Drama (spec drama.md §1), in pure PyTorch.
+
+Per layer (prenorm residual block r <- r + Mixer(RMSNorm(r))), the mixer is
+
+    [z | xBC | dt] = in_proj(u);  x, B, C = SiLU(causal depthwise conv(xBC));  dt = softplus(dt + dt_bias)
+    h_t = exp(dt_t A) h_{t-1} + dt_t x_t (outer) B_t      (A = -exp(A_log): one scalar per head; h: (headdim, d_state))
+    y_t = h_t C_t + D x_t;   out = out_proj(RMSNorm(y * SiLU(z)))
+
+Parallel mode is the chunked SSD algorithm: inside chunks of Q steps the outputs are a masked "attention" matmul
+(C_i . B_j times the decay from j to i); chunk-end states are passed between chunks with a linear scan; the state
+entering each chunk is read out by C. A reset at t (state entering t replaced by the initial state h0) is handled
+by (1) masking every decay that crosses it and (2) injecting h0 at the reset, decayed to each later step. Masks
+are applied to finite log-decays *before* exp, so no inf - inf or 0 * inf appears in forward or backward.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import SequenceCore, State
+from .scan import linear_scan
+
+
+@dataclass
+class Mamba2Config:
+    width: int = 256  # d_model
+    n_layers: int = 2
+    d_state: int = 16
+    expand: int = 2
+    headdim: int = 64
+    ngroups: int = 1  # only 1 is supported (B, C shared by all heads)
+    d_conv: int = 4
+    chunk_size: int = 64
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    dt_init_floor: float = 1e-4
+    a_init_min: float = 1.0
+    a_init_max: float = 16.0
+    initial: str = "zeros"  # "zeros" | "learned" (the ssm state at t=0 and after resets; conv window always zeros)
+    norm_eps: float = 1e-5
+    use_cuda_kernels: bool = False  # mamba_ssm's Triton SSD on CUDA tensors (untested here: no GPU)
+
+    def __post_init__(self) -> None:
+        for name in ("width", "n_layers", "d_state", "expand", "headdim", "d_conv", "chunk_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"mamba2: {name} must be a positive int, got {getattr(self, name)!r}")
+        if self.ngroups != 1:
+            raise ValueError(f"mamba2: only ngroups=1 is supported, got ngroups={self.ngroups}")
+        if (self.expand * self.width) % self.headdim:
+            raise ValueError(
+                f"mamba2: d_inner = expand * width = {self.expand * self.width} must be divisible by"
+                f" headdim = {self.headdim}"
+            )
+        if not 0 < self.dt_min <= self.dt_max or self.dt_init_floor <= 0:
+            raise ValueError(f"mamba2: need 0 < dt_min <= dt_max and dt_init_floor > 0, got {self}")
+        if not 0 < self.a_init_min <= self.a_init_max:
+            raise ValueError(f"mamba2: need 0 < a_init_min <= a_init_max, got {self.a_init_min}, {self.a_init_max}")
+        if self.initial not in ("zeros", "learned"):
+            raise ValueError(f"mamba2: initial must be 'zeros' or 'learned', got {self.initial!r}")
+
+
+# ---- the SSM scan: sequential reference, one step, and chunked SSD -----------------------------------------------
+def ssm_step(h, x, dt, A, B, C):
+    """One step. h: (b, H, P, N); x: (b, H, P); dt: (b, H); A: (H,); B, C: (b, N).
+    Returns y: (b, H, P) (without the D term) and the new h."""
+    decay = torch.exp(dt * A)[:, :, None, None]
+    h = decay * h + (dt[:, :, None] * x)[..., None] * B[:, None, None, :]
+    return torch.einsum("bhpn,bn->bhp", h, C), h
+
+
+def ssd_reference(x, dt, A, B, C, reset, state, h0=None):
+    """Plain sequential loop, the reference for ``ssd_chunked`` (same arguments and returns)."""
+    h0 = torch.zeros_like(state[0]) if h0 is None else h0
+    ys = []
+    for t in range(x.shape[1]):
+        state = torch.where(reset[:, t, None, None, None], h0, state)
+        y, state = ssm_step(state, x[:, t], dt[:, t], A, B[:, t], C[:, t])
+        ys.append(y)
+    return torch.stack(ys, 1), state
+
+
+def _masked_exp(log: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """exp(log) where keep, else exactly 0. Masking the (finite) argument first keeps gradients NaN-free."""
+    return torch.exp(log.masked_fill(~keep, float("-inf")))
+
+
+def ssd_chunked(x, dt, A, B, C, reset, state, h0=None, chunk_size: int = 64):
+    """Chunked SSD. x: (b, T, H, P); dt: (b, T, H) (after softplus); A: (H,) (negative); B, C: (b, T, N);
+    reset: (b, T) bool; state: (b, H, P, N) entering t=0; h0: (H, P, N) initial state at resets (None = zeros).
+    Returns y: (b, T, H, P) (without the D term) and the state after T-1: (b, H, P, N)."""
+    b, length, H, P = x.shape
+    N = B.shape[-1]
+    Q = chunk_size
+    pad = (-length) % Q
+    if pad:  # padded steps are identities: dt = 0 gives decay 1 and no input
+        x, dt, B, C = (F.pad(t, (0, 0) * (t.ndim - 2) + (0, pad)) for t in (x, dt, B, C))
+        reset = torch.cat([reset, reset.new_zeros(b, pad)], 1)
+    n = x.shape[1] // Q
+    x, B, C = x.reshape(b, n, Q, H, P), B.reshape(b, n, Q, N), C.reshape(b, n, Q, N)
+    reset = reset.reshape(b, n, Q)
+
+    log_a = (dt * A).reshape(b, n, Q, H).permute(0, 3, 1, 2)  # (b, H, n, Q) per-step log-decay, finite
+    cum = log_a.cumsum(-1)  # inclusive, within the chunk
+    seg = reset.cumsum(-1)  # (b, n, Q): steps i, j share a segment iff seg_i == seg_j
+    xdt = (x * dt.reshape(b, n, Q, H, 1)).permute(0, 3, 1, 2, 4)  # (b, H, n, Q, P)
+
+    # 1. Intra-chunk "attention": y_i = sum_{j <= i, same segment} exp(cum_i - cum_j) (C_i . B_j) dt_j x_j.
+    causal = torch.ones(Q, Q, dtype=torch.bool, device=x.device).tril()
+    same = (seg[..., :, None] == seg[..., None, :]) & causal  # (b, n, Q, Q)
+    decay = _masked_exp(cum[..., :, None] - cum[..., None, :], same[:, None])  # (b, H, n, Q, Q)
+    scores = C @ B.transpose(-1, -2)  # (b, n, Q, Q)
+    y = (decay * scores[:, None]) @ xdt  # (b, H, n, Q, P)
+
+    # 2. State at each chunk end from the chunk's own inputs (decays to the last step, not across resets).
+    to_end = _masked_exp(cum[..., -1:] - cum, (seg == seg[..., -1:])[:, None])  # (b, H, n, Q)
+    states = (xdt * to_end[..., None]).transpose(-1, -2) @ B[:, None]  # (b, H, n, P, N)
+
+    # 3. The learned initial state enters at each reset: decay from the last reset s <= i (inclusive) to i.
+    if h0 is not None:
+        pos = torch.arange(Q, device=x.device)
+        last = torch.where(reset, pos, -1).cummax(-1).values  # (b, n, Q): last reset in the chunk, or -1
+        cum_before = (cum - log_a).gather(-1, last.clamp(min=0)[:, None].expand(b, H, n, Q))
+        from_reset = _masked_exp(cum - cum_before, (last >= 0)[:, None])  # (b, H, n, Q)
+        y = y + from_reset[..., None] * (C[:, None] @ h0.transpose(-1, -2)[:, None])  # (b, H, n, Q, P)
+        states = states + from_reset[..., -1, None, None] * h0[:, None]
+
+    # 4. Pass states between chunks: S_k = a_k S_{k-1} + states_k, a_k = chunk decay (0 if the chunk has a reset).
+    chunk_decay = torch.where(seg[:, None, :, -1] == 0, cum[..., -1].exp(), 0.0)  # (b, H, n)
+    a = chunk_decay.permute(0, 2, 1)[..., None, None].expand(b, n, H, P, N)
+    ends = linear_scan(a, states.transpose(1, 2), state)  # (b, n, H, P, N)
+    entering = torch.cat([state[:, None], ends[:, :-1]], 1).transpose(1, 2)  # (b, H, n, P, N)
+
+    # 5. Read out the state entering each chunk, up to the chunk's first reset.
+    from_start = torch.where(seg[:, None] == 0, cum.exp(), 0.0)  # (b, H, n, Q)
+    y = y + from_start[..., None] * (C[:, None] @ entering.transpose(-1, -2))
+    y = y.permute(0, 2, 3, 1, 4).reshape(b, n * Q, H, P)[:, :length]
+    return y, ends[:, -1]
+
+
+# ---- layers ------------------------------------------------------------------------------------------------------
+class GatedRMSNorm(nn.Module):
+    """RMSNorm(y * SiLU(z)) * weight (norm after gating, as mamba_ssm's norm_before_gate=False)."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(y * F.silu(z), (y.shape[-1],), self.weight, self.eps)
+
+
+class Mamba2Mixer(nn.Module):
+    def __init__(self, cfg: Mamba2Config, kernel=None):
+        super().__init__()
+        self.cfg = cfg
+        self.kernel = kernel  # mamba_ssm's mamba_chunk_scan_combined, or None for the torch path
+        self.d_inner = cfg.expand * cfg.width
+        self.nheads = self.d_inner // cfg.headdim
+        self.conv_dim = self.d_inner + 2 * cfg.d_state
+        self.in_proj = nn.Linear(cfg.width, self.d_inner + self.conv_dim + self.nheads, bias=False)
+        # Depthwise causal conv; PyTorch default init as in mamba_ssm (weight (conv_dim, 1, d_conv), with bias).
+        self.conv1d = nn.Conv1d(self.conv_dim, self.conv_dim, cfg.d_conv, groups=self.conv_dim, bias=True)
+        dt = torch.exp(torch.rand(self.nheads) * (math.log(cfg.dt_max) - math.log(cfg.dt_min)) + math.log(cfg.dt_min))
+        dt = dt.clamp(min=cfg.dt_init_floor)
+        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        self.A_log = nn.Parameter(torch.empty(self.nheads).uniform_(cfg.a_init_min, cfg.a_init_max).log())
+        self.D = nn.Parameter(torch.ones(self.nheads))
+        self.norm = GatedRMSNorm(self.d_inner, cfg.norm_eps)
+        self.out_proj = nn.Linear(self.d_inner, cfg.width, bias=False)
+        with torch.no_grad():  # GPT-2 style rescaling of the residual-branch output (mamba_ssm mixer_seq_simple)
+            nn.init.kaiming_uniform_(self.out_proj.weight, a=math.sqrt(5))
+            self.out_proj.weight /= math.sqrt(cfg.n_layers)
+
+    def _split(self, u: torch.Tensor):
+        return torch.split(self.in_proj(u), [self.d_inner, self.conv_dim, self.nheads], dim=-1)
+
+    def _heads(self, xbc: torch.Tensor, dt: torch.Tensor):
+        """xbc: (..., conv_dim) after conv + SiLU -> x (..., H, P), B, C (..., N); dt: (..., H) after softplus."""
+        x, B, C = torch.split(xbc, [self.d_inner, self.cfg.d_state, self.cfg.d_state], dim=-1)
+        return x.unflatten(-1, (self.nheads, self.cfg.headdim)), B, C, F.softplus(dt + self.dt_bias)
+
+    def _out(self, y: torch.Tensor, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        y = y + self.D[:, None] * x
+        return self.out_proj(self.norm(y.flatten(-2), z))
+
+    def forward(self, u, reset, conv_state, ssm_state, h0):
+        """u: (b, T, width); reset: (b, T); conv_state: (b, conv_dim, d_conv-1) (last pre-conv inputs);
+        ssm_state: (b, H, P, N); h0: (H, P, N) or None. Returns out (b, T, width), conv_state, ssm_state."""
+        k = self.cfg.d_conv
+        z, xbc, dt = self._split(u)
+        # Causal conv with resets: tap j (input j steps back) counts only if no reset in (t-j, t].
+        window = torch.cat([conv_state.transpose(1, 2), xbc], 1)  # (b, k-1+T, conv_dim)
+        resets = torch.cat([reset.new_zeros(reset.shape[0], k - 1), reset], 1).cumsum(1)  # (b, k-1+T)
+        length = u.shape[1]
+        weight = self.conv1d.weight[:, 0]  # (conv_dim, k); weight[:, k-1] multiplies the current input
+        conv = self.conv1d.bias + xbc * weight[:, k - 1]
+        for j in range(1, k):
+            keep = resets[:, k - 1 :] == resets[:, k - 1 - j : k - 1 - j + length]  # (b, T)
+            conv = conv + keep[..., None] * window[:, k - 1 - j : k - 1 - j + length] * weight[:, k - 1 - j]
+        # The next window: the last k-1 inputs, zeroed where a later reset cleared them.
+        start = window.shape[1] - (k - 1)
+        tail = window[:, start:] * (resets[:, start:] == resets[:, -1:])[..., None]
+        x, B, C, dt = self._heads(F.silu(conv), dt)
+        A = -torch.exp(self.A_log)
+        if self.kernel is not None and x.is_cuda and (h0 is None or not bool(reset.any())):
+            y, ssm_state = self.kernel(  # untested: no GPU here. seq_idx = segment id; h0 is zeros
+                x, dt, A, B[:, :, None], C[:, :, None], self.cfg.chunk_size,
+                initial_states=ssm_state, seq_idx=reset.cumsum(1).int(), return_final_states=True,
+            )  # fmt: skip
+        else:
+            y, ssm_state = ssd_chunked(x, dt, A, B, C, reset, ssm_state, h0, self.cfg.chunk_size)
+        return self._out(y, x, z), tail.transpose(1, 2), ssm_state
+
+    def step(self, u, conv_state, ssm_state):
+        """u: (b, width); states as in ``forward``. Returns out (b, width) and the new states."""
+        z, xbc, dt = self._split(u)
+        window = torch.cat([conv_state, xbc[:, :, None]], -1)  # (b, conv_dim, d_conv): roll in the new input
+        conv = (window * self.conv1d.weight[:, 0]).sum(-1) + self.conv1d.bias
+        x, B, C, dt = self._heads(F.silu(conv), dt)
+        y, ssm_state = ssm_step(ssm_state, x, dt, -torch.exp(self.A_log), B, C)
+        return self._out(y, x, z), window[:, :, 1:], ssm_state
+
+
+class Mamba2Core(SequenceCore):
+    """Stack of prenorm residual Mamba-2 blocks with a final RMSNorm; output_dim = width.
+    State: "conv" (B, n_layers, conv_dim, d_conv-1), "ssm" (B, n_layers, nheads, headdim, d_state)."""
+
+    name = "mamba2"
+    Config = Mamba2Config
+
+    def __init__(self, input_dim: int, cfg: Mamba2Config):
+        super().__init__()
+        kernel = None
+        if cfg.use_cuda_kernels:
+            try:
+                from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+            except ImportError as e:
+                raise ValueError(
+                    "mamba2: use_cuda_kernels=True needs the mamba_ssm package (`pip install mamba-ssm`, CUDA only);"
+                    " set use_cuda_kernels=False for the pure-PyTorch path"
+                ) from e
+            kernel = mamba_chunk_scan_combined
+        self.cfg = cfg
+        self.input_dim, self.output_dim = input_dim, cfg.width
+        self.input_proj = nn.Linear(input_dim, cfg.width) if input_dim != cfg.width else nn.Identity()
+        if isinstance(self.input_proj, nn.Linear):
+            nn.init.zeros_(self.input_proj.bias)
+        self.norms = nn.ModuleList(nn.RMSNorm(cfg.width, eps=cfg.norm_eps) for _ in range(cfg.n_layers))
+        self.mixers = nn.ModuleList(Mamba2Mixer(cfg, kernel) for _ in range(cfg.n_layers))
+        self.final_norm = nn.RMSNorm(cfg.width, eps=cfg.norm_eps)
+        mixer = self.mixers[0]
+        self.ssm_shape = (cfg.n_layers, mixer.nheads, cfg.headdim, cfg.d_state)
+        self.conv_shape = (cfg.n_layers, mixer.conv_dim, cfg.d_conv - 1)
+        self.state_features_dim = math.prod(self.ssm_shape)
+        if cfg.initial == "learned":
+            self.initial_ssm = nn.Parameter(torch.zeros(self.ssm_shape))
+
+    def _h0(self, layer: int) -> torch.Tensor | None:
+        return self.initial_ssm[layer] if self.cfg.initial == "learned" else None
+
+    def initial(self, batch_size: int) -> State:
+        p = next(self.parameters())
+        conv = p.new_zeros(batch_size, *self.conv_shape)
+        if self.cfg.initial == "learned":
+            ssm = self.initial_ssm[None].expand(batch_size, *self.ssm_shape)
+        else:
+            ssm = p.new_zeros(batch_size, *self.ssm_shape)
+        return {"conv": conv, "ssm": ssm}
+
+    def _forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        r = self.input_proj(x)
+        convs, ssms = [], []
+        for i, (norm, mixer) in enumerate(zip(self.norms, self.mixers)):
+            out, conv, ssm = mixer(norm(r), reset, state["conv"][:, i], state["ssm"][:, i], self._h0(i))
+            r = r + out
+            convs.append(conv)
+            ssms.append(ssm)
+        return self.final_norm(r), {"conv": torch.stack(convs, 1), "ssm": torch.stack(ssms, 1)}
+
+    def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        r = self.input_proj(x)
+        convs, ssms = [], []
+        for i, (norm, mixer) in enumerate(zip(self.norms, self.mixers)):
+            out, conv, ssm = mixer.step(norm(r), state["conv"][:, i], state["ssm"][:, i])
+            r = r + out
+            convs.append(conv)
+            ssms.append(ssm)
+        return self.final_norm(r), {"conv": torch.stack(convs, 1), "ssm": torch.stack(ssms, 1)}
+
+    def features(self, state: State) -> torch.Tensor:
+        return state["ssm"].flatten(1)

@@ -1,0 +1,186 @@
+"""S5: the R2I sequence model (spec r2i.md §1), a stack of complex diagonal state-space layers.
+
+Each layer (post-norm, as in R2I):
+    y = S5(u);  v = GELU(y);  v = Dense(v) * sigmoid(Dense'(v));  out = LayerNorm(u + v)
+and after the last layer an output projection Linear + SiLU gives h_t (R2I's "deter").
+
+The S5 layer with P complex states per layer:
+    x_t = Lambda_bar * x_{t-1} + B_bar u_t,      y_t = Re(C x_t) + D * u_t
+initialised from block-diagonal HiPPO-LegS (8 blocks), with one learned log-step per state. Complex parameters are
+stored as separate real and imaginary tensors. Training runs all T steps at once through the parallel scan
+(scan.py); a reset at t sets the decay entering t to 0 and injects the initial state, which is exact for a learned
+initial state and any number of resets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import SequenceCore, State
+from .scan import linear_scan
+
+
+@dataclass
+class S5Config:
+    width: int = 256  # H, the layer width
+    state_size: int = 64  # P, complex states per layer
+    n_layers: int = 4
+    output_dim: int | None = None  # R2I "deter" (None: = width)
+    n_blocks: int = 8  # HiPPO blocks on the diagonal
+    discretization: str = "bilinear"  # "bilinear" | "zoh"
+    initial: str = "learned"  # "learned" | "zeros"
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    chunk: int = 64  # chunk of the parallel scan
+    norm_eps: float = 1e-6
+
+
+def hippo_legs_normal(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigen-decomposition of the normal part of HiPPO-LegS of size n.
+
+    Returns (Lambda (n,) complex128, V (n, n) complex128) with S = V diag(Lambda) V^H, S = A + p p^T.
+    S = -1/2 I + K with K skew-symmetric, so Lambda = -1/2 + i * eig(-i K) and V is unitary."""
+    q = torch.sqrt(1 + 2 * torch.arange(n, dtype=torch.float64))
+    a = -(torch.tril(q[:, None] * q[None, :]) - torch.diag(torch.arange(n, dtype=torch.float64)))
+    p = torch.sqrt(torch.arange(n, dtype=torch.float64) + 0.5)
+    s = a + p[:, None] * p[None, :]
+    diag = torch.diagonal(s)
+    skew = s - torch.diag(diag)
+    lambda_imag, v = torch.linalg.eigh(-1j * skew.to(torch.complex128))
+    return torch.complex(diag.mean().expand(n), lambda_imag), v
+
+
+def _trunc_normal(shape: tuple[int, ...], std: float) -> torch.Tensor:
+    return nn.init.trunc_normal_(torch.empty(shape, dtype=torch.float64), std=std, a=-2 * std, b=2 * std)
+
+
+class S5Layer(nn.Module):
+    """One S5 block: SSM -> GELU -> gated dense -> LayerNorm(u + v). Width H, P complex states."""
+
+    def __init__(self, width: int, cfg: S5Config):
+        super().__init__()
+        P, H = cfg.state_size, width
+        block = P // cfg.n_blocks
+        lam, v_block = hippo_legs_normal(block)
+        lam = lam.repeat(cfg.n_blocks)
+        v = torch.block_diag(*[v_block] * cfg.n_blocks)  # (P, P) unitary; used only at init
+        b = _trunc_normal((P, H), std=1 / math.sqrt(P)).to(torch.complex128)
+        c = torch.complex(_trunc_normal((H, P), 1 / math.sqrt(H * P)), _trunc_normal((H, P), 1 / math.sqrt(H * P)))
+        b_tilde = v.conj().T @ b  # (P, H)
+        c_tilde = c @ v  # (H, P)
+        self.discretization = cfg.discretization
+        self.chunk = cfg.chunk
+        self.lambda_re = nn.Parameter(lam.real.float())
+        self.lambda_im = nn.Parameter(lam.imag.float())
+        self.b_re = nn.Parameter(b_tilde.real.float())
+        self.b_im = nn.Parameter(b_tilde.imag.float())
+        self.c_re = nn.Parameter(c_tilde.real.float())
+        self.c_im = nn.Parameter(c_tilde.imag.float())
+        self.d = nn.Parameter(torch.randn(H))
+        log_lo, log_hi = math.log(cfg.dt_min), math.log(cfg.dt_max)
+        self.log_step = nn.Parameter(torch.rand(P) * (log_hi - log_lo) + log_lo)
+        self.gate_value = nn.Linear(H, H)
+        self.gate_sigmoid = nn.Linear(H, H)
+        self.norm = nn.LayerNorm(H, eps=cfg.norm_eps)
+
+    def discretize(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (Lambda_bar (P,), B_bar (P, H)), complex."""
+        lam = torch.complex(self.lambda_re, self.lambda_im)
+        step = self.log_step.exp()
+        b = torch.complex(self.b_re, self.b_im)
+        if self.discretization == "bilinear":
+            denom = 1 - step * lam / 2
+            return (1 + step * lam / 2) / denom, (step / denom)[:, None] * b
+        lam_bar = torch.exp(lam * step)  # zero-order hold
+        return lam_bar, ((lam_bar - 1) / lam)[:, None] * b
+
+    def _input(self, u: torch.Tensor, b_bar: torch.Tensor) -> torch.Tensor:
+        """B_bar u for real u (..., H) -> complex (..., P), as two real matmuls."""
+        return torch.complex(u @ b_bar.real.T, u @ b_bar.imag.T)
+
+    def _output(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """y = Re(C x) + D u, then the gated dense block and the post-norm residual. u (..., H), x (..., P)."""
+        y = x.real @ self.c_re.T - x.imag @ self.c_im.T + self.d * u
+        v = F.gelu(y, approximate="tanh")
+        v = self.gate_value(v) * torch.sigmoid(self.gate_sigmoid(v))
+        return self.norm(u + v)
+
+    def forward(
+        self, u: torch.Tensor, reset: torch.Tensor, x0: torch.Tensor, x_init: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """u: (B, T, H); reset: (B, T) bool; x0: (B, P) complex, the state entering t=0; x_init: (B, P) complex,
+        the state a reset restores. Returns (out (B, T, H), states x (B, T, P) complex)."""
+        lam_bar, b_bar = self.discretize()
+        bu = self._input(u, b_bar)
+        keep = ~reset[..., None]  # (B, T, 1)
+        a = torch.where(keep, lam_bar, torch.zeros_like(lam_bar))  # decay 0 where the state is replaced
+        b = torch.where(keep, bu, bu + lam_bar * x_init[:, None])
+        x = linear_scan(a, b, x0, self.chunk)
+        return self._output(u, x), x
+
+    def step(self, u: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """u: (B, H); x: (B, P) complex. Returns (out (B, H), new x)."""
+        lam_bar, b_bar = self.discretize()
+        x = lam_bar * x + self._input(u, b_bar)
+        return self._output(u, x), x
+
+
+class S5Core(SequenceCore):
+    """R2I's stack of S5 layers. State: {"ssm": (B, n_layers, P, 2)} (real and imaginary parts)."""
+
+    name = "s5"
+    Config = S5Config
+
+    def __init__(self, input_dim: int, cfg: S5Config):
+        super().__init__()
+        if cfg.discretization not in ("bilinear", "zoh"):
+            raise ValueError(f"s5: discretization must be 'bilinear' or 'zoh', got {cfg.discretization!r}")
+        if cfg.initial not in ("learned", "zeros"):
+            raise ValueError(f"s5: initial must be 'learned' or 'zeros', got {cfg.initial!r}")
+        if cfg.state_size % cfg.n_blocks:
+            raise ValueError(f"s5: state_size ({cfg.state_size}) must be divisible by n_blocks ({cfg.n_blocks})")
+        if not 0 < cfg.dt_min <= cfg.dt_max:
+            raise ValueError(f"s5: need 0 < dt_min <= dt_max, got {cfg.dt_min}, {cfg.dt_max}")
+        self.cfg = cfg
+        self.input_dim = input_dim
+        self.output_dim = cfg.output_dim or cfg.width
+        self.state_features_dim = 2 * cfg.n_layers * cfg.state_size
+        self.input_proj = nn.Linear(input_dim, cfg.width) if input_dim != cfg.width else nn.Identity()
+        self.layers = nn.ModuleList(S5Layer(cfg.width, cfg) for _ in range(cfg.n_layers))
+        self.output_proj = nn.Linear(cfg.width, self.output_dim)
+        shape = (cfg.n_layers, cfg.state_size, 2)
+        if cfg.initial == "learned":
+            self.initial_ssm = nn.Parameter(torch.zeros(shape))
+        else:
+            self.register_buffer("initial_ssm", torch.zeros(shape), persistent=False)
+
+    def initial(self, batch_size: int) -> State:
+        return {"ssm": self.initial_ssm.expand(batch_size, *self.initial_ssm.shape)}
+
+    def features(self, state: State) -> torch.Tensor:
+        return state["ssm"].flatten(1)
+
+    def _forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        u = self.input_proj(x)
+        x0 = torch.view_as_complex(state["ssm"].contiguous())  # (B, L, P)
+        init = torch.view_as_complex(self.initial(x.shape[0])["ssm"].contiguous())
+        finals = []
+        for i, layer in enumerate(self.layers):
+            u, xs = layer(u, reset, x0[:, i], init[:, i])
+            finals.append(xs[:, -1])
+        final = torch.view_as_real(torch.stack(finals, 1))
+        return F.silu(self.output_proj(u)), {"ssm": final}
+
+    def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        u = self.input_proj(x)
+        ssm = torch.view_as_complex(state["ssm"].contiguous())
+        new = []
+        for i, layer in enumerate(self.layers):
+            u, xi = layer.step(u, ssm[:, i])
+            new.append(xi)
+        return F.silu(self.output_proj(u)), {"ssm": torch.view_as_real(torch.stack(new, 1))}
