@@ -1,0 +1,206 @@
+"""Throughput and memory benchmarks behind `ssmworld bench`.
+
+`bench cores`: for each sequence core, forward+backward time (median of repeats after a warm-up) and peak memory of
+parallel mode over sequence lengths, and each recurrent core's parallel mode against its own step loop.
+Every measurement runs in a fresh subprocess, so that its peak resident memory is its own and one slow or
+memory-hungry configuration cannot disturb the next.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Shared sizes: width 256 everywhere, 2 layers; S5 P=64 per layer; Mamba d_state 16, expand 2.
+CORE_CONFIGS: dict[str, dict[str, Any]] = {
+    "s5": dict(state_size=64, n_layers=2),
+    "mamba": dict(d_state=16, expand=2, n_layers=2),
+    "mamba2": dict(d_state=16, expand=2, headdim=64, n_layers=2),
+    "gru": dict(blocks=8),
+    "attention": dict(n_heads=4, n_layers=2),
+}
+SSM_CORES = ("s5", "mamba", "mamba2")  # cores whose parallel mode should beat their step loop
+
+
+@dataclass
+class BenchSettings:
+    cores: list[str] = field(default_factory=lambda: list(CORE_CONFIGS))
+    lengths: list[int] = field(default_factory=lambda: [64, 256, 1024, 4096])
+    batch: int = 16
+    width: int = 256
+    repeats: int = 5
+    step_length: int = 1024  # T at which parallel mode is compared with the step loop
+    threads: int = 1
+    budget_s: float = 60.0  # skip longer lengths of a core once one forward+backward takes longer than this
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def measure(core_name: str, length: int, mode: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Time forward+backward of one core at one length. mode: "parallel" or "step". Runs in a worker process."""
+    import torch
+
+    from . import sequence
+
+    torch.set_num_threads(settings["threads"])
+    torch.manual_seed(0)
+    width, batch = settings["width"], settings["batch"]
+    core = sequence.make(core_name, width, width=width, **CORE_CONFIGS[core_name])
+    x = torch.randn(batch, length, width, requires_grad=True)
+    reset = torch.zeros(batch, length, dtype=torch.bool)
+
+    def run() -> float:
+        start = time.perf_counter()
+        if mode == "parallel":
+            y, _ = core(x, reset)
+        else:
+            state, ys = core.initial(batch), []
+            for t in range(length):
+                y_t, state = core.step(x[:, t], state)
+                ys.append(y_t)
+            y = torch.stack(ys, 1)
+        y.square().mean().backward()
+        core.zero_grad(set_to_none=True)
+        x.grad = None
+        return time.perf_counter() - start
+
+    base_mb = _rss_mb()
+    warmup = run()
+    repeats = settings["repeats"] if warmup < settings["budget_s"] else 1
+    times = [run() for _ in range(repeats)]
+    return dict(
+        core=core_name, length=length, mode=mode, median_s=statistics.median(times), times_s=times,
+        warmup_s=warmup, peak_mb=_peak_rss_mb() - base_mb,
+    )
+
+
+def _run_worker(core: str, length: int, mode: str, settings: BenchSettings) -> dict[str, Any]:
+    env = dict(os.environ, OMP_NUM_THREADS=str(settings.threads), MKL_NUM_THREADS=str(settings.threads))
+    args = json.dumps(dict(core=core, length=length, mode=mode, settings=asdict(settings)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "ssmworld.bench", "--worker", args], capture_output=True, text=True, env=env
+    )
+    if proc.returncode != 0:
+        error = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return dict(core=core, length=length, mode=mode, error=error)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def check_targets(results: list[dict[str, Any]], settings: BenchSettings) -> list[dict[str, Any]]:
+    """The issue's targets, as ratios within this one run."""
+    def get(core: str, length: int, mode: str = "parallel") -> dict[str, Any] | None:
+        for r in results:
+            if (r["core"], r["length"], r["mode"]) == (core, length, mode) and "median_s" in r:
+                return r
+        return None
+
+    checks = []
+    lo, hi = 256, max(settings.lengths)
+    for core in settings.cores:
+        par, step = get(core, settings.step_length), get(core, settings.step_length, "step")
+        if core in SSM_CORES and par and step:
+            ratio = step["median_s"] / par["median_s"]
+            checks.append(dict(core=core, target=f"step/parallel at T={settings.step_length} >= 5", value=ratio,
+                               ok=ratio >= 5))
+        a, b = get(core, lo), get(core, hi)
+        if a and b and hi > lo:
+            ratio = (b["median_s"] / hi) / (a["median_s"] / lo)
+            if core in SSM_CORES:
+                checks.append(dict(core=core, target=f"time/token T={hi} vs T={lo} <= 2", value=ratio, ok=ratio <= 2))
+            elif core == "attention":
+                checks.append(dict(core=core, target=f"time/token T={hi} vs T={lo} grows (> 2)", value=ratio,
+                                   ok=ratio > 2))
+        c = get(core, hi // 4) if hi >= 1024 else None
+        if core in SSM_CORES and b and c and c["peak_mb"] > 0:
+            ratio = b["peak_mb"] / c["peak_mb"]
+            checks.append(dict(core=core, target=f"peak memory T={hi} / T={hi // 4} ~ 4 (linear): 2.5..5.5",
+                               value=ratio, ok=2.5 <= ratio <= 5.5))
+    return checks
+
+
+def bench_cores(settings: BenchSettings, json_path: str | None = None, console: Any = None) -> dict[str, Any]:
+    """Run the core benchmark, print a table, optionally write JSON. Returns the report."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    plan = [(c, t, "parallel") for c in settings.cores for t in settings.lengths]
+    plan += [(c, settings.step_length, "step") for c in settings.cores if c != "gru"]  # gru's parallel IS a loop
+    results: list[dict[str, Any]] = []
+    too_slow: set[str] = set()
+    started = time.perf_counter()
+    with console.status("") as status:
+        for i, (core, length, mode) in enumerate(plan, 1):
+            status.update(f"[{i}/{len(plan)}] {core} T={length} {mode}  ({time.perf_counter() - started:.0f} s)")
+            if mode == "parallel" and core in too_slow:
+                results.append(dict(core=core, length=length, mode=mode, error="skipped: over the time budget"))
+                continue
+            result = _run_worker(core, length, mode, settings)
+            results.append(result)
+            if mode == "parallel" and result.get("warmup_s", 0) > settings.budget_s:
+                too_slow.add(core)
+    checks = check_targets(results, settings)
+
+    table = Table(title=f"sequence cores, forward+backward, B={settings.batch}, width {settings.width}, "
+                        f"{settings.threads} thread(s)")
+    for col in ("core", "T", "mode", "median s", "us/token", "peak MB"):
+        table.add_column(col, justify="right" if col not in ("core", "mode") else "left")
+    for r in results:
+        if "median_s" in r:
+            us = r["median_s"] / (settings.batch * r["length"]) * 1e6
+            table.add_row(r["core"], str(r["length"]), r["mode"], f"{r['median_s']:.3f}", f"{us:.1f}",
+                          f"{r['peak_mb']:.0f}")
+        else:
+            table.add_row(r["core"], str(r["length"]), r["mode"], "-", "-", r.get("error", "")[:40])
+    console.print(table)
+    for c in checks:
+        mark = "[green]ok[/green]" if c["ok"] else "[red]MISSED[/red]"
+        console.print(f"{mark}  {c['core']:<9} {c['target']}: {c['value']:.2f}")
+
+    report = dict(
+        meta=dict(date=datetime.datetime.now().isoformat(timespec="seconds"), host=platform.node(),
+                  machine=platform.machine(), cpu_count=os.cpu_count(), python=platform.python_version(),
+                  torch=_torch_version(), command=" ".join(["ssmworld"] + sys.argv[1:]),
+                  wall_s=time.perf_counter() - started, settings=asdict(settings)),
+        results=results, checks=checks,
+    )
+    if json_path:
+        _write_json_atomic(json_path, report)
+        console.print(f"wrote {json_path}")
+    return report
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def _write_json_atomic(path: str, data: Any) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--worker":
+    job = json.loads(sys.argv[2])
+    print(json.dumps(measure(job["core"], job["length"], job["mode"], job["settings"])))

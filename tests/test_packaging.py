@@ -1,0 +1,49 @@
+"""The README's set-up commands and the CI script stay in step; the CLI reports bad input with exit code 2."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.*?)\n```", section, re.S)
+
+
+def test_readme_has_exactly_two_setup_commands():
+    commands = readme_commands()
+    assert len(commands) == 2
+    assert "ssmworld" in commands[0] and "pytest" in commands[1]
+    assert all("-c constraints.txt" in c for c in commands)
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert readme_commands()[1] in ci_lines
+
+
+def test_constraints_pin_cpu_torch():
+    assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text().splitlines()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ssmworld", *args], capture_output=True, text=True)
+
+
+def test_cli_bad_input_exits_2_with_one_line():
+    proc = run_cli("bench", "cores", "--cores", "nosuch")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "available: s5" in proc.stderr
+    for bad in (["bench", "cores", "--lengths", "abc"], ["bench", "nosuch"], ["bench", "cores", "--batch", "0"]):
+        proc = run_cli(*bad)
+        assert proc.returncode == 2, bad
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_cli_lists_cores():
+    proc = run_cli("list", "cores")
+    assert proc.returncode == 0 and proc.stdout.split() == ["attention", "gru", "mamba", "mamba2", "s5"]
