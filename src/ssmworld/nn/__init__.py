@@ -1,0 +1,6 @@
+"""Layers and distributions shared by world models and actor-critics."""
+
+from .distributions import Bernoulli, BoundedNormal, CategoricalLatent, TwoHot, symexp, symlog
+from .layers import MLP, dense_block
+
+__all__ = ["MLP", "Bernoulli", "BoundedNormal", "CategoricalLatent", "TwoHot", "dense_block", "symexp", "symlog"]

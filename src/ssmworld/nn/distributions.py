@@ -1,0 +1,121 @@
+"""Distributions used by world models and actor-critics, in DreamerV3's conventions.
+
+- symlog / symexp: compress large magnitudes so one network handles rewards of any scale;
+- TwoHot: a categorical over 255 bins evenly spaced in symlog space [-20, 20], trained with two-hot targets;
+- CategoricalLatent: 32 categoricals of 32 classes with 1% uniform mix and straight-through samples;
+- Bernoulli: the continue flag;
+- BoundedNormal: continuous actions, tanh mean and a std squashed into [min_std, max_std].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
+class TwoHot:
+    """Categorical over ``bins`` (symlog space). logits: (..., n_bins). Values are in the original space."""
+
+    def __init__(self, logits: torch.Tensor, low: float = -20.0, high: float = 20.0):
+        self.logits = logits
+        self.bins = torch.linspace(low, high, logits.shape[-1], device=logits.device, dtype=logits.dtype)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """(...): symexp of the expected bin."""
+        return symexp((self.logits.softmax(-1) * self.bins).sum(-1))
+
+    def target(self, value: torch.Tensor) -> torch.Tensor:
+        """Two-hot encoding of symlog(value): weight split between the two nearest bins. (...) -> (..., n_bins)."""
+        y = symlog(value).clamp(self.bins[0], self.bins[-1])
+        n = self.bins.shape[0]
+        below = (torch.bucketize(y, self.bins, right=True) - 1).clamp(0, n - 2)
+        low, high = self.bins[below], self.bins[below + 1]
+        w_high = ((y - low) / (high - low)).clamp(0, 1)
+        return F.one_hot(below, n) * (1 - w_high)[..., None] + F.one_hot(below + 1, n) * w_high[..., None]
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """(...): sum over bins of two-hot target * log softmax (the negative cross-entropy)."""
+        return (self.target(value).detach() * self.logits.log_softmax(-1)).sum(-1)
+
+
+class CategoricalLatent:
+    """``groups`` categoricals of ``classes`` each. logits: (..., groups, classes); samples are one-hot."""
+
+    def __init__(self, logits: torch.Tensor, unimix: float = 0.01):
+        probs = logits.softmax(-1)
+        if unimix > 0:
+            probs = (1 - unimix) * probs + unimix / probs.shape[-1]
+        self.probs = probs
+        self.logits = probs.log()  # the logits of the mixed distribution
+
+    def sample(self) -> torch.Tensor:
+        """One-hot sample with straight-through gradients: onehot + probs - sg(probs). (..., groups, classes)."""
+        flat = self.probs.reshape(-1, self.probs.shape[-1])
+        index = torch.multinomial(flat, 1).reshape(self.probs.shape[:-1])
+        onehot = F.one_hot(index, self.probs.shape[-1]).to(self.probs.dtype)
+        return onehot + self.probs - self.probs.detach()
+
+    def mode(self) -> torch.Tensor:
+        return F.one_hot(self.probs.argmax(-1), self.probs.shape[-1]).to(self.probs.dtype)
+
+    def log_prob(self, onehot: torch.Tensor) -> torch.Tensor:
+        """(...): summed over groups."""
+        return (onehot * self.logits).sum((-1, -2))
+
+    def entropy(self) -> torch.Tensor:
+        return -(self.probs * self.logits).sum((-1, -2))
+
+    def kl(self, other: "CategoricalLatent") -> torch.Tensor:
+        """KL(self || other), summed over groups. (...)."""
+        return (self.probs * (self.logits - other.logits)).sum((-1, -2))
+
+
+class Bernoulli:
+    """logits: (...)."""
+
+    def __init__(self, logits: torch.Tensor):
+        self.logits = logits
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return torch.sigmoid(self.logits)
+
+    def mode(self) -> torch.Tensor:
+        return (self.logits > 0).to(self.logits.dtype)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return -F.binary_cross_entropy_with_logits(self.logits, value.to(self.logits.dtype), reduction="none")
+
+
+class BoundedNormal:
+    """Independent Normal over action dims with mean tanh(m) and std in [min_std, max_std].
+    mean_raw, std_raw: (..., A)."""
+
+    def __init__(self, mean_raw: torch.Tensor, std_raw: torch.Tensor, min_std: float = 0.1, max_std: float = 1.0):
+        self.mean = torch.tanh(mean_raw)
+        self.std = (max_std - min_std) * torch.sigmoid(std_raw + 2.0) + min_std
+
+    def sample(self) -> torch.Tensor:
+        """Reparameterised sample (gradients flow to mean and std). (..., A)."""
+        return self.mean + self.std * torch.randn_like(self.mean)
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        z = (value - self.mean) / self.std
+        return (-0.5 * z.square() - self.std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return (0.5 + 0.5 * math.log(2 * math.pi) + self.std.log()).sum(-1)

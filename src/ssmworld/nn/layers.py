@@ -1,0 +1,35 @@
+"""Dense building blocks: DreamerV3-style MLPs (Linear without bias + LayerNorm + SiLU)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def dense_block(in_dim: int, out_dim: int, norm_eps: float = 1e-3) -> nn.Sequential:
+    """Linear (no bias: the norm has one) -> LayerNorm -> SiLU. (..., in_dim) -> (..., out_dim)."""
+    return nn.Sequential(nn.Linear(in_dim, out_dim, bias=False), nn.LayerNorm(out_dim, eps=norm_eps), nn.SiLU())
+
+
+class MLP(nn.Module):
+    """``layers`` dense blocks of ``units``, then an optional output Linear to ``out_dim``.
+
+    ``zero_output`` initialises the output layer to zero (DreamerV3 reward and critic heads: predictions start at 0
+    instead of at a random value the critic then has to unlearn)."""
+
+    def __init__(self, in_dim: int, units: int, layers: int, out_dim: int | None = None, zero_output: bool = False,
+                 norm_eps: float = 1e-3):
+        super().__init__()
+        blocks, dim = [], in_dim
+        for _ in range(layers):
+            blocks.append(dense_block(dim, units, norm_eps))
+            dim = units
+        self.trunk = nn.Sequential(*blocks)
+        self.output_dim = dim if out_dim is None else out_dim
+        self.head = nn.Linear(dim, out_dim) if out_dim is not None else nn.Identity()
+        if zero_output and out_dim is not None:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def forward(self, x):
+        """x: (..., in_dim) -> (..., output_dim)."""
+        return self.head(self.trunk(x))

@@ -1,0 +1,80 @@
+"""Distributions and layers, against hand-computed values."""
+
+import math
+
+import torch
+
+from ssmworld.nn import MLP, Bernoulli, BoundedNormal, CategoricalLatent, TwoHot, symexp, symlog
+
+
+def test_symlog_symexp_hand_values_and_round_trip():
+    x = torch.tensor([0.0, math.e - 1, -(math.e - 1), math.exp(3) - 1])
+    torch.testing.assert_close(symlog(x), torch.tensor([0.0, 1.0, -1.0, 3.0]))
+    v = torch.tensor([-1e6, -3.5, -1e-3, 0.0, 2.0, 1e8])
+    torch.testing.assert_close(symexp(symlog(v)), v, rtol=1e-5, atol=0)
+
+
+def test_two_hot_target_hand_computed():
+    dist = TwoHot(torch.zeros(5), low=-2, high=2)  # bins -2, -1, 0, 1, 2 (symlog space)
+    value = symexp(torch.tensor([0.25, 1.0, 2.0, 7.0, -1.5]))
+    expected = torch.tensor([
+        [0, 0, 0.75, 0.25, 0],  # between bins 0 and 1
+        [0, 0, 0, 1, 0],  # exactly on a bin
+        [0, 0, 0, 0, 1],  # the last bin
+        [0, 0, 0, 0, 1],  # clipped above
+        [0.5, 0.5, 0, 0, 0],
+    ])
+    torch.testing.assert_close(dist.target(value), expected)
+
+
+def test_two_hot_round_trip_and_log_prob():
+    value = torch.tensor([-300.0, -1.0, 0.0, 0.3, 42.0, 1e5])
+    target = TwoHot(torch.zeros(255)).target(value)
+    dist = TwoHot(target.clamp_min(1e-30).log())  # a distribution equal to the two-hot target
+    torch.testing.assert_close(dist.mean, value, rtol=1e-4, atol=1e-5)
+    # log_prob = sum target * log softmax: uniform logits give log(1/255) whatever the target
+    torch.testing.assert_close(TwoHot(torch.zeros(6, 255)).log_prob(value), torch.full((6,), -math.log(255)))
+
+
+def test_categorical_latent_unimix_kl_and_straight_through():
+    logits = torch.tensor([[[10.0, -10.0]]])  # one group of two classes, almost one-hot before mixing
+    dist = CategoricalLatent(logits, unimix=0.01)
+    p = torch.sigmoid(torch.tensor(20.0))
+    torch.testing.assert_close(dist.probs[0, 0], torch.stack([0.99 * p + 0.005, 0.99 * (1 - p) + 0.005]))
+    uniform = CategoricalLatent(torch.zeros(1, 1, 2), unimix=0.01)
+    q = dist.probs[0, 0]
+    expected_kl = (q * (q / 0.5).log()).sum()
+    torch.testing.assert_close(dist.kl(uniform), expected_kl.reshape(1))
+    torch.testing.assert_close(uniform.kl(uniform), torch.zeros(1))
+    # straight-through: the sample is one-hot, and its gradient is that of the probabilities
+    logits = torch.randn(4, 3, 5, requires_grad=True)
+    sample = CategoricalLatent(logits).sample()
+    hard = sample.detach().round()
+    torch.testing.assert_close(sample.detach(), hard, atol=1e-6, rtol=0)
+    assert torch.equal(hard.sum(-1), torch.ones(4, 3)) and set(hard.unique().tolist()) <= {0.0, 1.0}
+    weights = torch.randn(4, 3, 5)
+    (sample * weights).sum().backward()
+    grad_st = logits.grad.clone()
+    logits.grad = None
+    (CategoricalLatent(logits).probs * weights).sum().backward()
+    torch.testing.assert_close(grad_st, logits.grad)
+
+
+def test_bernoulli_and_bounded_normal():
+    b = Bernoulli(torch.tensor([0.0, 2.0]))
+    torch.testing.assert_close(b.log_prob(torch.tensor([1.0, 0.0])), torch.tensor([math.log(0.5), math.log(1 - torch.sigmoid(torch.tensor(2.0)).item())]))
+    assert b.mode().tolist() == [0.0, 1.0]
+    n = BoundedNormal(torch.tensor([[0.5, -40.0]]), torch.tensor([[-1e4, 1e4]]))
+    torch.testing.assert_close(n.std, torch.tensor([[0.1, 1.0]]))
+    torch.testing.assert_close(n.mean, torch.tanh(torch.tensor([[0.5, -40.0]])))
+    value = torch.tensor([[0.2, -0.3]])
+    reference = torch.distributions.Normal(n.mean, n.std)
+    torch.testing.assert_close(n.log_prob(value), reference.log_prob(value).sum(-1))
+    torch.testing.assert_close(n.entropy(), reference.entropy().sum(-1))
+
+
+def test_mlp_shapes_and_zero_output():
+    mlp = MLP(7, 16, 2, out_dim=255, zero_output=True)
+    y = mlp(torch.randn(3, 4, 7))
+    assert y.shape == (3, 4, 255) and torch.equal(y, torch.zeros_like(y))
+    assert MLP(7, 16, 2).output_dim == 16
