@@ -31,7 +31,8 @@ def make_core(blocks: int, weight: list) -> sequence.SequenceCore:
 
 def test_single_step_by_hand_one_block():
     # One group: concat(x, h1, h2) (3,) -> (r1, r2, c1, c2, u1, u2).
-    core = make_core(1, [[[1.0, -1.0, 2.0, 0.0, 0.0, 3.0], [1.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]]])
+    x_row, h1_row, h2_row = [1.0, -1.0, 2.0, 0.0, 0.0, 3.0], [1.0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1.0]
+    core = make_core(1, [[x_row, h1_row, h2_row]])
     x, h = 1.0, [0.5, -0.5]
     z = [1.0 + 0.5, -1.0, 2.0, 0.0, 0.0, 3.0 - 0.5]  # x row + h1 * (h1 row) + h2 * (h2 row)
     n = layer_norm(z)

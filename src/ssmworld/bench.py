@@ -141,7 +141,9 @@ def bench_cores(settings: BenchSettings, json_path: str | None = None, console: 
 
     console = console or Console()
     plan = [(c, t, "parallel") for c in settings.cores for t in settings.lengths]
-    plan += [(c, settings.step_length, "step") for c in settings.cores if c != "gru"]  # gru's parallel IS a loop
+    # The step loop is compared for the SSM cores only: gru's parallel mode is itself a loop, and attention's step
+    # loop with gradients keeps every growing KV cache (O(T^2) memory).
+    plan += [(c, settings.step_length, "step") for c in settings.cores if c in SSM_CORES]
     results: list[dict[str, Any]] = []
     too_slow: set[str] = set()
     started = time.perf_counter()

@@ -68,7 +68,8 @@ class Block(nn.Module):
         mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """h: (B, T, W); pos: (B, T) positions of the new tokens; k_cache, v_cache: (B, S0, H, Dh);
-        mask: (B, 1, T, S0 + T) bool, True = may attend (None = plain causal, only when S0 == 0).
+        mask: (B, 1, T, S0 + T), bool (True = may attend) or additive float (0 / -inf); None = plain causal,
+        only when S0 == 0.
         Returns h: (B, T, W) and all keys, values: (B, S0 + T, H, Dh)."""
         batch, length, width = h.shape
         q, k, v = self.qkv(self.ln_attn(h)).view(batch, length, 3, self.n_heads, -1).unbind(2)
@@ -169,7 +170,9 @@ class AttentionCore(SequenceCore):
             dist = t[:, None] - key_time[None, :]  # (T, S0 + T) how far back each key is
             in_range = (dist >= 0) & (dist < window if window is not None else True)
             same_seg = key_seg[:, None, :] == seg[:, :, None]  # (B, T, S0 + T)
-            mask = (in_range & same_seg & key_ok[:, None, :]).unsqueeze(1)  # (B, 1, T, S0 + T)
+            allowed = (in_range & same_seg & key_ok[:, None, :]).unsqueeze(1)  # (B, 1, T, S0 + T)
+            # As an additive float mask built once: SDPA would otherwise convert (and save) a copy in every layer.
+            mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(~allowed, float("-inf"))
 
         h = self.in_proj(x)
         keys, values, lasts = [], [], []

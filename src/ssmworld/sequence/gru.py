@@ -54,7 +54,8 @@ class GRUCore(SequenceCore):
 
         # weight[g] maps concat(x, h_g) (input_dim + group_width) to the group's 3 * group_width gate units.
         bound = 1.0 / math.sqrt(input_dim + group_width)
-        self.weight = nn.Parameter(torch.empty(groups, input_dim + group_width, 3 * group_width).uniform_(-bound, bound))
+        weight = torch.empty(groups, input_dim + group_width, 3 * group_width).uniform_(-bound, bound)
+        self.weight = nn.Parameter(weight)
         self.norm_weight = nn.Parameter(torch.ones(groups, 3 * group_width))
         self.norm_bias = nn.Parameter(torch.zeros(groups, 3 * group_width))
         if config.initial == "learned":
@@ -68,18 +69,21 @@ class GRUCore(SequenceCore):
         out = x @ w_x.transpose(0, 1).reshape(self.input_dim, -1)  # one matmul for all groups (and all T)
         return out.unflatten(-1, (self.config.blocks, 3 * self.group_width))
 
-    def _cell(self, x_part: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        """One GRU update. x_part: (B, G, 3g) from ``_input_part``; hidden: (B, width). Returns (B, width)."""
-        batch = hidden.shape[0]
-        h = hidden.reshape(batch, self.config.blocks, self.group_width)  # (B, G, g)
-        w_h = self.weight[:, self.input_dim :]  # (G, g, 3g)
-        z = x_part + torch.einsum("bgi,gio->bgo", h, w_h)
-        z = F.layer_norm(z, (z.shape[-1],), eps=self.config.norm_eps) * self.norm_weight + self.norm_bias
+    def _cell(self, x_part: torch.Tensor, h: torch.Tensor, w_h: torch.Tensor) -> torch.Tensor:
+        """One GRU update, groups first so that the block linear is one batched matmul.
+        x_part: (G, B, 3g) from ``_input_part``; h: (G, B, g); w_h: (G, g, 3g). Returns the new h: (G, B, g)."""
+        z = torch.baddbmm(x_part, h, w_h)
+        z = F.layer_norm(z, (z.shape[-1],), eps=self.config.norm_eps)
+        z = z * self.norm_weight[:, None] + self.norm_bias[:, None]  # per-unit affine, (G, 1, 3g)
         r, c, u = z.chunk(3, dim=-1)  # split inside each group, as DreamerV3 does
         r = torch.sigmoid(r)
         c = torch.tanh(r * c)
         u = torch.sigmoid(u - 1.0)
-        return (u * c + (1.0 - u) * h).reshape(batch, -1)
+        return torch.lerp(h, c, u)  # u * c + (1 - u) * h
+
+    def _to_groups(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, width) -> (G, B, g)."""
+        return hidden.reshape(hidden.shape[0], self.config.blocks, self.group_width).transpose(0, 1)
 
     def _initial_hidden(self, batch_size: int) -> torch.Tensor:
         """(batch_size, width)."""
@@ -95,20 +99,28 @@ class GRUCore(SequenceCore):
     def _forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """x: (B, T, input_dim), reset: (B, T) bool -> y: (B, T, width), {"hidden": (B, width)}."""
         batch, length = x.shape[:2]
-        x_part = self._input_part(x)  # (B, T, G, 3g)
-        h0 = self._initial_hidden(batch)
-        h = state["hidden"]
-        reset = reset.unsqueeze(-1)  # (B, T, 1)
+        # Time first, then groups: each step reads one contiguous slice. unbind, not x_part[t]: the backward of T
+        # slices would build T full-size gradients (O(T^2) memory).
+        x_parts = self._input_part(x).permute(1, 2, 0, 3).contiguous().unbind(0)  # T x (G, B, 3g)
+        resets = reset.T[:, None, :, None].unbind(0)  # T x (1, B, 1)
+        any_reset = reset.any(0).tolist()  # skip the select (and its backward) on steps without a reset
+        w_h = self.weight[:, self.input_dim :]
+        h0 = self._to_groups(self._initial_hidden(batch))
+        h = self._to_groups(state["hidden"])
         ys = []
-        for t in range(length):
-            h = self._cell(x_part[:, t], torch.where(reset[:, t], h0, h))
+        for x_t, reset_t, any_t in zip(x_parts, resets, any_reset):
+            h = self._cell(x_t, torch.where(reset_t, h0, h) if any_t else h, w_h)
             ys.append(h)
-        y = torch.stack(ys, 1) if ys else x.new_zeros(batch, 0, self.output_dim)
-        return y, {"hidden": h}
+        if not ys:
+            return x.new_zeros(batch, 0, self.output_dim), state
+        y = torch.stack(ys, 0).permute(2, 0, 1, 3).reshape(batch, length, self.output_dim)  # (B, T, width)
+        return y, {"hidden": y[:, -1]}
 
     def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """x: (B, input_dim) -> y: (B, width), {"hidden": (B, width)}."""
-        h = self._cell(self._input_part(x), state["hidden"])
+        w_h = self.weight[:, self.input_dim :]
+        h = self._cell(self._input_part(x).transpose(0, 1), self._to_groups(state["hidden"]), w_h)
+        h = h.transpose(0, 1).reshape(x.shape[0], -1)
         return h, {"hidden": h}
 
     def features(self, state: State) -> torch.Tensor:
