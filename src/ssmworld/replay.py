@@ -1,0 +1,166 @@
+"""Replay: per-env-stream chunked storage of transitions and (B, T) sequence sampling.
+
+Each env stream writes its steps into fixed-size chunks (numpy arrays, images stay uint8). A chunk links to the
+previous chunk of its stream, so a sampled sequence of T <= chunk_length steps may cross a chunk boundary and episode
+boundaries (``is_first`` marks starts; it is forced True at index 0 because every training sequence starts from the
+core's initial state). Capacity is FIFO over whole chunks. Sealed chunks never change, so a checkpoint can write each
+chunk once (``save`` skips chunks already on disk) and ``load`` reads them one at a time (never two copies in memory).
+
+Samplers pick the *last* step of a sequence: ``uniform`` over all stored steps with enough history, ``recency``
+with probability decaying in the step's age (half-life ``recency_half_life`` steps).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Step = dict[str, np.ndarray]
+
+
+@dataclass
+class Chunk:
+    uid: int
+    stream: int
+    data: dict[str, np.ndarray]
+    length: int = 0  # filled steps
+    saved_length: int = -1  # steps in its file at the last save
+    prev: "Chunk | None" = field(default=None, repr=False)
+
+
+class ReplayBuffer:
+    def __init__(self, capacity: int, chunk_length: int = 256, sampler: str = "uniform",
+                 recency_half_life: float = 1e5, seed: int = 0):
+        if sampler not in ("uniform", "recency"):
+            raise ValueError(f"replay: unknown sampler {sampler!r}; available: uniform, recency")
+        if capacity < chunk_length:
+            raise ValueError(f"replay: capacity ({capacity}) must hold at least one chunk ({chunk_length} steps)")
+        self.capacity, self.chunk_length = capacity, chunk_length
+        self.sampler, self.half_life = sampler, recency_half_life
+        self.rng = np.random.default_rng(seed)
+        self.chunks: deque[Chunk] = deque()  # oldest first
+        self.current: dict[int, Chunk] = {}  # stream -> chunk being written
+        self.steps = 0  # stored steps
+        self.next_uid = 0
+
+    def __len__(self) -> int:
+        return self.steps
+
+    # ---- writing -------------------------------------------------------------------------------------------------
+    def add(self, step: Step, stream: int = 0) -> None:
+        """Append one transition of env ``stream``. step: dict of arrays (no batch dim), e.g. obs/..., action,
+        reward, is_first, is_last, is_terminal."""
+        chunk = self.current.get(stream)
+        if chunk is None or chunk.length == self.chunk_length:
+            chunk = self._new_chunk(stream, step, prev=chunk)
+        for key, value in step.items():
+            if key not in chunk.data:
+                raise KeyError(f"replay: step has key {key!r} the stream's first step did not have")
+            chunk.data[key][chunk.length] = value
+        chunk.length += 1
+        self.steps += 1
+        while self.steps > self.capacity:
+            self._evict()
+
+    def _new_chunk(self, stream: int, step: Step, prev: Chunk | None) -> Chunk:
+        data = {k: np.zeros((self.chunk_length, *np.shape(v)), dtype=np.asarray(v).dtype) for k, v in step.items()}
+        chunk = Chunk(self.next_uid, stream, data, prev=prev)
+        self.next_uid += 1
+        self.chunks.append(chunk)
+        self.current[stream] = chunk
+        return chunk
+
+    def _evict(self) -> None:
+        old = self.chunks.popleft()
+        self.steps -= old.length
+        for chunk in self.chunks:  # drop the link so the evicted arrays can be freed
+            if chunk.prev is old:
+                chunk.prev = None
+        if self.current.get(old.stream) is old:
+            del self.current[old.stream]
+
+    # ---- sampling ------------------------------------------------------------------------------------------------
+    def _history(self, chunk: Chunk, end: int) -> int:
+        """Steps available up to and including index ``end`` of ``chunk``, counting one previous chunk."""
+        return end + 1 + (chunk.prev.length if chunk.prev is not None else 0)
+
+    def sample(self, batch: int, length: int) -> dict[str, np.ndarray]:
+        """``batch`` sequences of ``length`` contiguous steps of one stream each: dict of (batch, length, ...)."""
+        if length > self.chunk_length:
+            raise ValueError(f"replay: sequence length {length} exceeds chunk_length {self.chunk_length}")
+        chunks = [c for c in self.chunks if c.length and self._history(c, c.length - 1) >= length]
+        if not chunks:
+            raise ValueError(f"replay: no stream has {length} steps yet ({self.steps} stored)")
+        sizes = np.array([c.length for c in chunks], dtype=np.float64)
+        if self.sampler == "recency":
+            ages = np.cumsum(sizes[::-1])[::-1] - sizes  # steps written after each chunk
+            weights = sizes * np.exp2(-ages / self.half_life)
+        else:
+            weights = sizes
+        out: dict[str, list[np.ndarray]] = {k: [] for k in chunks[0].data}
+        while len(out["is_first"]) < batch:
+            chunk = chunks[self.rng.choice(len(chunks), p=weights / weights.sum())]
+            end = self.rng.integers(chunk.length)
+            if self._history(chunk, end) < length:
+                continue  # too close to the start of its stream: draw again
+            for key, seq in self._window(chunk, end, length).items():
+                out[key].append(seq)
+        result = {k: np.stack(v) for k, v in out.items()}
+        result["is_first"][:, 0] = True
+        return result
+
+    @staticmethod
+    def _window(chunk: Chunk, end: int, length: int) -> dict[str, np.ndarray]:
+        start = end + 1 - length
+        if start >= 0:
+            return {k: v[start : end + 1] for k, v in chunk.data.items()}
+        prev = chunk.prev
+        return {k: np.concatenate([prev.data[k][prev.length + start : prev.length], v[: end + 1]])
+                for k, v in chunk.data.items()}
+
+    # ---- persistence ---------------------------------------------------------------------------------------------
+    def save(self, directory: str) -> None:
+        """Write chunks as directory/<uid>.npz. Chunks unchanged since their last save are not rewritten; files of evicted
+        chunks are removed. Each file is written to a temporary name and renamed, so a crash leaves no torn chunk."""
+        os.makedirs(directory, exist_ok=True)
+        live = {f"{c.uid}.npz" for c in self.chunks}
+        for name in os.listdir(directory):
+            if name.endswith(".npz") and name not in live:
+                os.remove(os.path.join(directory, name))
+        for chunk in self.chunks:
+            path = os.path.join(directory, f"{chunk.uid}.npz")
+            if os.path.exists(path) and chunk.saved_length == chunk.length:
+                continue
+            meta = np.array([chunk.uid, chunk.stream, chunk.length, chunk.prev.uid if chunk.prev else -1])
+            tmp = path + ".tmp"
+            with open(tmp, "wb") as f:
+                np.savez(f, __meta__=meta, **{k: v[: chunk.length] for k, v in chunk.data.items()})
+            os.replace(tmp, path)
+            chunk.saved_length = chunk.length
+
+    def load(self, directory: str) -> None:
+        """Replace the contents by the chunks saved in ``directory`` (read one at a time, oldest first)."""
+        self.chunks.clear()
+        self.current.clear()
+        self.steps = 0
+        by_uid: dict[int, Chunk] = {}
+        names = sorted((n for n in os.listdir(directory) if n.endswith(".npz")), key=lambda n: int(n.split(".")[0]))
+        for name in names:
+            with np.load(os.path.join(directory, name), allow_pickle=False) as f:
+                uid, stream, length, prev = (int(v) for v in f["__meta__"])
+                data = {}
+                for key in f.files:
+                    if key == "__meta__":
+                        continue
+                    stored = f[key]
+                    data[key] = np.zeros((self.chunk_length, *stored.shape[1:]), dtype=stored.dtype)
+                    data[key][:length] = stored
+            chunk = Chunk(uid, stream, data, length, saved_length=length, prev=by_uid.get(prev))
+            by_uid[uid] = chunk
+            self.chunks.append(chunk)
+            self.current[stream] = chunk
+            self.steps += length
+            self.next_uid = max(self.next_uid, uid + 1)

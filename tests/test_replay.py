@@ -1,0 +1,78 @@
+"""Replay sampling at chunk and episode boundaries, FIFO capacity, samplers and save/load."""
+
+import numpy as np
+import pytest
+
+from ssmworld.replay import ReplayBuffer
+
+
+def fill(buffer, n, stream=0, episode_length=5, offset=0):
+    for i in range(n):
+        buffer.add(dict(
+            index=np.int64(offset + i), image=np.full((2, 2), (offset + i) % 256, dtype=np.uint8),
+            is_first=np.bool_(i % episode_length == 0), reward=np.float32(i)), stream=stream)
+
+
+def test_sequences_are_contiguous_and_cross_chunk_and_episode_boundaries():
+    buffer = ReplayBuffer(capacity=1000, chunk_length=8, seed=0)
+    fill(buffer, 40)
+    batch = buffer.sample(200, 6)
+    assert batch["index"].shape == (200, 6) and batch["image"].dtype == np.uint8
+    assert (np.diff(batch["index"], axis=1) == 1).all()  # contiguous steps of one stream
+    starts = batch["index"][:, 0]
+    assert ((starts % 8) > 2).any()  # some sequences cross a chunk boundary (start late in a chunk)
+    assert batch["is_first"][:, 0].all()  # forced at index 0
+    # inside the sequence, is_first marks the real episode starts (every 5 steps)
+    np.testing.assert_array_equal(batch["is_first"][:, 1:], batch["index"][:, 1:] % 5 == 0)
+    assert batch["index"].max() == 39  # the newest step is reachable
+
+
+def test_streams_do_not_mix_and_short_streams_wait():
+    buffer = ReplayBuffer(capacity=1000, chunk_length=8, seed=1)
+    fill(buffer, 20, stream=0, offset=0)
+    fill(buffer, 3, stream=1, offset=1000)  # too short for length 4
+    batch = buffer.sample(100, 4)
+    assert (batch["index"] < 1000).all()
+    with pytest.raises(ValueError, match="no stream has 30 steps"):
+        ReplayBuffer(capacity=100, chunk_length=32).sample(1, 30)
+
+
+def test_fifo_capacity_evicts_oldest_chunks():
+    buffer = ReplayBuffer(capacity=16, chunk_length=8, seed=2)
+    fill(buffer, 30)
+    assert len(buffer) <= 16
+    batch = buffer.sample(100, 4)
+    assert batch["index"].min() >= 30 - 16 - 8  # nothing older than the retained chunks
+    assert batch["index"].max() == 29
+
+
+def test_recency_sampler_prefers_new_data():
+    uniform = ReplayBuffer(capacity=10_000, chunk_length=10, sampler="uniform", seed=3)
+    recent = ReplayBuffer(capacity=10_000, chunk_length=10, sampler="recency", recency_half_life=100, seed=3)
+    for buffer in (uniform, recent):
+        fill(buffer, 2000)
+    assert recent.sample(500, 4)["index"].mean() > uniform.sample(500, 4)["index"].mean() + 500
+    with pytest.raises(ValueError, match="available: uniform, recency"):
+        ReplayBuffer(100, 10, sampler="nosuch")
+
+
+def test_save_writes_sealed_chunks_once_and_load_restores(tmp_path):
+    buffer = ReplayBuffer(capacity=64, chunk_length=8, seed=4)
+    fill(buffer, 20)
+    buffer.save(str(tmp_path))
+    sealed = tmp_path / "0.npz"
+    mtime = sealed.stat().st_mtime_ns
+    fill(buffer, 10, offset=20)
+    buffer.save(str(tmp_path))
+    assert sealed.stat().st_mtime_ns == mtime  # sealed chunks are not rewritten
+    restored = ReplayBuffer(capacity=64, chunk_length=8, seed=4)
+    restored.load(str(tmp_path))
+    assert len(restored) == len(buffer) == 30
+    assert sorted(buffer.sample(1, 1)) == sorted(restored.sample(1, 1))
+    a, b = ReplayBuffer(64, 8, seed=9), ReplayBuffer(64, 8, seed=9)
+    a.load(str(tmp_path))
+    b.load(str(tmp_path))
+    np.testing.assert_array_equal(a.sample(50, 6)["index"], b.sample(50, 6)["index"])
+    assert (np.diff(restored.sample(50, 6)["index"], axis=1) == 1).all()  # chunk links restored
+    fill(restored, 40, offset=30)  # writing continues in the stream's last chunk
+    assert restored.sample(10, 6)["index"].max() >= 40
