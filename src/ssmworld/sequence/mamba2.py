@@ -7,10 +7,11 @@ Per layer (prenorm residual block r <- r + Mixer(RMSNorm(r))), the mixer is
     y_t = h_t C_t + D x_t;   out = out_proj(RMSNorm(y * SiLU(z)))
 
 Parallel mode is the chunked SSD algorithm: inside chunks of Q steps the outputs are a masked "attention" matmul
-(C_i . B_j times the decay from j to i); chunk-end states are passed between chunks with a linear scan; the state
-entering each chunk is read out by C. A reset at t (state entering t replaced by the initial state h0) is handled
-by (1) masking every decay that crosses it and (2) injecting h0 at the reset, decayed to each later step. Masks
-are applied to finite log-decays *before* exp, so no inf - inf or 0 * inf appears in forward or backward.
+(C_i . B_j times the decay from j to i); chunk-end states are passed between chunks with a small (chunks x chunks)
+decay matrix, as in mamba_ssm's SSD; the state entering each chunk is read out by C. A reset at t (state entering t
+replaced by the initial state h0) is handled by (1) masking every decay that crosses it and (2) injecting h0 at
+the reset, decayed to each later step. Masks are applied to finite log-decays *before* exp, so no inf - inf or
+0 * inf appears in forward or backward.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import SequenceCore, State
-from .scan import linear_scan
+
+# On CPU, parallel mode runs over time blocks whose largest temporaries hold about this many elements. glibc hands
+# buffers above 32 MB back to the OS when freed, so every large temporary is page-faulted in anew: at B=16, T=4096
+# that was half the run time. Blocks (a multiple of chunk_size; the state is passed exactly) avoid it.
+CPU_BLOCK_ELEMENTS = 2**22
 
 
 @dataclass
@@ -65,7 +70,9 @@ class Mamba2Config:
 
 
 # ---- the SSM scan: sequential reference, one step, and chunked SSD -----------------------------------------------
-def ssm_step(h, x, dt, A, B, C):
+def ssm_step(
+    h: torch.Tensor, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One step. h: (b, H, P, N); x: (b, H, P); dt: (b, H); A: (H,); B, C: (b, N).
     Returns y: (b, H, P) (without the D term) and the new h."""
     decay = torch.exp(dt * A)[:, :, None, None]
@@ -73,7 +80,10 @@ def ssm_step(h, x, dt, A, B, C):
     return torch.einsum("bhpn,bn->bhp", h, C), h
 
 
-def ssd_reference(x, dt, A, B, C, reset, state, h0=None):
+def ssd_reference(
+    x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+    reset: torch.Tensor, state: torch.Tensor, h0: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Plain sequential loop, the reference for ``ssd_chunked`` (same arguments and returns)."""
     h0 = torch.zeros_like(state[0]) if h0 is None else h0
     ys = []
@@ -86,10 +96,33 @@ def ssd_reference(x, dt, A, B, C, reset, state, h0=None):
 
 def _masked_exp(log: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """exp(log) where keep, else exactly 0. Masking the (finite) argument first keeps gradients NaN-free."""
-    return torch.exp(log.masked_fill(~keep, float("-inf")))
+    return log.masked_fill_(~keep, float("-inf")).exp_()  # in place: ``log`` must be a fresh temporary
 
 
-def ssd_chunked(x, dt, A, B, C, reset, state, h0=None, chunk_size: int = 64):
+class _DecayedScores(torch.autograd.Function):
+    """W[..., i, j] = exp(cum_i - cum_j) * S[i, j] where keep[i, j], else 0. Hand-written backward: autograd would
+    make five (b, H, n, Q, Q) temporaries (masking, negation, ...) where one suffices.
+    cum: (b, H, n, Q); S: (b, n, Q, Q) (shared by the heads); keep: (b, 1, n, Q, Q) bool -> W: (b, H, n, Q, Q)."""
+
+    @staticmethod
+    def forward(ctx, cum: torch.Tensor, S: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        decay = _masked_exp(cum[..., :, None] - cum[..., None, :], keep)
+        ctx.save_for_backward(decay, S)
+        return decay * S[:, None]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        decay, S = ctx.saved_tensors
+        grad = grad * decay
+        grad_S = grad.sum(1)
+        grad.mul_(S[:, None])  # now dL/d(cum_i - cum_j) = dL/dW * W
+        return grad.sum(-1) - grad.sum(-2), grad_S, None
+
+
+def ssd_chunked(
+    x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+    reset: torch.Tensor, state: torch.Tensor, h0: torch.Tensor | None = None, chunk_size: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Chunked SSD. x: (b, T, H, P); dt: (b, T, H) (after softplus); A: (H,) (negative); B, C: (b, T, N);
     reset: (b, T) bool; state: (b, H, P, N) entering t=0; h0: (H, P, N) initial state at resets (None = zeros).
     Returns y: (b, T, H, P) (without the D term) and the state after T-1: (b, H, P, N)."""
@@ -101,48 +134,80 @@ def ssd_chunked(x, dt, A, B, C, reset, state, h0=None, chunk_size: int = 64):
         x, dt, B, C = (F.pad(t, (0, 0) * (t.ndim - 2) + (0, pad)) for t in (x, dt, B, C))
         reset = torch.cat([reset, reset.new_zeros(b, pad)], 1)
     n = x.shape[1] // Q
-    x, B, C = x.reshape(b, n, Q, H, P), B.reshape(b, n, Q, N), C.reshape(b, n, Q, N)
-    reset = reset.reshape(b, n, Q)
+    B, C, reset = B.reshape(b, n, Q, N), C.reshape(b, n, Q, N), reset.reshape(b, n, Q)
+    dt = dt.reshape(b, n, Q, H).permute(0, 3, 1, 2).contiguous()  # (b, H, n, Q)
+    # dt first: the product is laid out like dt, i.e. contiguous (b, H, n, Q, P), as both matmuls below want it.
+    xdt = dt[..., None] * x.reshape(b, n, Q, H, P).permute(0, 3, 1, 2, 4)
 
-    log_a = (dt * A).reshape(b, n, Q, H).permute(0, 3, 1, 2)  # (b, H, n, Q) per-step log-decay, finite
+    log_a = dt * A[:, None, None]  # (b, H, n, Q) per-step log-decay, finite
     cum = log_a.cumsum(-1)  # inclusive, within the chunk
     seg = reset.cumsum(-1)  # (b, n, Q): steps i, j share a segment iff seg_i == seg_j
-    xdt = (x * dt.reshape(b, n, Q, H, 1)).permute(0, 3, 1, 2, 4)  # (b, H, n, Q, P)
 
     # 1. Intra-chunk "attention": y_i = sum_{j <= i, same segment} exp(cum_i - cum_j) (C_i . B_j) dt_j x_j.
     causal = torch.ones(Q, Q, dtype=torch.bool, device=x.device).tril()
     same = (seg[..., :, None] == seg[..., None, :]) & causal  # (b, n, Q, Q)
-    decay = _masked_exp(cum[..., :, None] - cum[..., None, :], same[:, None])  # (b, H, n, Q, Q)
-    scores = C @ B.transpose(-1, -2)  # (b, n, Q, Q)
-    y = (decay * scores[:, None]) @ xdt  # (b, H, n, Q, P)
+    y = _DecayedScores.apply(cum, C @ B.transpose(-1, -2), same[:, None]) @ xdt  # (b, H, n, Q, P)
 
     # 2. State at each chunk end from the chunk's own inputs (decays to the last step, not across resets).
     to_end = _masked_exp(cum[..., -1:] - cum, (seg == seg[..., -1:])[:, None])  # (b, H, n, Q)
-    states = (xdt * to_end[..., None]).transpose(-1, -2) @ B[:, None]  # (b, H, n, P, N)
+    states = xdt.transpose(-1, -2) @ (B[:, None] * to_end[..., None])  # (b, H, n, P, N)
 
     # 3. The learned initial state enters at each reset: decay from the last reset s <= i (inclusive) to i.
     if h0 is not None:
-        pos = torch.arange(Q, device=x.device)
-        last = torch.where(reset, pos, -1).cummax(-1).values  # (b, n, Q): last reset in the chunk, or -1
+        last = torch.where(reset, torch.arange(Q, device=x.device), -1).cummax(-1).values  # (b, n, Q), -1: none
         cum_before = (cum - log_a).gather(-1, last.clamp(min=0)[:, None].expand(b, H, n, Q))
         from_reset = _masked_exp(cum - cum_before, (last >= 0)[:, None])  # (b, H, n, Q)
-        y = y + from_reset[..., None] * (C[:, None] @ h0.transpose(-1, -2)[:, None])  # (b, H, n, Q, P)
         states = states + from_reset[..., -1, None, None] * h0[:, None]
 
-    # 4. Pass states between chunks: S_k = a_k S_{k-1} + states_k, a_k = chunk decay (0 if the chunk has a reset).
-    chunk_decay = torch.where(seg[:, None, :, -1] == 0, cum[..., -1].exp(), 0.0)  # (b, H, n)
-    a = chunk_decay.permute(0, 2, 1)[..., None, None].expand(b, n, H, P, N)
-    ends = linear_scan(a, states.transpose(1, 2), state)  # (b, n, H, P, N)
-    entering = torch.cat([state[:, None], ends[:, :-1]], 1).transpose(1, 2)  # (b, H, n, P, N)
+    # 4. Pass states between chunks: S_c = a_c S_{c-1} + states_c, a_c = chunk decay (0 if the chunk has a reset).
+    # Slot 0 is the incoming state, slot c+1 the end of chunk c; the decay from slot j to slot i is a small
+    # (n+1, n+1) matrix per (b, head), its log-sums taken as masked cumsums (no cancellation of large sums).
+    g = F.pad(cum[..., -1], (1, 0))  # (b, H, n+1) log-decay of each chunk
+    cr = F.pad((seg[..., -1] > 0).long(), (1, 0)).cumsum(-1)  # (b, n+1): chunks with a reset so far
+    keep = (cr[..., :, None] == cr[..., None, :]).tril()
+    span = g[..., :, None].expand(*g.shape, g.shape[-1]).tril(-1).cumsum(-2)  # [i, j] = sum of g over (j, i]
+    passing = _masked_exp(span, keep[:, None])  # (b, H, n+1, n+1)
+    ends = passing @ torch.cat([state[:, :, None], states], 2).flatten(-2)  # (b, H, n+1, P*N)
+    ends = ends.unflatten(-1, (P, N))
 
-    # 5. Read out the state entering each chunk, up to the chunk's first reset.
-    from_start = torch.where(seg[:, None] == 0, cum.exp(), 0.0)  # (b, H, n, Q)
-    y = y + from_start[..., None] * (C[:, None] @ entering.transpose(-1, -2))
+    # 5. Read out the state entering each chunk (up to the chunk's first reset) and h0 (after it), in one matmul.
+    read_c = C[:, None] * torch.where(seg[:, None] == 0, cum.exp(), 0.0)[..., None]  # (b, H, n, Q, N)
+    read_h = ends[:, :, :-1].transpose(-1, -2)  # (b, H, n, N, P): the state entering each chunk
+    if h0 is not None:
+        read_c = torch.cat([read_c, C[:, None] * from_reset[..., None]], -1)
+        read_h = torch.cat([read_h, h0.transpose(-1, -2)[:, None].expand(b, H, n, N, P)], -2)
+    k = read_c.shape[-1]
+    y.view(-1, Q, P).baddbmm_(read_c.reshape(-1, Q, k), read_h.reshape(-1, k, P))  # y += read_c @ read_h
     y = y.permute(0, 2, 3, 1, 4).reshape(b, n * Q, H, P)[:, :length]
-    return y, ends[:, -1]
+    return y, ends[:, :, -1]
 
 
 # ---- layers ------------------------------------------------------------------------------------------------------
+class _CausalConv(torch.autograd.Function):
+    """Depthwise conv over time, channels last: y_t = bias + sum_i weight_i * window_{t+i}.
+    window: (b, k-1+T, C); weight: (k, C); bias: (C,) -> y: (b, T, C). F.conv1d would need channels-first copies
+    both ways and its depthwise backward is slow on CPU; this is k multiply-adds each way."""
+
+    @staticmethod
+    def forward(ctx, window: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        k, length = weight.shape[0], window.shape[1] - weight.shape[0] + 1
+        y = torch.addcmul(bias, window[:, k - 1 :], weight[k - 1])
+        for i in range(k - 1):
+            y.addcmul_(window[:, i : i + length], weight[i])
+        ctx.save_for_backward(window, weight)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        window, weight = ctx.saved_tensors
+        k, length = weight.shape[0], grad.shape[1]
+        grad_window = torch.zeros_like(window)
+        for i in range(k):
+            grad_window[:, i : i + length].addcmul_(grad, weight[i])
+        grad_weight = torch.stack([(grad * window[:, i : i + length]).sum((0, 1)) for i in range(k)])
+        return grad_window, grad_weight, grad.sum((0, 1))
+
+
 class GatedRMSNorm(nn.Module):
     """RMSNorm(y * SiLU(z)) * weight (norm after gating, as mamba_ssm's norm_before_gate=False)."""
 
@@ -156,6 +221,8 @@ class GatedRMSNorm(nn.Module):
 
 
 class Mamba2Mixer(nn.Module):
+    """One Mamba-2 mixer (no norm, no residual): (b, T, width) -> (b, T, width)."""
+
     def __init__(self, cfg: Mamba2Config, kernel=None):
         super().__init__()
         self.cfg = cfg
@@ -177,8 +244,13 @@ class Mamba2Mixer(nn.Module):
             nn.init.kaiming_uniform_(self.out_proj.weight, a=math.sqrt(5))
             self.out_proj.weight /= math.sqrt(cfg.n_layers)
 
-    def _split(self, u: torch.Tensor):
-        return torch.split(self.in_proj(u), [self.d_inner, self.conv_dim, self.nheads], dim=-1)
+    def _split(self, u: torch.Tensor, fused: bool) -> tuple[torch.Tensor, ...]:
+        """in_proj(u) split into z, xBC, dt. Unfused (parallel mode): three products on row blocks of the weight,
+        so the outputs are contiguous and the backward does not concatenate their gradients."""
+        sizes = [self.d_inner, self.conv_dim, self.nheads]
+        if fused:
+            return torch.split(self.in_proj(u), sizes, dim=-1)
+        return tuple(F.linear(u, w) for w in torch.split(self.in_proj.weight, sizes))
 
     def _heads(self, xbc: torch.Tensor, dt: torch.Tensor):
         """xbc: (..., conv_dim) after conv + SiLU -> x (..., H, P), B, C (..., N); dt: (..., H) after softplus."""
@@ -186,40 +258,48 @@ class Mamba2Mixer(nn.Module):
         return x.unflatten(-1, (self.nheads, self.cfg.headdim)), B, C, F.softplus(dt + self.dt_bias)
 
     def _out(self, y: torch.Tensor, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        y = y + self.D[:, None] * x
+        y = torch.addcmul(y, x, self.D[:, None])
         return self.out_proj(self.norm(y.flatten(-2), z))
 
-    def forward(self, u, reset, conv_state, ssm_state, h0):
+    def forward(
+        self, u: torch.Tensor, reset: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor,
+        h0: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
         """u: (b, T, width); reset: (b, T); conv_state: (b, conv_dim, d_conv-1) (last pre-conv inputs);
         ssm_state: (b, H, P, N); h0: (H, P, N) or None. Returns out (b, T, width), conv_state, ssm_state."""
         k = self.cfg.d_conv
-        z, xbc, dt = self._split(u)
-        # Causal conv with resets: tap j (input j steps back) counts only if no reset in (t-j, t].
+        z, xbc, dt = self._split(u, fused=False)
         window = torch.cat([conv_state.transpose(1, 2), xbc], 1)  # (b, k-1+T, conv_dim)
-        resets = torch.cat([reset.new_zeros(reset.shape[0], k - 1), reset], 1).cumsum(1)  # (b, k-1+T)
-        length = u.shape[1]
-        weight = self.conv1d.weight[:, 0]  # (conv_dim, k); weight[:, k-1] multiplies the current input
-        conv = self.conv1d.bias + xbc * weight[:, k - 1]
-        for j in range(1, k):
-            keep = resets[:, k - 1 :] == resets[:, k - 1 - j : k - 1 - j + length]  # (b, T)
-            conv = conv + keep[..., None] * window[:, k - 1 - j : k - 1 - j + length] * weight[:, k - 1 - j]
+        weight = self.conv1d.weight[:, 0].T  # (k, conv_dim); weight[k-1] multiplies the current input
+        conv = _CausalConv.apply(window, weight, self.conv1d.bias)  # (b, T, conv_dim)
+        # Resets: the input at t-j must not reach output t if a reset lies in (t-j, t]. Resets are rare, so
+        # subtract those taps only at the few outputs concerned instead of masking every tap densely.
+        counts = torch.cat([reset.new_zeros(reset.shape[0], k - 1), reset], 1).cumsum(1)  # (b, k-1+T)
+        windows = counts.unfold(1, k, 1)  # (b, T, k): tap i reads padded position t+i, i = k-1 is t itself
+        dropped = windows != windows[..., -1:]
+        rows, times = dropped.any(-1).nonzero(as_tuple=True)
+        if rows.numel():
+            taps = window[rows[:, None], times[:, None] + torch.arange(k, device=u.device)]  # (m, k, conv_dim)
+            conv.index_put_((rows, times), -(taps * weight * dropped[rows, times][..., None]).sum(1), accumulate=True)
         # The next window: the last k-1 inputs, zeroed where a later reset cleared them.
         start = window.shape[1] - (k - 1)
-        tail = window[:, start:] * (resets[:, start:] == resets[:, -1:])[..., None]
+        tail = (window[:, start:] * (counts[:, start:] == counts[:, -1:])[..., None]).transpose(1, 2)
         x, B, C, dt = self._heads(F.silu(conv), dt)
         A = -torch.exp(self.A_log)
         if self.kernel is not None and x.is_cuda and (h0 is None or not bool(reset.any())):
             y, ssm_state = self.kernel(  # untested: no GPU here. seq_idx = segment id; h0 is zeros
                 x, dt, A, B[:, :, None], C[:, :, None], self.cfg.chunk_size,
-                initial_states=ssm_state, seq_idx=reset.cumsum(1).int(), return_final_states=True,
+                initial_states=ssm_state.contiguous(), seq_idx=reset.cumsum(1).int(), return_final_states=True,
             )  # fmt: skip
         else:
             y, ssm_state = ssd_chunked(x, dt, A, B, C, reset, ssm_state, h0, self.cfg.chunk_size)
-        return self._out(y, x, z), tail.transpose(1, 2), ssm_state
+        return self._out(y, x, z), tail, ssm_state
 
-    def step(self, u, conv_state, ssm_state):
+    def step(
+        self, u: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """u: (b, width); states as in ``forward``. Returns out (b, width) and the new states."""
-        z, xbc, dt = self._split(u)
+        z, xbc, dt = self._split(u, fused=True)
         window = torch.cat([conv_state, xbc[:, :, None]], -1)  # (b, conv_dim, d_conv): roll in the new input
         conv = (window * self.conv1d.weight[:, 0]).sum(-1) + self.conv1d.bias
         x, B, C, dt = self._heads(F.silu(conv), dt)
@@ -273,7 +353,22 @@ class Mamba2Core(SequenceCore):
             ssm = p.new_zeros(batch_size, *self.ssm_shape)
         return {"conv": conv, "ssm": ssm}
 
+    def _time_block(self, x: torch.Tensor) -> int:
+        """Steps per block of parallel mode (see CPU_BLOCK_ELEMENTS); the whole sequence on accelerators."""
+        if x.device.type != "cpu":
+            return x.shape[1]
+        chunk, mixer = self.cfg.chunk_size, self.mixers[0]
+        per_step = x.shape[0] * max(mixer.in_proj.out_features, mixer.nheads * chunk)
+        return chunk * max(1, round(CPU_BLOCK_ELEMENTS / (per_step * chunk)))
+
     def _forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        block, ys = self._time_block(x), []
+        for start in range(0, x.shape[1], block):
+            y, state = self._forward_block(x[:, start : start + block], reset[:, start : start + block], state)
+            ys.append(y)
+        return torch.cat(ys, 1) if len(ys) > 1 else ys[0], state
+
+    def _forward_block(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         r = self.input_proj(x)
         convs, ssms = [], []
         for i, (norm, mixer) in enumerate(zip(self.norms, self.mixers)):
