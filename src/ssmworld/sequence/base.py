@@ -138,3 +138,19 @@ def build_config(config_cls: type, name: str, cfg: dict[str, Any]) -> Any:
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for core {name!r}; valid options: {sorted(fields)}")
     return config_cls(**cfg)
+
+
+def prenorm_residual_stack(
+    x: torch.Tensor, input_proj: nn.Module, norms: nn.ModuleList, mixers: nn.ModuleList, final_norm: nn.Module,
+    run: Any,
+) -> tuple[torch.Tensor, State]:
+    """The Mamba residual stack, shared by both modes of both Mamba cores:
+    r = input_proj(x); for each layer i: r = r + out where (out, conv_i, ssm_i) = run(i, mixer_i, norm_i(r)).
+    x: (B, [T,] input_dim). Returns final_norm(r) and the state {"conv", "ssm"} stacked over layers (dim 1)."""
+    r, convs, ssms = input_proj(x), [], []
+    for i, (norm, mixer) in enumerate(zip(norms, mixers)):
+        out, conv, ssm = run(i, mixer, norm(r))
+        r = r + out
+        convs.append(conv)
+        ssms.append(ssm)
+    return final_norm(r), {"conv": torch.stack(convs, 1), "ssm": torch.stack(ssms, 1)}

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import SequenceCore, State
+from .base import SequenceCore, State, prenorm_residual_stack
 
 
 @dataclasses.dataclass
@@ -381,14 +381,7 @@ class MambaCore(SequenceCore):
         return self._layers(x, lambda i, mixer, u: mixer.step(u, conv[:, i], ssm[:, i]))
 
     def _layers(self, x: torch.Tensor, run: Callable) -> tuple[torch.Tensor, State]:
-        """The residual stack shared by both modes; run(i, mixer, normed input) -> (out, conv, ssm) of layer i."""
-        r, convs, ssms = self.input_proj(x), [], []
-        for i, (norm, mixer) in enumerate(zip(self.norms, self.mixers)):
-            out, conv, ssm = run(i, mixer, norm(r))
-            r = r + out
-            convs.append(conv)
-            ssms.append(ssm)
-        return self.norm_f(r), {"conv": torch.stack(convs, 1), "ssm": torch.stack(ssms, 1)}
+        return prenorm_residual_stack(x, self.input_proj, self.norms, self.mixers, self.norm_f, run)
 
     def features(self, state: State) -> torch.Tensor:
         return state["ssm"].flatten(1)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import SequenceCore, State
+from .base import SequenceCore, State, prenorm_residual_stack
 
 # On CPU, parallel mode runs over time blocks whose largest temporaries hold about this many elements. glibc hands
 # buffers above 32 MB back to the OS when freed, so every large temporary is page-faulted in anew: at B=16, T=4096
@@ -369,24 +369,18 @@ class Mamba2Core(SequenceCore):
         return torch.cat(ys, 1) if len(ys) > 1 else ys[0], state
 
     def _forward_block(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        r = self.input_proj(x)
-        convs, ssms = [], []
-        for i, (norm, mixer) in enumerate(zip(self.norms, self.mixers)):
-            out, conv, ssm = mixer(norm(r), reset, state["conv"][:, i], state["ssm"][:, i], self._h0(i))
-            r = r + out
-            convs.append(conv)
-            ssms.append(ssm)
-        return self.final_norm(r), {"conv": torch.stack(convs, 1), "ssm": torch.stack(ssms, 1)}
+        conv, ssm = state["conv"], state["ssm"]
+        return prenorm_residual_stack(
+            x, self.input_proj, self.norms, self.mixers, self.final_norm,
+            lambda i, mixer, u: mixer(u, reset, conv[:, i], ssm[:, i], self._h0(i)),
+        )
 
     def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        r = self.input_proj(x)
-        convs, ssms = [], []
-        for i, (norm, mixer) in enumerate(zip(self.norms, self.mixers)):
-            out, conv, ssm = mixer.step(norm(r), state["conv"][:, i], state["ssm"][:, i])
-            r = r + out
-            convs.append(conv)
-            ssms.append(ssm)
-        return self.final_norm(r), {"conv": torch.stack(convs, 1), "ssm": torch.stack(ssms, 1)}
+        conv, ssm = state["conv"], state["ssm"]
+        return prenorm_residual_stack(
+            x, self.input_proj, self.norms, self.mixers, self.final_norm,
+            lambda i, mixer, u: mixer.step(u, conv[:, i], ssm[:, i]),
+        )
 
     def features(self, state: State) -> torch.Tensor:
         return state["ssm"].flatten(1)

@@ -1,0 +1,44 @@
+"""The benchmark's target checks on hand-made numbers, and a tiny end-to-end run writing JSON."""
+
+import json
+import subprocess
+import sys
+
+from ssmworld.bench import BenchSettings, check_targets
+
+
+def row(core, length, seconds, peak, mode="parallel"):
+    return dict(core=core, length=length, mode=mode, median_s=seconds, peak_mb=peak)
+
+
+def test_check_targets_hand_computed():
+    settings = BenchSettings(cores=["s5", "mamba", "attention"], lengths=[256, 1024, 4096])
+    results = [
+        row("s5", 256, 1.0, 10), row("s5", 1024, 4.0, 40), row("s5", 4096, 24.0, 170), row("s5", 1024, 30.0, 0, "step"),
+        row("mamba", 1024, 4.0, 10), row("mamba", 4096, 16.0, 160),  # memory 16x for 4x tokens: quadratic
+        row("attention", 256, 1.0, 10), row("attention", 1024, 8.0, 100), row("attention", 4096, 64.0, 1600),
+    ]
+    checks = {(c["core"], c["target"].split(" ")[0]): c for c in check_targets(results, settings)}
+    assert checks[("s5", "step/parallel")]["value"] == 30.0 / 4.0 and checks[("s5", "step/parallel")]["ok"]
+    # time per token: (24/4096) / (1/256) = 1.5 -> within 2x
+    assert checks[("s5", "time/token")]["value"] == 1.5 and checks[("s5", "time/token")]["ok"]
+    assert checks[("s5", "peak")]["value"] == 170 / 40 and checks[("s5", "peak")]["ok"]
+    assert checks[("mamba", "peak")]["value"] == 16 and not checks[("mamba", "peak")]["ok"]
+    # attention: (64/4096) / (1/256) = 4 -> grows
+    assert checks[("attention", "time/token")]["value"] == 4.0 and checks[("attention", "time/token")]["ok"]
+
+
+def test_tiny_bench_run_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ssmworld", "bench", "cores", "--cores", "s5,gru", "--lengths", "8,16",
+         "--batch", "2", "--repeats", "2", "--json", str(out)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    runs = {(r["core"], r["length"], r["mode"]) for r in report["results"] if "median_s" in r}
+    assert runs == {("s5", 8, "parallel"), ("s5", 16, "parallel"), ("s5", 16, "step"), ("gru", 8, "parallel"),
+                    ("gru", 16, "parallel")}
+    assert all(len(r["times_s"]) == 2 for r in report["results"])
+    assert report["meta"]["settings"]["threads"] == 1
