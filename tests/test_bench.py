@@ -24,7 +24,7 @@ def test_check_targets_hand_computed():
     assert checks[("s5", "time/token")]["value"] == 1.5 and checks[("s5", "time/token")]["ok"]
     assert checks[("s5", "peak")]["value"] == 170 / 40 and checks[("s5", "peak")]["ok"]
     assert checks[("mamba", "peak")]["value"] == 16 and not checks[("mamba", "peak")]["ok"]
-    # attention: (64/4096) / (1/256) = 4 -> grows
+    # attention: (64/4096) / (1/256) = 4 -> grows (> 1.5)
     assert checks[("attention", "time/token")]["value"] == 4.0 and checks[("attention", "time/token")]["ok"]
 
 
