@@ -85,7 +85,10 @@ def _bench_cores(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .runtime import tune_cpu_allocator
+
     args = _parser().parse_args(argv)
+    tune_cpu_allocator()
     if args.command == "bench" and args.what == "cores":
         return _bench_cores(args)
     if args.command == "list" and args.what == "cores":
