@@ -1,0 +1,120 @@
+"""The world model of R2I / DreamerV3 over any sequence core.
+
+    e_t = encoder(o_t)                                   vectors: symlog -> MLP
+    z_t ~ q(z_t | e_t)                                   posterior from the observation only (non-recurrent, R2I)
+    u_t = Linear+LN+SiLU(z_{t-1}, a_{t-1})               both zeroed where is_first_t
+    h_t, x_t = core(u_t, reset=is_first_t)               parallel mode over the whole (B, T) batch
+    p(z_t | h_t), decoder(o_t | h_t, z_t), reward(r_t | h_t, z_t), continue(c_t | h_t, z_t)
+
+Loss = prediction + dyn * max(free, KL[sg(q) || p]) + rep * max(free, KL[q || sg(p)]), averaged over B and T.
+Batch conventions (replay): action[t] is taken after observing o_t; reward[t] arrives with o_t.
+Imagination (step mode from posterior states) arrives with the agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import sequence
+from .nn import MLP, Bernoulli, CategoricalLatent, TwoHot, dense_block, symlog
+
+
+@dataclass
+class WorldModelConfig:
+    core: str = "s5"
+    core_cfg: dict[str, Any] = field(default_factory=dict)
+    units: int = 256  # encoder, heads and the core's input width
+    encoder_layers: int = 2
+    head_layers: int = 2
+    latent_groups: int = 32
+    latent_classes: int = 32
+    unimix: float = 0.01
+    free_bits: float = 1.0
+    dyn_scale: float = 0.5
+    rep_scale: float = 0.1
+    decoder_scale: float = 1.0
+    reward_scale: float = 1.0
+    cont_scale: float = 1.0
+    reward_bins: int = 255
+
+
+def kl_balance(post_logits: torch.Tensor, prior_logits: torch.Tensor, latent: Any, dyn_scale: float,
+               rep_scale: float, free_bits: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dyn_scale * max(free, KL[sg(q) || p]) + rep_scale * max(free, KL[q || sg(p)]), per step.
+
+    post_logits, prior_logits: raw logits (...); ``latent`` turns logits into a CategoricalLatent. The KL is summed
+    over latents, then clipped (free bits per step). Returns (loss, KL_dyn, KL_rep), each (...)."""
+    dyn = latent(post_logits.detach()).kl(latent(prior_logits))  # trains the prior towards the posterior
+    rep = latent(post_logits).kl(latent(prior_logits.detach()))  # keeps the posterior predictable
+    return dyn_scale * dyn.clamp(min=free_bits) + rep_scale * rep.clamp(min=free_bits), dyn, rep
+
+
+class WorldModel(nn.Module):
+    def __init__(self, obs_dims: dict[str, int], action_dim: int, cfg: WorldModelConfig):
+        """obs_dims: vector observation sizes by key; action_dim: one-hot size (discrete) or action dims."""
+        super().__init__()
+        if not obs_dims:
+            raise ValueError("world model: needs at least one observation key")
+        self.cfg, self.obs_dims, self.action_dim = cfg, dict(obs_dims), action_dim
+        self.latent_dim = cfg.latent_groups * cfg.latent_classes
+        self.encoder = MLP(sum(obs_dims.values()), cfg.units, cfg.encoder_layers)
+        self.posterior = nn.Sequential(dense_block(self.encoder.output_dim, cfg.units),
+                                       nn.Linear(cfg.units, self.latent_dim))
+        self.core_input = dense_block(self.latent_dim + action_dim, cfg.units)
+        self.core = sequence.make(cfg.core, cfg.units, **cfg.core_cfg)
+        h_dim = self.core.output_dim
+        self.prior = nn.Sequential(dense_block(h_dim, cfg.units), nn.Linear(cfg.units, self.latent_dim))
+        feat = h_dim + self.latent_dim
+        self.decoder = nn.ModuleDict({k: MLP(feat, cfg.units, cfg.head_layers, d) for k, d in obs_dims.items()})
+        self.reward_head = MLP(feat, cfg.units, cfg.head_layers, cfg.reward_bins, zero_output=True)
+        self.cont_head = MLP(feat, cfg.units, cfg.head_layers, 1)
+
+    def latent(self, logits: torch.Tensor) -> CategoricalLatent:
+        """logits: (..., groups * classes) -> distribution over (..., groups, classes)."""
+        return CategoricalLatent(logits.unflatten(-1, (self.cfg.latent_groups, self.cfg.latent_classes)),
+                                 self.cfg.unimix)
+
+    def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """obs: {key: (..., dim)} -> posterior logits (..., groups * classes)."""
+        missing = set(self.obs_dims) - set(obs)
+        if missing:
+            raise KeyError(f"world model: observation keys {sorted(missing)} missing; expected {sorted(self.obs_dims)}")
+        x = torch.cat([symlog(obs[k].float()) for k in self.obs_dims], -1)
+        return self.posterior(self.encoder(x))
+
+    def observe(self, obs: dict[str, torch.Tensor], action: torch.Tensor, is_first: torch.Tensor,
+                state: sequence.State | None = None) -> dict[str, Any]:
+        """Posterior pass over a (B, T) batch in parallel mode.
+
+        obs: {key: (B, T, dim)}; action: (B, T, A), action[t] taken after o_t; is_first: (B, T) bool.
+        Returns h (B, T, H), z (B, T, G*C) sampled posterior, post/prior logits (B, T, G*C), final core state."""
+        post_logits = self.encode(obs)
+        z = self.latent(post_logits).sample().flatten(-2)  # (B, T, G*C), straight-through
+        keep = (~is_first.bool()).unsqueeze(-1).to(z.dtype)
+        prev_z = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], 1) * keep
+        prev_a = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1) * keep
+        h, final = self.core(self.core_input(torch.cat([prev_z, prev_a], -1)), is_first.bool(), state)
+        return dict(h=h, z=z, post_logits=post_logits, prior_logits=self.prior(h), state=final)
+
+    def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+        """batch: obs {key: (B, T, dim)}, action (B, T, A), reward (B, T), is_first (B, T), is_terminal (B, T).
+        Returns (scalar loss, metrics, the observe() outputs)."""
+        cfg = self.cfg
+        out = self.observe(batch["obs"], batch["action"], batch["is_first"])
+        feat = torch.cat([out["h"], out["z"]], -1)
+        decoder = sum(((head(feat) - symlog(batch["obs"][k].float())) ** 2).sum(-1)
+                      for k, head in self.decoder.items())
+        reward = -TwoHot(self.reward_head(feat)).log_prob(batch["reward"].float())
+        cont = -Bernoulli(self.cont_head(feat).squeeze(-1)).log_prob(1.0 - batch["is_terminal"].float())
+        kl_loss, dyn, rep = kl_balance(out["post_logits"], out["prior_logits"], self.latent, cfg.dyn_scale,
+                                       cfg.rep_scale, cfg.free_bits)
+        post, prior = self.latent(out["post_logits"]), self.latent(out["prior_logits"])
+        total = cfg.decoder_scale * decoder + cfg.reward_scale * reward + cfg.cont_scale * cont + kl_loss
+        metrics = {"loss_model": total.mean(), "loss_decoder": decoder.mean(), "loss_reward": reward.mean(),
+                   "loss_cont": cont.mean(), "kl_dyn": dyn.mean(), "kl_rep": rep.mean(),
+                   "prior_entropy": prior.entropy().mean(), "post_entropy": post.entropy().mean()}
+        return total.mean(), {k: v.detach() for k, v in metrics.items()}, out

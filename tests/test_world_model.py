@@ -1,0 +1,83 @@
+"""World model: KL balancing with free bits (hand-computed), and one full update for every core."""
+
+import math
+
+import pytest
+import torch
+
+from ssmworld.nn import CategoricalLatent
+from ssmworld.world_model import WorldModel, WorldModelConfig, kl_balance
+
+
+def latent(logits):
+    return CategoricalLatent(logits.unflatten(-1, (1, 2)), unimix=0.0)
+
+
+def test_kl_balance_hand_computed_with_free_bits():
+    post = torch.log(torch.tensor([[0.5, 0.5]])).requires_grad_()
+    prior = torch.log(torch.tensor([[0.25, 0.75]])).requires_grad_()
+    kl = 0.5 * math.log(2) + 0.5 * math.log(2 / 3)  # KL(q || p) = 0.5 ln(4/3) = 0.1438
+    loss, dyn, rep = kl_balance(post, prior, latent, 0.5, 0.1, free_bits=0.0)
+    assert dyn.item() == pytest.approx(kl) and rep.item() == pytest.approx(kl)
+    assert loss.item() == pytest.approx(0.6 * kl)
+    clipped, _, _ = kl_balance(post, prior, latent, 0.5, 0.1, free_bits=1.0)
+    assert clipped.item() == pytest.approx(0.6)  # below the free bits: constant, no gradient
+    # dyn trains only the prior, rep only the posterior
+    loss_dyn, _, _ = kl_balance(post, prior, latent, 1.0, 0.0, free_bits=0.0)
+    loss_dyn.sum().backward()
+    assert post.grad is None or post.grad.abs().sum() == 0
+    assert prior.grad.abs().sum() > 0
+    prior.grad = None
+    loss_rep, _, _ = kl_balance(post, prior, latent, 0.0, 1.0, free_bits=0.0)
+    loss_rep.sum().backward()
+    assert prior.grad is None or prior.grad.abs().sum() == 0
+    assert post.grad.abs().sum() > 0
+
+
+CORE_CFGS = {
+    "s5": dict(width=32, state_size=16, n_layers=2),
+    "mamba": dict(width=32, d_state=4, n_layers=1),
+    "mamba2": dict(width=32, headdim=16, d_state=8, n_layers=1, chunk_size=8),
+    "gru": dict(width=32, blocks=4),
+    "attention": dict(width=32, n_heads=2, n_layers=1),
+}
+
+
+def batch(B=3, T=12, A=4, continuous=False):
+    action = torch.rand(B, T, A) * 2 - 1 if continuous else torch.nn.functional.one_hot(
+        torch.randint(A, (B, T)), A).float()
+    is_first = torch.zeros(B, T, dtype=torch.bool)
+    is_first[:, 0] = True
+    is_first[1, 5] = True
+    return dict(obs={"vector": torch.randn(B, T, 5), "cue": torch.randint(0, 2, (B, T, 2)).float()},
+                action=action, reward=torch.randn(B, T), is_first=is_first,
+                is_terminal=torch.zeros(B, T, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+@pytest.mark.parametrize("core", CORE_CFGS)
+def test_one_update_for_every_core(core, continuous):
+    torch.manual_seed(0)
+    cfg = WorldModelConfig(core=core, core_cfg=CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4)
+    model = WorldModel({"vector": 5, "cue": 2}, action_dim=4, cfg=cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    data = batch(continuous=continuous)
+    loss, metrics, out = model.loss(data)
+    assert out["h"].shape == (3, 12, model.core.output_dim) and out["z"].shape == (3, 12, 16)
+    assert torch.isfinite(loss) and all(torch.isfinite(v) for v in metrics.values())
+    opt.zero_grad()
+    loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert all(g is not None for n, g in grads.items() if n.startswith(("core.", "prior.", "encoder."))), \
+        [n for n, g in grads.items() if g is None]
+    before = [p.detach().clone() for p in model.core.parameters()]
+    opt.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.core.parameters()))
+    loss2, _, _ = model.loss(data)
+    assert torch.isfinite(loss2)
+
+
+def test_missing_observation_key_is_named():
+    model = WorldModel({"vector": 5}, 2, WorldModelConfig(core="gru", core_cfg=dict(width=16, blocks=2), units=16))
+    with pytest.raises(KeyError, match="vector"):
+        model.encode({"image": torch.zeros(1, 1, 5)})
