@@ -1,0 +1,49 @@
+"""Environments by `suite:task` id, as gymnasium envs with dict observations.
+
+    builtin:recall/<delay>[/<n_cues>]   the dependency-free memory task (memory.py)
+    gym:<id>                            any registered gymnasium env with Box/Discrete spaces
+
+More suites (bsuite, popgym, atari, dmc, memorymaze, minigrid) arrive as optional extras.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gymnasium as gym
+
+from .gym_adapter import make_gym
+from .memory import RecallCue
+
+
+def _make_builtin(task: str) -> gym.Env:
+    name, *args = task.split("/")
+    if name != "recall":
+        raise ValueError(f"builtin:{task}: unknown task {name!r}; available: recall/<delay>[/<n_cues>]")
+    try:
+        numbers = [int(a) for a in args]
+    except ValueError:
+        raise ValueError(f"builtin:{task}: expected recall/<delay>[/<n_cues>] with integers") from None
+    if len(numbers) > 2:
+        raise ValueError(f"builtin:{task}: expected recall/<delay>[/<n_cues>]")
+    return RecallCue(*numbers)
+
+
+SUITES: dict[str, Callable[[str], gym.Env]] = {"builtin": _make_builtin, "gym": make_gym}
+
+
+def make(env_id: str, seed: int | None = None) -> gym.Env:
+    """Build the env for ``suite:task``; ``seed`` seeds its first reset and its action space."""
+    suite, sep, task = env_id.partition(":")
+    if not sep or not task:
+        raise ValueError(f"env id {env_id!r} must look like 'suite:task'; suites: {', '.join(sorted(SUITES))}")
+    if suite not in SUITES:
+        raise ValueError(f"unknown env suite {suite!r} in {env_id!r}; available: {', '.join(sorted(SUITES))}")
+    env = SUITES[suite](task)
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+    return env
+
+
+__all__ = ["SUITES", "RecallCue", "make"]

@@ -1,0 +1,49 @@
+"""A small dependency-free memory task: recall a cue after a delay.
+
+At t=0 the observation shows one of ``n_cues`` cues; then ``delay`` blank steps follow; at the last step a query
+flag is raised and the action must name the cue (+1 if right, -1 if wrong, 0 on every other step). An agent without
+memory scores 2/n_cues - 1 on average (0 for two cues); one that remembers scores +1.
+Observation: {"vector": (n_cues + 1,) float32} = cue one-hot (t=0 only) ++ query flag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+class RecallCue(gym.Env):
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, delay: int = 5, n_cues: int = 2):
+        if delay < 0 or n_cues < 2:
+            raise ValueError(f"memory task: need delay >= 0 and n_cues >= 2, got delay={delay}, n_cues={n_cues}")
+        self.delay, self.n_cues = delay, n_cues
+        self.observation_space = gym.spaces.Dict(
+            {"vector": gym.spaces.Box(0.0, 1.0, (n_cues + 1,), dtype=np.float32)})
+        self.action_space = gym.spaces.Discrete(n_cues)
+        self._cue, self._t = 0, 0
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        vector = np.zeros(self.n_cues + 1, dtype=np.float32)
+        if self._t == 0:
+            vector[self._cue] = 1.0
+        if self._t == self.delay + 1:
+            vector[-1] = 1.0
+        return {"vector": vector}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._cue, self._t = int(self.np_random.integers(self.n_cues)), 0
+        return self._obs(), {}
+
+    def step(self, action):
+        if not self.action_space.contains(int(action)):
+            raise ValueError(f"memory task: action must be in [0, {self.n_cues}), got {action!r}")
+        if self._t == self.delay + 1:  # the query step: answer
+            success = int(action) == self._cue
+            return self._obs(), 1.0 if success else -1.0, True, False, {"success": success}
+        self._t += 1
+        return self._obs(), 0.0, False, False, {}

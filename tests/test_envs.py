@@ -1,0 +1,53 @@
+"""Env registry, the built-in memory task, and the gymnasium adapter."""
+
+import numpy as np
+import pytest
+
+from ssmworld import envs
+
+
+def test_recall_task_rewards_and_observations():
+    env = envs.make("builtin:recall/3", seed=0)
+    obs, _ = env.reset(seed=1)
+    cue = int(obs["vector"][:2].argmax())
+    assert obs["vector"].shape == (3,) and obs["vector"][:2].sum() == 1 and obs["vector"][2] == 0
+    for t in range(4):  # three blank delay steps, then the query
+        assert t == 0 or obs["vector"].tolist() == [0, 0, 0]
+        obs, reward, terminated, truncated, _ = env.step(0)
+        assert reward == 0 and not terminated and not truncated
+    assert obs["vector"].tolist() == [0, 0, 1]  # the query: the cue is gone
+    obs, reward, terminated, truncated, info = env.step(cue)
+    assert reward == 1.0 and terminated and not truncated and info["success"]
+    env.reset()
+    for _ in range(4):
+        env.step(1)
+    wrong = 1 - int(env.unwrapped._cue)
+    _, reward, terminated, _, info = env.step(wrong)
+    assert reward == -1.0 and terminated and not info["success"]
+
+
+def test_recall_task_is_seeded():
+    cues = [[int(envs.make("builtin:recall/2", seed=s).reset(seed=s)[0]["vector"][:2].argmax()) for s in range(20)]
+            for _ in range(2)]
+    assert cues[0] == cues[1] and 0 < sum(cues[0]) < 20
+
+
+def test_gym_adapter_one_hot_and_vectors():
+    env = envs.make("gym:CartPole-v1", seed=0)
+    obs, _ = env.reset(seed=0)
+    assert set(obs) == {"vector"} and obs["vector"].dtype == np.float32 and obs["vector"].shape == (4,)
+    env = envs.make("gym:FrozenLake-v1", seed=0)
+    obs, _ = env.reset(seed=0)
+    assert obs["vector"].shape == (16,) and obs["vector"].sum() == 1.0
+
+
+@pytest.mark.parametrize("bad,message", [
+    ("nosuite:x", "unknown env suite 'nosuite'.*available: builtin, gym"),
+    ("recall", "must look like 'suite:task'"),
+    ("builtin:nosuch/3", "unknown task 'nosuch'"),
+    ("builtin:recall/x", "integers"),
+    ("gym:NoSuchEnv-v0", "gym:NoSuchEnv-v0"),
+])
+def test_bad_env_ids_give_one_clear_error(bad, message):
+    with pytest.raises(ValueError, match=message):
+        envs.make(bad)
