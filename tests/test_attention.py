@@ -7,6 +7,8 @@ import torch
 
 from ssmworld import sequence
 
+from .helpers import step_loop
+
 INPUT_DIM = 5
 
 
@@ -19,14 +21,6 @@ def build(seed: int = 0, **cfg) -> sequence.SequenceCore:
             if p.ndim == 2:
                 p.normal_(0, 0.3)
     return core
-
-
-def step_loop(core, x, reset, state):
-    ys = []
-    for t in range(x.shape[1]):
-        y, state = core.step(x[:, t], state, reset=reset[:, t])
-        ys.append(y)
-    return torch.stack(ys, 1), state
 
 
 @pytest.mark.parametrize("window", [None, 6])

@@ -7,6 +7,8 @@ import torch
 
 from ssmworld import sequence
 
+from .helpers import step_loop
+
 # Small sizes: every core, several layers, chunk sizes that T=257 crosses many times.
 CONFIGS = {
     "s5": dict(width=16, state_size=16, n_layers=2, output_dim=12, initial="learned"),
@@ -40,14 +42,6 @@ def random_resets(batch: int, length: int, generator: torch.Generator) -> torch.
     reset[1, 10:13] = True  # consecutive resets
     reset[2, length - 1] = True  # a reset at the last step
     return reset
-
-
-def step_loop(core, x, reset, state):
-    ys = []
-    for t in range(x.shape[1]):
-        y, state = core.step(x[:, t], state, reset=reset[:, t])
-        ys.append(y)
-    return torch.stack(ys, 1), state
 
 
 def nonzero_state(core, batch, generator, dtype=torch.float32):
