@@ -113,15 +113,18 @@ class SequenceCore(nn.Module):
         return (reset != 0).to(device)
 
     def _check_state(self, state: Any, batch: int) -> State:
-        expected = self.initial(1)
-        if not isinstance(state, dict) or set(state) != set(expected):
+        # Runs on every step: the key set is cached, and initial(1) is built only to word an error.
+        keys = self.__dict__.get("_state_keys")
+        if keys is None:
+            keys = self.__dict__["_state_keys"] = frozenset(self.initial(1))
+        if not isinstance(state, dict) or state.keys() != keys:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"{self.name}: state must be a dict with keys {sorted(expected)}, got {got}")
+            raise ValueError(f"{self.name}: state must be a dict with keys {sorted(keys)}, got {got}")
         for key, value in state.items():
             if value.shape[0] != batch:
+                shape = ", ".join(str(s) for s in self.initial(1)[key].shape[1:])
                 raise ValueError(
-                    f"{self.name}: state[{key!r}] has batch size {value.shape[0]}, expected {batch} (shape"
-                    f" (B, {', '.join(str(s) for s in expected[key].shape[1:])}))"
+                    f"{self.name}: state[{key!r}] has batch size {value.shape[0]}, expected {batch} (shape (B, {shape}))"
                 )
         return state
 
