@@ -38,3 +38,55 @@ def test_return_normalizer_hand_computed():
     small = ReturnNormalizer()
     assert small.update(torch.full((10,), 0.3)).item() == 1.0  # never scales returns up
     assert set(small.state_dict()) == {"ema_low", "ema_high"}
+
+
+def make_actor_critic(discrete=True, **cfg):
+    from ssmworld.behavior import ActorCritic, ActorCriticConfig
+
+    torch.manual_seed(0)
+    return ActorCritic(feat_dim=3, action_dim=2, discrete=discrete, cfg=ActorCriticConfig(units=16, layers=1, **cfg))
+
+
+def test_reinforce_moves_the_policy_towards_the_rewarded_action():
+    ac = make_actor_critic(entropy=0.0)
+    opt = torch.optim.Adam(ac.actor.parameters(), lr=1e-2)
+    feat = torch.ones(2, 256, 3)  # one state, horizon 1, 256 trajectories
+    for _ in range(30):
+        action = ac.policy(feat[0]).sample()
+        reward = action[None, :, 0].clone()  # action 0 pays 1, action 1 pays 0
+        actor_loss, _, _ = ac.loss(feat, action[None], reward, torch.ones(1, 256))
+        opt.zero_grad()
+        actor_loss.backward()
+        opt.step()
+    assert ac.policy(feat[0, :1]).probs[0, 0] > 0.9
+
+
+def test_trajectory_weights_and_slow_critic_ema():
+    ac = make_actor_critic()
+    # weight w_t = start * prod_{k<t} gamma c_k: a terminal transition at t=0 zeroes the later steps' losses
+    feat = torch.randn(4, 5, 3)
+    action = torch.nn.functional.one_hot(torch.randint(2, (3, 5)), 2).float()
+    cont = torch.ones(3, 5)
+    cont[0] = 0.0
+    actor_loss, _, _ = ac.loss(feat, action, torch.zeros(3, 5), cont)
+    ac_masked = make_actor_critic()
+    only_first, _, _ = ac_masked.loss(feat[:2], action[:1], torch.zeros(1, 5), cont[:1])
+    assert actor_loss.item() == pytest.approx(only_first.item() / 3, rel=1e-5)  # later steps weigh 0 (mean over H=3)
+    with torch.no_grad():
+        for p in ac.critic.parameters():
+            p.fill_(1.0)
+        for p in ac.slow_critic.parameters():
+            p.fill_(0.0)
+    ac.update_slow_critic()
+    assert all(torch.allclose(p, torch.full_like(p, 0.02)) for p in ac.slow_critic.parameters())
+
+
+def test_continuous_actor_backpropagates_through_the_return():
+    ac = make_actor_critic(discrete=False, entropy=0.0)
+    feat = torch.randn(2, 8, 3)
+    action = ac.policy(feat[0]).sample()  # (8, 2), reparameterised
+    reward = -(action - 0.5).square().sum(-1)[None]  # differentiable "dynamics": best action is 0.5
+    actor_loss, critic_loss, metrics = ac.loss(feat, action[None], reward, torch.ones(1, 8))
+    actor_loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in ac.actor.parameters())
+    assert torch.isfinite(critic_loss) and set(metrics) >= {"loss_actor", "loss_critic", "return_scale"}

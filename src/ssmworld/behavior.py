@@ -1,12 +1,19 @@
 """Actor-critic learning in imagination (DreamerV3 / R2I): lambda returns and return normalisation.
 
-The ActorCritic module itself arrives with the agent; these pieces are used by it and tested on their own.
+Imagination itself (rolling the world model forward) lives with the world model; this module only learns from the
+imagined trajectories it is given.
 """
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .nn import MLP, BoundedNormal, TwoHot
 
 
 def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float,
@@ -49,3 +56,100 @@ class ReturnNormalizer(nn.Module):
 
     def scale(self) -> torch.Tensor:
         return torch.clamp(self.ema_high - self.ema_low, min=self.limit)
+
+
+@dataclass
+class ActorCriticConfig:
+    units: int = 256
+    layers: int = 2
+    gamma: float = 1 - 1 / 333
+    lam: float = 0.95
+    entropy: float = 3e-4
+    unimix: float = 0.01  # discrete actions
+    min_std: float = 0.1  # continuous actions
+    max_std: float = 1.0
+    slow_critic_fraction: float = 0.02  # EMA step of the slow critic after every update
+    slow_critic_reg: float = 1.0  # weight of the pull towards the slow critic's prediction
+
+
+class ActorCritic(nn.Module):
+    """Actor and two-hot critic (+ slow critic) trained on imagined trajectories.
+
+    Trajectory convention: states s_0 .. s_H as features (H+1, N, F); a_t ~ pi(s_t) for t < H: (H, N, A); reward and
+    continue of the transition s_t -> s_{t+1}: (H, N). Discrete actions are one-hot and trained with REINFORCE;
+    continuous actions with the gradient of the return through the (differentiable) imagined dynamics."""
+
+    def __init__(self, feat_dim: int, action_dim: int, discrete: bool, cfg: ActorCriticConfig):
+        super().__init__()
+        self.cfg, self.discrete, self.action_dim = cfg, discrete, action_dim
+        self.actor = MLP(feat_dim, cfg.units, cfg.layers, action_dim if discrete else 2 * action_dim)
+        self.critic = MLP(feat_dim, cfg.units, cfg.layers, 255, zero_output=True)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.normalizer = ReturnNormalizer()
+
+    def policy(self, feat: torch.Tensor) -> OneHotPolicy | BoundedNormal:
+        """feat: (..., F) -> action distribution over (..., A)."""
+        out = self.actor(feat)
+        if self.discrete:
+            return OneHotPolicy(out, self.cfg.unimix)
+        mean, std = out.chunk(2, -1)
+        return BoundedNormal(mean, std, self.cfg.min_std, self.cfg.max_std)
+
+    def value(self, feat: torch.Tensor, slow: bool = False) -> torch.Tensor:
+        return TwoHot((self.slow_critic if slow else self.critic)(feat)).mean
+
+    def loss(self, feat: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, cont: torch.Tensor,
+             start_cont: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """feat (H+1, N, F), action (H, N, A), reward and cont (H, N), start_cont (N,) = 1 - is_terminal of s_0.
+        Returns (actor loss, critic loss, metrics). For continuous actions feat, reward and cont must carry gradients
+        from the imagined dynamics back to the actions."""
+        cfg = self.cfg
+        value = self.value(feat)  # (H+1, N), online critic
+        returns = lambda_returns(reward, cont, value, cfg.gamma, cfg.lam)  # (H, N)
+        start = torch.ones_like(cont[:1]) if start_cont is None else start_cont[None]
+        # (H, N): w_0 = start_cont, w_t = w_{t-1} * gamma * c_{t-1}: the discounted chance that s_t is reached
+        weight = torch.cumprod(torch.cat([start, cfg.gamma * cont[:-1]], 0), 0).detach()
+        scale = self.normalizer.update(returns)
+        policy = self.policy(feat[:-1].detach())
+        if self.discrete:
+            advantage = ((returns - value[:-1]) / scale).detach()
+            objective = policy.log_prob(action.detach()) * advantage
+        else:
+            objective = returns / scale
+        actor_loss = -(weight * (objective + cfg.entropy * policy.entropy())).mean()
+        critic_dist = TwoHot(self.critic(feat[:-1].detach()))
+        slow_target = self.value(feat[:-1].detach(), slow=True)
+        critic_loss = -(weight * (critic_dist.log_prob(returns.detach())
+                                  + cfg.slow_critic_reg * critic_dist.log_prob(slow_target))).mean()
+        metrics = {"loss_actor": actor_loss.detach(), "loss_critic": critic_loss.detach(),
+                   "return_mean": returns.mean().detach(), "return_scale": scale,
+                   "policy_entropy": policy.entropy().mean().detach()}
+        return actor_loss, critic_loss, metrics
+
+    @torch.no_grad()
+    def update_slow_critic(self) -> None:
+        """slow <- (1 - f) slow + f critic."""
+        for slow, online in zip(self.slow_critic.parameters(), self.critic.parameters()):
+            slow.lerp_(online, self.cfg.slow_critic_fraction)
+
+
+class OneHotPolicy:
+    """Categorical over one-hot actions with a uniform mix. logits: (..., A)."""
+
+    def __init__(self, logits: torch.Tensor, unimix: float):
+        probs = logits.softmax(-1)
+        self.probs = (1 - unimix) * probs + unimix / probs.shape[-1]
+        self.log_probs = self.probs.log()
+
+    def sample(self) -> torch.Tensor:
+        index = torch.multinomial(self.probs.reshape(-1, self.probs.shape[-1]), 1).reshape(self.probs.shape[:-1])
+        return F.one_hot(index, self.probs.shape[-1]).to(self.probs.dtype)
+
+    def mode(self) -> torch.Tensor:
+        return F.one_hot(self.probs.argmax(-1), self.probs.shape[-1]).to(self.probs.dtype)
+
+    def log_prob(self, onehot: torch.Tensor) -> torch.Tensor:
+        return (onehot * self.log_probs).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return -(self.probs * self.log_probs).sum(-1)
