@@ -13,7 +13,9 @@ from .helpers import step_loop
 CONFIGS = {
     "s5": dict(width=16, state_size=16, n_layers=2, output_dim=12, initial="learned"),
     "s5_zoh": dict(width=16, state_size=16, n_layers=2, discretization="zoh", initial="learned", chunk=16),
-    "mamba": dict(width=16, d_state=4, n_layers=2, initial="learned", chunk=32),
+    "mamba": dict(width=16, d_state=4, n_layers=2, initial="learned", chunk=32, cpu_kernel="off"),
+    # the fused C++ scan where it builds (d_state 8: its vectorised float path), else the torch path again
+    "mamba_kernel": dict(width=16, d_state=8, n_layers=2, initial="learned", chunk=32, cpu_kernel="auto"),
     "mamba2": dict(width=32, headdim=16, d_state=8, n_layers=2, chunk_size=16, initial="learned"),
     "gru": dict(width=32, blocks=4, initial="learned"),
     "attention": dict(width=32, n_heads=4, n_layers=2),
@@ -160,3 +162,28 @@ def test_make_rejects_unknown_core_and_option():
         sequence.make("nosuch", 4)
     with pytest.raises(ValueError, match="unknown option.*'nosuch_option'"):
         sequence.make("gru", 4, nosuch_option=1)
+
+
+@pytest.mark.parametrize("key", [k for k in CONFIGS if core_name(k) != "attention"])
+def test_forward_states_match_the_step_loop(key):
+    core = build(key)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 19, INPUT_DIM, generator=g)
+    reset = random_resets(3, 19, g)[1:]
+    with torch.no_grad():
+        state0 = nonzero_state(core, 2, g)
+        y, states = core.forward_states(x, reset, state0)
+        y_par, final = core(x, reset, state0)
+        state = state0
+        for t in range(19):
+            _, state = core.step(x[:, t], state, reset=reset[:, t])
+            for k in state:
+                torch.testing.assert_close(states[k][:, t], state[k], atol=1e-4, rtol=0, msg=lambda m: f"{k}, t={t}: {m}")
+    torch.testing.assert_close(y, y_par, atol=1e-5, rtol=0)
+    assert_states_close({k: v[:, -1] for k, v in states.items()}, final, atol=1e-5)
+
+
+def test_attention_has_no_per_step_states():
+    core = build("attention")
+    with pytest.raises(NotImplementedError, match="context"):
+        core.forward_states(torch.randn(1, 3, INPUT_DIM))

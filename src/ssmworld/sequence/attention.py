@@ -194,6 +194,11 @@ class AttentionCore(SequenceCore):
         }
         return self.ln_final(h), new_state
 
+    def _forward_states(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        raise NotImplementedError(
+            "attention: per-step states would be KV caches of every length; start imagination from a re-encoded real"
+            " context instead (Drama's approach)")
+
     def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """x: (B, input_dim) -> y: (B, width) and the state with one more slot (at most ``window``)."""
         batch, cached, window = x.shape[0], state["k"].shape[2], self.config.window

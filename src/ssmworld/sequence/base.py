@@ -60,13 +60,34 @@ class SequenceCore(nn.Module):
         """Parallel mode. x: (B, T, input_dim); reset: (B, T), True where an episode starts (None = no resets);
         state: the state entering step 0 (None = ``initial``). Returns y: (B, T, output_dim) and the state after
         step T-1."""
+        return self._forward(*self._prepare(x, reset, state))
+
+    def forward_states(
+        self, x: torch.Tensor, reset: torch.Tensor | None = None, state: State | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """Like ``forward``, but returns the state after *every* step: {key: (B, T, ...)}, where [:, t] is the state
+        ``step`` would carry out of step t (R2I starts imagination from these). The generic version is the step loop;
+        cores with a cheaper route override ``_forward_states``."""
+        return self._forward_states(*self._prepare(x, reset, state))
+
+    def _forward_states(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        ys, states = [], []
+        for t in range(x.shape[1]):
+            if bool(reset[:, t].any()):
+                state = self.reset(state, reset[:, t])
+            y, state = self._step(x[:, t], state)
+            ys.append(y)
+            states.append(state)
+        return torch.stack(ys, 1), {key: torch.stack([s[key] for s in states], 1) for key in states[0]}
+
+    def _prepare(self, x: Any, reset: Any, state: Any) -> tuple[torch.Tensor, torch.Tensor, State]:
         x = self._check_x(x, ndim=3)
         batch, length = x.shape[:2]
         if reset is None:
             reset = torch.zeros(batch, length, dtype=torch.bool, device=x.device)
         reset = self._check_reset(reset, batch, length, x.device)
         state = self.initial(batch) if state is None else self._check_state(state, batch)
-        return self._forward(x, reset, state)
+        return x, reset, state
 
     def step(
         self, x: torch.Tensor, state: State | None = None, reset: torch.Tensor | None = None

@@ -116,6 +116,10 @@ class GRUCore(SequenceCore):
         y = torch.stack(ys, 0).permute(2, 0, 1, 3).reshape(batch, length, self.output_dim)  # (B, T, width)
         return y, {"hidden": y[:, -1]}
 
+    def _forward_states(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        y, _ = self._forward(x, reset, state)
+        return y, {"hidden": y}  # the output is the hidden state
+
     def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """x: (B, input_dim) -> y: (B, width), {"hidden": (B, width)}."""
         w_h = self.weight[:, self.input_dim :]

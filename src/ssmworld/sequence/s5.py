@@ -165,16 +165,25 @@ class S5Core(SequenceCore):
     def features(self, state: State) -> torch.Tensor:
         return state["ssm"].flatten(1)
 
-    def _forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def _run(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Parallel mode: y (B, T, output_dim) and each layer's states (B, T, P) complex."""
         u = self.input_proj(x)
         x0 = torch.view_as_complex(state["ssm"].contiguous())  # (B, L, P)
         init = torch.view_as_complex(self.initial(x.shape[0])["ssm"].contiguous())
-        finals = []
+        per_layer = []
         for i, layer in enumerate(self.layers):
             u, xs = layer(u, reset, x0[:, i], init[:, i])
-            finals.append(xs[:, -1])
-        final = torch.view_as_real(torch.stack(finals, 1))
-        return F.silu(self.output_proj(u)), {"ssm": final}
+            per_layer.append(xs)
+        return F.silu(self.output_proj(u)), per_layer
+
+    def _forward(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        y, per_layer = self._run(x, reset, state)
+        return y, {"ssm": torch.view_as_real(torch.stack([xs[:, -1] for xs in per_layer], 1))}
+
+    def _forward_states(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """The scan yields every step's state anyway: {"ssm": (B, T, n_layers, P, 2)}."""
+        y, per_layer = self._run(x, reset, state)
+        return y, {"ssm": torch.view_as_real(torch.stack(per_layer, 2))}
 
     def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         u = self.input_proj(x)
