@@ -81,3 +81,25 @@ def test_missing_observation_key_is_named():
     model = WorldModel({"vector": 5}, 2, WorldModelConfig(core="gru", core_cfg=dict(width=16, blocks=2), units=16))
     with pytest.raises(KeyError, match="vector"):
         model.encode({"image": torch.zeros(1, 1, 5)})
+
+
+@pytest.mark.parametrize("core", ["s5", "gru", "mamba2"])
+def test_imagination_first_step_matches_the_training_pass(core):
+    """From the posterior state at t, imagining the replayed action a_t gives the h_{t+1} of the parallel pass."""
+    torch.manual_seed(1)
+    cfg = WorldModelConfig(core=core, core_cfg=CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4)
+    model = WorldModel({"vector": 5, "cue": 2}, action_dim=4, cfg=cfg)
+    data = batch()
+    with torch.no_grad():
+        out = model.observe(data["obs"], data["action"], data["is_first"], all_states=True)
+        B, T = data["is_first"].shape
+        flat = {k: v.flatten(0, 1) for k, v in out["state"].items()}  # B*T starts
+        actions = data["action"].flatten(0, 1)
+        imagined = model.imagine(out["h"].flatten(0, 1), out["z"].flatten(0, 1), flat, lambda s: actions, horizon=3)
+    assert imagined["h"].shape == (4, B * T, model.core.output_dim) and imagined["action"].shape == (3, B * T, 4)
+    assert imagined["reward"].shape == imagined["cont"].shape == (3, B * T)
+    assert imagined["x"].shape == (4, B * T, model.core.state_features_dim)
+    next_h = imagined["h"][1].unflatten(0, (B, T))[:, :-1]  # from s_t with a_t
+    expected = out["h"][:, 1:]
+    valid = ~data["is_first"][:, 1:]  # the training pass resets where an episode starts
+    torch.testing.assert_close(next_h[valid], expected[valid], atol=1e-4, rtol=0)

@@ -8,13 +8,13 @@
 
 Loss = prediction + dyn * max(free, KL[sg(q) || p]) + rep * max(free, KL[q || sg(p)]), averaged over B and T.
 Batch conventions (replay): action[t] is taken after observing o_t; reward[t] arrives with o_t.
-Imagination (step mode from posterior states) arrives with the agent.
+Imagination rolls the same core forward in step mode from posterior states (R2I: from every step of the batch).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -87,18 +87,42 @@ class WorldModel(nn.Module):
         return self.posterior(self.encoder(x))
 
     def observe(self, obs: dict[str, torch.Tensor], action: torch.Tensor, is_first: torch.Tensor,
-                state: sequence.State | None = None) -> dict[str, Any]:
+                state: sequence.State | None = None, all_states: bool = False) -> dict[str, Any]:
         """Posterior pass over a (B, T) batch in parallel mode.
 
         obs: {key: (B, T, dim)}; action: (B, T, A), action[t] taken after o_t; is_first: (B, T) bool.
-        Returns h (B, T, H), z (B, T, G*C) sampled posterior, post/prior logits (B, T, G*C), final core state."""
+        Returns h (B, T, H), z (B, T, G*C) sampled posterior, post/prior logits (B, T, G*C) and the final core state,
+        or with ``all_states`` the core state after every step {key: (B, T, ...)} (imagination starts)."""
         post_logits = self.encode(obs)
         z = self.latent(post_logits).sample().flatten(-2)  # (B, T, G*C), straight-through
         keep = (~is_first.bool()).unsqueeze(-1).to(z.dtype)
         prev_z = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], 1) * keep
         prev_a = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1) * keep
-        h, final = self.core(self.core_input(torch.cat([prev_z, prev_a], -1)), is_first.bool(), state)
-        return dict(h=h, z=z, post_logits=post_logits, prior_logits=self.prior(h), state=final)
+        run = self.core.forward_states if all_states else self.core
+        h, core_state = run(self.core_input(torch.cat([prev_z, prev_a], -1)), is_first.bool(), state)
+        return dict(h=h, z=z, post_logits=post_logits, prior_logits=self.prior(h), state=core_state)
+
+    def imagine(self, h: torch.Tensor, z: torch.Tensor, state: sequence.State,
+                policy: Callable[[dict[str, torch.Tensor]], torch.Tensor], horizon: int) -> dict[str, torch.Tensor]:
+        """Roll the model forward in the core's step mode from N start states, choosing actions with ``policy``.
+
+        h: (N, H), z: (N, G*C), state: core state with batch N (e.g. flattened ``observe(all_states=True)`` outputs).
+        policy({"h", "z", "x"}) -> action (N, A), where x = core.features(state).
+        Returns h (K+1, N, H), z (K+1, N, G*C), x (K+1, N, X) for the states s_0..s_K, action (K, N, A), and the
+        predicted reward and continue flag (K, N) of each transition s_k -> s_{k+1}."""
+        hs, zs, xs, actions = [h], [z], [self.core.features(state)], []
+        for _ in range(horizon):
+            action = policy({"h": hs[-1], "z": zs[-1], "x": xs[-1]})
+            h, state = self.core.step(self.core_input(torch.cat([zs[-1], action], -1)), state)
+            hs.append(h)
+            zs.append(self.latent(self.prior(h)).sample().flatten(-2))
+            xs.append(self.core.features(state))
+            actions.append(action)
+        out = dict(h=torch.stack(hs), z=torch.stack(zs), x=torch.stack(xs), action=torch.stack(actions))
+        feat = torch.cat([out["h"][1:], out["z"][1:]], -1)
+        out["reward"] = TwoHot(self.reward_head(feat)).mean
+        out["cont"] = Bernoulli(self.cont_head(feat).squeeze(-1)).mode()
+        return out
 
     def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         """batch: obs {key: (B, T, dim)}, action (B, T, A), reward (B, T), is_first (B, T), is_terminal (B, T).
