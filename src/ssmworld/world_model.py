@@ -124,11 +124,12 @@ class WorldModel(nn.Module):
         out["cont"] = Bernoulli(self.cont_head(feat).squeeze(-1)).mode()
         return out
 
-    def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+    def loss(self, batch: dict[str, Any], all_states: bool = False
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         """batch: obs {key: (B, T, dim)}, action (B, T, A), reward (B, T), is_first (B, T), is_terminal (B, T).
-        Returns (scalar loss, metrics, the observe() outputs)."""
+        Returns (scalar loss, metrics, the observe() outputs; ``all_states`` as in observe)."""
         cfg = self.cfg
-        out = self.observe(batch["obs"], batch["action"], batch["is_first"])
+        out = self.observe(batch["obs"], batch["action"], batch["is_first"], all_states=all_states)
         feat = torch.cat([out["h"], out["z"]], -1)
         decoder = sum(((head(feat) - symlog(batch["obs"][k].float())) ** 2).sum(-1)
                       for k, head in self.decoder.items())

@@ -1,0 +1,115 @@
+"""Agent = world model + actor-critic: ``act`` for acting (carries the core state), ``update`` for training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .behavior import ActorCritic, ActorCriticConfig
+from .world_model import WorldModel, WorldModelConfig
+
+POLICY_INPUTS = {"output": ("h", "z"), "hidden": ("z", "x"), "full": ("h", "z", "x")}
+
+
+@dataclass
+class AgentConfig:
+    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+    policy_input: str = "hidden"  # R2I: "output" (h, z), "hidden" (z, x), "full" (h, z, x)
+    horizon: int = 15
+    imagination_starts: int | None = None  # random subset of the B*T posterior states (None: all, as R2I)
+    model_lr: float = 1e-4
+    model_eps: float = 1e-8
+    model_clip: float = 1000.0
+    actor_lr: float = 3e-5
+    critic_lr: float = 3e-5
+    actor_critic_eps: float = 1e-5
+    actor_critic_clip: float = 100.0
+
+
+class Agent(nn.Module):
+    def __init__(self, obs_dims: dict[str, int], action_dim: int, discrete: bool, cfg: AgentConfig):
+        super().__init__()
+        if cfg.policy_input not in POLICY_INPUTS:
+            raise ValueError(f"agent: policy_input must be one of {sorted(POLICY_INPUTS)}, got {cfg.policy_input!r}")
+        self.cfg, self.discrete, self.action_dim = cfg, discrete, action_dim
+        self.world_model = WorldModel(obs_dims, action_dim, cfg.world_model)
+        sizes = {"h": self.world_model.core.output_dim, "z": self.world_model.latent_dim,
+                 "x": self.world_model.core.state_features_dim}
+        feat_dim = sum(sizes[k] for k in POLICY_INPUTS[cfg.policy_input])
+        self.actor_critic = ActorCritic(feat_dim, action_dim, discrete, cfg.actor_critic)
+        ac = self.actor_critic
+        self.model_opt = torch.optim.Adam(self.world_model.parameters(), cfg.model_lr, eps=cfg.model_eps)
+        self.actor_opt = torch.optim.Adam(ac.actor.parameters(), cfg.actor_lr, eps=cfg.actor_critic_eps)
+        self.critic_opt = torch.optim.Adam(ac.critic.parameters(), cfg.critic_lr, eps=cfg.actor_critic_eps)
+
+    def features(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The actor/critic input from {"h", "z", "x"} (..., dims) per ``policy_input``."""
+        return torch.cat([parts[k] for k in POLICY_INPUTS[self.cfg.policy_input]], -1)
+
+    # ---- acting ------------------------------------------------------------------------------------------------
+    def initial_state(self, n: int) -> dict[str, Any]:
+        wm = self.world_model
+        device = next(self.parameters()).device
+        return {"core": wm.core.initial(n), "z": torch.zeros(n, wm.latent_dim, device=device),
+                "action": torch.zeros(n, self.action_dim, device=device)}
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, torch.Tensor], is_first: torch.Tensor, state: dict[str, Any] | None,
+            explore: bool = True) -> tuple[torch.Tensor, dict[str, Any]]:
+        """One env step for N envs. obs: {key: (N, dim)}; is_first: (N,) bool. Returns (action (N, A): one-hot for
+        discrete actions, and the new state). The core state is carried through the episode and reset at is_first,
+        exactly as ``observe`` treats a training sequence."""
+        wm = self.world_model
+        state = self.initial_state(is_first.shape[0]) if state is None else state
+        keep = (~is_first.bool()).unsqueeze(-1).float()
+        z = wm.latent(wm.encode(obs)).sample().flatten(-2)
+        u = wm.core_input(torch.cat([state["z"] * keep, state["action"] * keep], -1))
+        h, core_state = wm.core.step(u, state["core"], reset=is_first.bool())
+        policy = self.actor_critic.policy(self.features({"h": h, "z": z, "x": wm.core.features(core_state)}))
+        action = policy.sample() if explore else policy.mode()
+        if not self.discrete:
+            action = action.clamp(-1, 1)
+        return action, {"core": core_state, "z": z, "action": action}
+
+    # ---- training ----------------------------------------------------------------------------------------------
+    def update(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One world-model update and one actor-critic update in imagination. batch: see WorldModel.loss."""
+        cfg, wm, ac = self.cfg, self.world_model, self.actor_critic
+        model_loss, metrics, out = wm.loss(batch, all_states=True)
+        self.model_opt.zero_grad(set_to_none=True)
+        model_loss.backward()
+        metrics["grad_norm_model"] = nn.utils.clip_grad_norm_(wm.parameters(), cfg.model_clip)
+        self.model_opt.step()
+
+        # Imagination from the posterior states (detached: the actor does not train the world model).
+        h, z = out["h"].detach().flatten(0, 1), out["z"].detach().flatten(0, 1)
+        starts = {k: v.detach().flatten(0, 1) for k, v in out["state"].items()}
+        start_cont = 1.0 - batch["is_terminal"].float().flatten()
+        if cfg.imagination_starts is not None and cfg.imagination_starts < h.shape[0]:
+            pick = torch.randperm(h.shape[0], device=h.device)[: cfg.imagination_starts]
+            h, z, start_cont = h[pick], z[pick], start_cont[pick]
+            starts = {k: v[pick] for k, v in starts.items()}
+
+        def policy(parts: dict[str, torch.Tensor]) -> torch.Tensor:
+            dist = ac.policy(self.features(parts).detach())
+            return dist.sample() if self.discrete else dist.sample().clamp(-1, 1)
+
+        with torch.set_grad_enabled(not self.discrete):  # continuous: backprop the return through the dynamics
+            traj = wm.imagine(h, z, starts, policy, cfg.horizon)
+        feat = self.features(traj)
+        actor_loss, critic_loss, ac_metrics = ac.loss(feat, traj["action"], traj["reward"], traj["cont"], start_cont)
+        self.actor_opt.zero_grad(set_to_none=True)
+        self.critic_opt.zero_grad(set_to_none=True)
+        (actor_loss + critic_loss).backward()
+        metrics["grad_norm_actor"] = nn.utils.clip_grad_norm_(ac.actor.parameters(), cfg.actor_critic_clip)
+        metrics["grad_norm_critic"] = nn.utils.clip_grad_norm_(ac.critic.parameters(), cfg.actor_critic_clip)
+        self.actor_opt.step()
+        self.critic_opt.step()
+        wm.zero_grad(set_to_none=True)  # gradients the actor sent through the dynamics are not model updates
+        ac.update_slow_critic()
+        metrics.update(ac_metrics)
+        return {k: float(v) for k, v in metrics.items()}
