@@ -13,9 +13,7 @@ from .helpers import step_loop
 CONFIGS = {
     "s5": dict(width=16, state_size=16, n_layers=2, output_dim=12, initial="learned"),
     "s5_zoh": dict(width=16, state_size=16, n_layers=2, discretization="zoh", initial="learned", chunk=16),
-    "mamba": dict(width=16, d_state=4, n_layers=2, initial="learned", chunk=32, cpu_kernel="off"),
-    # the fused C++ scan where it builds (d_state 8: its vectorised float path), else the torch path again
-    "mamba_kernel": dict(width=16, d_state=8, n_layers=2, initial="learned", chunk=32, cpu_kernel="auto"),
+    "mamba": dict(width=16, d_state=4, n_layers=2, initial="learned", chunk=32),
     "mamba2": dict(width=32, headdim=16, d_state=8, n_layers=2, chunk_size=16, initial="learned"),
     "gru": dict(width=32, blocks=4, initial="learned"),
     "attention": dict(width=32, n_heads=4, n_layers=2),
