@@ -1,32 +1,153 @@
-"""The training loop runs end to end and writes replay in the documented convention."""
+"""The training driver: replay conventions, vector envs, update schedule, checkpoints and resume."""
+
+import json
+import os
 
 import numpy as np
+import pytest
 import torch
 
-from ssmworld.agent import AgentConfig
-from ssmworld.behavior import ActorCriticConfig
-from ssmworld.train import TrainConfig, batch_to_tensors, train
-from ssmworld.world_model import WorldModelConfig
+from ssmworld import checkpoint
+from ssmworld.config import load_config
+from ssmworld.logger import read_metrics
+from ssmworld.replay import ReplayBuffer
+from ssmworld.train import Trainer, batch_to_tensors, load_run, to_env_actions, train
 
 
-def tiny_agent(core="gru"):
-    cfg = dict(gru=dict(width=16, blocks=2), s5=dict(width=16, state_size=8, n_layers=1))[core]
-    return AgentConfig(world_model=WorldModelConfig(core=core, core_cfg=cfg, units=16, latent_groups=2,
-                                                    latent_classes=4),
-                       actor_critic=ActorCriticConfig(units=16, layers=1), horizon=3, imagination_starts=32)
+def debug_config(env="builtin:recall/2", steps=80, **overrides):
+    cfg = load_config("r2i", "debug", env, overrides or None)
+    cfg.train.steps = steps
+    return cfg
 
 
-def test_train_runs_end_to_end():
-    result = train(TrainConfig(env="builtin:recall/2", steps=80, prefill=30, batch_size=2, sequence_length=8),
-                   tiny_agent("s5"))
-    assert result["updates"] == 25  # steps 30..79, every 2nd
-    assert len(result["episodes"]) == 80 // 5  # recall/2: cue, 2 blanks, query, terminal obs = 5 steps
-    assert all(success in (True, False) for _, _, success in result["episodes"])
+def test_train_runs_end_to_end_with_the_update_schedule():
+    cfg = debug_config(steps=80, **{"train.prefill": 30, "train.train_ratio": 8, "train.eval_episodes": 3})
+    trainer = Trainer(cfg, quiet=True)
+    summary = trainer.run()
+    # updates start once step >= prefill (30) and run at 8 / (2 * 8) = 0.5 per env step: steps 30..79 -> 25
+    assert summary["updates"] == 25 and summary["steps"] == 80
+    assert summary["episodes"] == 80 // 5  # recall/2: cue, 2 blanks, query, last obs = 5 stored steps
+    assert summary["eval_episodes"] == 3 and summary["eval_success_rate"] in (0.0, 1 / 3, 2 / 3, 1.0)
+
+
+def test_replay_stream_follows_the_convention():
+    cfg = debug_config(steps=12, **{"train.prefill": 100})
+    trainer = Trainer(cfg, quiet=True)
+    trainer.run()
+    data = trainer.replay.sample(1, 10)  # the stream holds steps 0..11: cue at 0, last obs at 4, next episode at 5
+    buffer = trainer.replay
+    chunk = buffer.chunks[0].data
+    first, last, terminal = chunk["is_first"][:12], chunk["is_last"][:12], chunk["is_terminal"][:12]
+    assert first.tolist()[:6] == [True, False, False, False, False, True]
+    assert last.tolist()[:6] == [False, False, False, False, True, False] and (terminal[:12] == last[:12]).all()
+    assert chunk["reward"][4] in (-1.0, 1.0) and (chunk["reward"][:4] == 0).all() and chunk["reward"][5] == 0
+    assert (chunk["action"][4] == 0).all() and (chunk["action"][:4].sum(-1) == 1).all()
+    assert data["is_first"][0, 0]
+
+
+def test_vector_envs_write_one_stream_each():
+    cfg = debug_config(steps=40, **{"train.envs": 2, "train.prefill": 100})
+    trainer = Trainer(cfg, quiet=True)
+    trainer.run()
+    assert trainer.step == 40 and sorted(trainer.replay.current) == [0, 1]
+    for stream in (0, 1):
+        data = trainer.replay.current[stream].data
+        assert data["is_first"][0] and data["is_first"][5] and not data["is_first"][1:5].any()
+
+
+def test_truncation_is_not_termination():
+    cfg = debug_config("gym:CartPole-v1", steps=60, **{"train.prefill": 100})
+    cfg.train.eval_episodes = 0
+    import gymnasium as gym
+
+    trainer = Trainer(cfg, quiet=True)
+    trainer.vec = gym.vector.SyncVectorEnv(
+        [lambda: __import__("ssmworld.envs", fromlist=["x"]).gym_adapter.DictObservation(
+            gym.wrappers.TimeLimit(gym.make("CartPole-v1").unwrapped, 3))],
+        autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+    trainer.obs, _ = trainer.vec.reset(seed=0)
+    trainer.run()
+    data = trainer.replay.chunks[0].data
+    ends = np.flatnonzero(data["is_last"][:60])
+    assert len(ends) > 0 and not data["is_terminal"][ends].any()  # cut by the time limit: not terminal
+
+
+def test_env_actions_conversion():
+    import gymnasium as gym
+
+    assert to_env_actions(np.eye(3)[[2, 0]], gym.spaces.Discrete(3)).tolist() == [2, 0]
+    assert to_env_actions(np.eye(3)[[1]], gym.spaces.Discrete(3, start=-1)).tolist() == [0]
+    box = gym.spaces.Box(np.array([0.0, -2.0], np.float32), np.array([1.0, 2.0], np.float32))
+    np.testing.assert_allclose(to_env_actions(np.array([[-1.0, 0.5]]), box), [[0.0, 1.0]])
+
+
+def test_checkpoint_resume_and_eval(tmp_path):
+    logdir = str(tmp_path / "run")
+    os.makedirs(logdir)
+    cfg = debug_config(steps=60, **{"train.prefill": 20})
+    first = Trainer(cfg, logdir, quiet=True)
+    first.run()
+    assert len(checkpoint.list_checkpoints(os.path.join(logdir, "checkpoints"))) == 1
+    cfg.train.steps = 100
+    resumed = Trainer(cfg, logdir, resume=True, quiet=True)
+    assert (resumed.step, resumed.updates, len(resumed.replay)) == (60, first.updates, len(first.replay))
+    for a, b in zip(resumed.agent.state_dict().values(), first.agent.state_dict().values()):
+        assert torch.equal(a, b)
+    assert resumed.agent.model_opt.state_dict()["state"][0]["step"] == first.agent.model_opt.state_dict()["state"][0][
+        "step"]
+    resumed.run()
+    rows = read_metrics(os.path.join(logdir, "metrics.jsonl"))
+    assert rows[-1]["step"] == 100 and any("train/loss_model" in r for r in rows)
+    assert any("perf/fps" in r for r in rows) and any("eval/return_mean" in r for r in rows)
+    cfg2, agent, step = load_run(logdir)
+    assert step == 100 and cfg2.train.env == cfg.train.env
+
+
+def test_corrupt_checkpoint_falls_back_with_a_warning(tmp_path):
+    root = str(tmp_path)
+    checkpoint.save(root, 1, {"x": torch.ones(3)}, {"a": 1}, keep=3)
+    newest = checkpoint.save(root, 2, {"x": torch.zeros(3)}, {"a": 2}, keep=3)
+    with open(os.path.join(newest, "tensors.pt"), "r+b") as f:
+        f.seek(10)
+        f.write(b"garbage")
+    with pytest.warns(UserWarning, match="checksum"):
+        path, tensors, state = checkpoint.load_latest(root)
+    assert state["a"] == 1 and torch.equal(tensors["x"], torch.ones(3))
+    for step in (3, 4, 5):
+        checkpoint.save(root, step, {"x": torch.ones(1)}, {}, keep=2)
+    assert [os.path.basename(p) for p in checkpoint.list_checkpoints(root)] == ["step-000000000004",
+                                                                               "step-000000000005"]
+
+
+def test_checkpoints_load_without_unpickling_objects(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = checkpoint.save(str(tmp_path), 1, {"x": torch.ones(1)}, {})
+    torch.save({"x": Evil()}, os.path.join(path, "tensors.pt"))
+    state = json.load(open(os.path.join(path, "state.json")))
+    state["tensors_sha256"] = checkpoint._sha256(os.path.join(path, "tensors.pt"))
+    json.dump(state, open(os.path.join(path, "state.json"), "w"))
+    with pytest.raises(checkpoint.CheckpointError, match="unreadable"):
+        checkpoint.load(path)
+
+
+def test_replay_load_restores_the_checkpointed_content(tmp_path):
+    buffer = ReplayBuffer(100, 4)
+    for t in range(6):
+        buffer.add({"x": np.float32(t), "is_first": np.bool_(t == 0)})
+    buffer.save(str(tmp_path))
+    lengths = buffer.lengths()
+    for t in range(6, 10):  # written after the checkpoint: must not come back
+        buffer.add({"x": np.float32(t), "is_first": np.bool_(False)})
+    buffer.save(str(tmp_path))
+    restored = ReplayBuffer(100, 4)
+    restored.load(str(tmp_path), lengths)
+    assert len(restored) == 6 and restored.chunks[-1].data["x"][:2].tolist() == [4.0, 5.0]
 
 
 def test_batch_conventions_from_replay():
-    from ssmworld.replay import ReplayBuffer
-
     buffer = ReplayBuffer(100, 16)
     for t in range(5):
         buffer.add({"obs/vector": np.full(2, t, np.float32), "action": np.eye(2, dtype=np.float32)[t % 2],
@@ -34,3 +155,8 @@ def test_batch_conventions_from_replay():
     batch = batch_to_tensors(buffer.sample(1, 5))
     assert batch["obs"]["vector"].shape == (1, 5, 2) and batch["action"].dtype == torch.float32
     assert batch["is_terminal"][0].tolist() == [False, False, False, False, True]
+
+
+def test_train_function_returns_a_summary():
+    summary = train(debug_config(steps=40))
+    assert summary["steps"] == 40 and summary["preset"] == "r2i" and summary["size"] == "debug"

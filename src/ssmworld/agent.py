@@ -46,6 +46,9 @@ class Agent(nn.Module):
         self.actor_opt = torch.optim.Adam(ac.actor.parameters(), cfg.actor_lr, eps=cfg.actor_critic_eps)
         self.critic_opt = torch.optim.Adam(ac.critic.parameters(), cfg.critic_lr, eps=cfg.actor_critic_eps)
 
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"model": self.model_opt, "actor": self.actor_opt, "critic": self.critic_opt}
+
     def features(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
         """The actor/critic input from {"h", "z", "x"} (..., dims) per ``policy_input``."""
         return torch.cat([parts[k] for k in POLICY_INPUTS[self.cfg.policy_input]], -1)

@@ -1,7 +1,10 @@
 """The `ssmworld` command line. The only module that parses command lines.
 
+    ssmworld train --preset r2i [--size small] --env bsuite:memory_len/10 [--steps N] --logdir runs/x [a.b=value ...]
+    ssmworld train --logdir runs/x --resume [--steps N]
+    ssmworld eval --logdir runs/x [--episodes 20]
     ssmworld bench cores [--quick] [--json PATH] [--threads N] [--cores s5,mamba] [--lengths 64,256]
-    ssmworld list cores
+    ssmworld list cores|envs|presets|keys [suite]
 """
 
 from __future__ import annotations
@@ -46,8 +49,27 @@ def _parser() -> argparse.ArgumentParser:
     cores.add_argument("--batch", type=int, help="batch size (default 16)")
     cores.add_argument("--repeats", type=int, help="timed repeats after one warm-up (default 5)")
 
+    train = commands.add_parser("train", help="train an agent (a new run, or --resume one)")
+    train.add_argument("--preset", default="r2i", help="r2i | dreamerv3 (see `ssmworld list presets`)")
+    train.add_argument("--size", default="small", help="debug | small | paper (default small: CPU-practical)")
+    train.add_argument("--env", help="suite:task, e.g. bsuite:memory_len/10 (see `ssmworld list envs`)")
+    train.add_argument("--steps", type=int, help="env steps (default: the preset's)")
+    train.add_argument("--seed", type=int, help="seed of everything in the run (default 0)")
+    train.add_argument("--logdir", required=True, help="run directory: config.yaml, metrics.jsonl, checkpoints")
+    train.add_argument("--resume", action="store_true", help="continue the run in --logdir from its last checkpoint")
+    train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.batch_size=32")
+
+    evaluate = commands.add_parser("eval", help="evaluate the latest checkpoint of a run; prints a JSON summary")
+    evaluate.add_argument("--logdir", required=True)
+    evaluate.add_argument("--episodes", type=int, default=20)
+    evaluate.add_argument("--seed", type=int, default=12345)
+    evaluate.add_argument("--explore", action="store_true", help="sample actions instead of the greedy policy")
+
     listing = commands.add_parser("list", help="list available components")
-    listing.add_argument("what", choices=["cores"])
+    listing.add_argument("what", choices=["cores", "envs", "presets", "keys"])
+    listing.add_argument("suite", nargs="?", help="with `envs`: list the tasks of this suite")
     return parser
 
 
@@ -84,18 +106,108 @@ def _bench_cores(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from .config import load_config, load_yaml
+    from .train import Trainer
+
+    if args.threads is not None:
+        if args.threads <= 0:
+            return _fail(f"--threads must be positive, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.resume:
+        path = os.path.join(args.logdir, "config.yaml")
+        if not os.path.exists(path):
+            return _fail(f"--resume: {path} not found; start a new run without --resume")
+        if args.overrides or args.env or args.seed is not None:
+            return _fail("--resume keeps the run's config; only --steps may change")
+        cfg = load_yaml(path)
+        if args.steps is not None:
+            cfg.train.steps = args.steps
+        trainer = Trainer(cfg, args.logdir, resume=True, quiet=args.quiet)
+    else:
+        if os.path.isdir(args.logdir) and os.listdir(args.logdir):
+            return _fail(f"logdir {args.logdir} is not empty; use --resume to continue it or choose another --logdir")
+        cfg = load_config(args.preset, args.size, args.env, args.overrides)
+        if args.steps is not None:
+            cfg.train.steps = args.steps
+        if args.seed is not None:
+            cfg.train.seed = args.seed
+        trainer = Trainer(cfg, quiet=args.quiet)  # validates env, spaces and options before the logdir exists
+        os.makedirs(args.logdir, exist_ok=True)
+        trainer.logdir = args.logdir
+    summary = trainer.run()
+    print(json.dumps(summary))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .train import evaluate, load_run
+
+    if args.episodes <= 0:
+        return _fail(f"--episodes must be positive, got {args.episodes}")
+    cfg, agent, step = load_run(args.logdir)
+    result = evaluate(agent, cfg.train.env, args.episodes, seed=args.seed, explore=args.explore)
+    print(json.dumps({"logdir": args.logdir, "env": cfg.train.env, "step": step, **result}))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    if args.what == "cores":
+        from .sequence import CORES
+
+        print("\n".join(sorted(CORES)))
+    elif args.what == "presets":
+        from .config import preset_names, read_preset
+
+        for name in preset_names():
+            print(f"{name:12s} {read_preset(name).get('description', '')}")
+    elif args.what == "keys":
+        from .config import Config, _get, leaf_keys
+
+        default = Config()
+        for key in leaf_keys():
+            print(f"{key} = {_get(default, key)!r}")
+    else:
+        from .envs import SUITES, list_tasks
+
+        for suite in [args.suite] if args.suite else sorted(SUITES):
+            try:
+                tasks = list_tasks(suite)
+            except ValueError as err:  # e.g. an optional extra is not installed
+                if args.suite:
+                    raise
+                print(f"{suite}:  ({err})")
+                continue
+            shown = tasks if args.suite else tasks[:5] + ([f"... {len(tasks) - 5} more"] if len(tasks) > 5 else [])
+            print(f"{suite}:  " + "  ".join(shown))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .runtime import tune_cpu_allocator
 
     args = _parser().parse_args(argv)
     tune_cpu_allocator()
-    if args.command == "bench" and args.what == "cores":
-        return _bench_cores(args)
-    if args.command == "list" and args.what == "cores":
-        from .sequence import CORES
-
-        print("\n".join(sorted(CORES)))
-        return 0
+    try:
+        if args.command == "bench" and args.what == "cores":
+            return _bench_cores(args)
+        if args.command == "train":
+            return _train(args)
+        if args.command == "eval":
+            return _eval(args)
+        if args.command == "list":
+            return _list(args)
+    except (ValueError, KeyError, FileNotFoundError) as err:  # bad input: config, env id, spaces, checkpoints
+        return _fail(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err))
+    except KeyboardInterrupt:
+        return _fail("interrupted")
     return _fail(f"unhandled command {args.command!r}")  # pragma: no cover - argparse rejects unknown commands
 
 

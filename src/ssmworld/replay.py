@@ -141,26 +141,42 @@ class ReplayBuffer:
             os.replace(tmp, path)
             chunk.saved_length = chunk.length
 
-    def load(self, directory: str) -> None:
-        """Replace the contents by the chunks saved in ``directory`` (read one at a time, oldest first)."""
+    def lengths(self) -> dict[str, int]:
+        """{chunk uid: filled steps}: what a checkpoint records so that ``load`` can restore exactly this content."""
+        return {str(c.uid): c.length for c in self.chunks}
+
+    def load(self, directory: str, lengths: dict[str, int] | None = None) -> None:
+        """Replace the contents by the chunks saved in ``directory`` (read one at a time, oldest first).
+        ``lengths`` (from ``lengths()`` at checkpoint time) restores exactly that content: chunks it does not list are
+        skipped and chunks written further after the checkpoint are cut back."""
         self.chunks.clear()
         self.current.clear()
         self.steps = 0
         by_uid: dict[int, Chunk] = {}
         names = sorted((n for n in os.listdir(directory) if n.endswith(".npz")), key=lambda n: int(n.split(".")[0]))
         for name in names:
+            if lengths is not None and name.split(".")[0] not in lengths:
+                continue
             with np.load(os.path.join(directory, name), allow_pickle=False) as f:
                 uid, stream, length, prev = (int(v) for v in f["__meta__"])
+                if lengths is not None:
+                    if lengths[str(uid)] > length:
+                        raise ValueError(f"replay: chunk {name} has {length} steps, the checkpoint expects "
+                                         f"{lengths[str(uid)]}")
+                    length = lengths[str(uid)]
                 data = {}
                 for key in f.files:
                     if key == "__meta__":
                         continue
                     stored = f[key]
                     data[key] = np.zeros((self.chunk_length, *stored.shape[1:]), dtype=stored.dtype)
-                    data[key][:length] = stored
-            chunk = Chunk(uid, stream, data, length, saved_length=length, prev=by_uid.get(prev))
+                    data[key][:length] = stored[:length]
+            chunk = Chunk(uid, stream, data, length, saved_length=-1 if lengths else length, prev=by_uid.get(prev))
             by_uid[uid] = chunk
             self.chunks.append(chunk)
             self.current[stream] = chunk
             self.steps += length
             self.next_uid = max(self.next_uid, uid + 1)
+        missing = set(lengths or {}) - {str(uid) for uid in by_uid}
+        if missing:
+            raise ValueError(f"replay: chunk file(s) {sorted(missing)} missing from {directory}")

@@ -1,100 +1,285 @@
-"""Training loop (first cut): one synchronous env, random prefill, an update every ``train_every`` env steps.
+"""The training driver: N envs through gymnasium's vector API, replay, updates at a fixed train ratio, evaluation,
+logging and checkpoints with exact-state resume.
 
-Replay convention per step t: obs o_t, the action a_t taken after o_t, the reward r_t that arrived with o_t,
-is_first (o_t starts an episode), is_terminal (o_t ends it; time-limit truncation is NOT termination).
-Run management (vector envs, evaluation, checkpoints, logging, CLI) arrives with the R2I agent issue.
+Replay convention per env step t: obs o_t, the action a_t taken after o_t (zeros on the last step of an episode), the
+reward r_t that arrived with o_t, is_first (o_t starts an episode), is_last (o_t ends it), is_terminal (it ends in a
+terminal state; time-limit truncation is NOT termination, so the critic bootstraps through it).
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections import deque
-from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from . import envs
+from . import checkpoint, envs
 from .agent import Agent, AgentConfig
+from .config import Config, load_yaml, save_yaml
+from .logger import Logger
 from .replay import ReplayBuffer
 
 
-@dataclass
-class TrainConfig:
-    env: str = "builtin:recall/5"
-    steps: int = 5000
-    seed: int = 0
-    batch_size: int = 16
-    sequence_length: int = 32
-    train_every: int = 2  # env steps per update
-    prefill: int = 500
-    replay_capacity: int = 100_000
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use device=cpu or auto")
+    return device
 
 
-def space_dims(env: gym.Env) -> tuple[dict[str, int], int, bool]:
-    """(observation sizes by key, action size, discrete?) of a dict-observation env."""
-    obs_dims = {k: int(np.prod(s.shape)) for k, s in env.observation_space.spaces.items()}
-    space = env.action_space
+def space_dims(observation_space: gym.Space, action_space: gym.Space) -> tuple[dict[str, int], int, bool]:
+    """(vector sizes by observation key, action size, discrete?) of one env; ValueError for what we cannot model."""
+    if not isinstance(observation_space, gym.spaces.Dict):
+        raise ValueError(f"observation space must be a Dict (envs.make returns one), got {observation_space}")
+    obs_dims = {}
+    for key, space in observation_space.spaces.items():
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+            raise ValueError(f"observation {key!r}: {space} is not supported yet; accepted: flat vectors (Box of "
+                             "shape (n,)); image observations arrive with the image encoder")
+        obs_dims[key] = int(space.shape[0])
+    if isinstance(action_space, gym.spaces.Discrete):
+        return obs_dims, int(action_space.n), True
+    if isinstance(action_space, gym.spaces.Box):
+        return obs_dims, int(np.prod(action_space.shape)), False
+    raise ValueError(f"action space {action_space} is not supported; accepted: Discrete, Box")
+
+
+def build_agent(cfg: AgentConfig, env: gym.Env, device: torch.device | str = "cpu") -> Agent:
+    return Agent(*space_dims(env.observation_space, env.action_space), cfg).to(device)
+
+
+def to_env_actions(action: np.ndarray, space: gym.Space) -> np.ndarray:
+    """Agent actions (..., A) -> env actions: one-hot -> index; [-1, 1] -> the Box bounds."""
     if isinstance(space, gym.spaces.Discrete):
-        return obs_dims, int(space.n), True
-    return obs_dims, int(np.prod(space.shape)), False
+        return action.argmax(-1) + int(space.start)
+    low, high = space.low.reshape(-1), space.high.reshape(-1)
+    return (low + (action + 1) / 2 * (high - low)).reshape(*action.shape[:-1], *space.shape).astype(space.dtype)
 
 
-def to_env_action(action: np.ndarray, env: gym.Env):
-    if isinstance(env.action_space, gym.spaces.Discrete):
-        return int(action.argmax())
-    low, high = env.action_space.low, env.action_space.high
-    return low + (action + 1) / 2 * (high - low)  # [-1, 1] -> the env's bounds
-
-
-def train(cfg: TrainConfig, agent_cfg: AgentConfig, log: Callable[[int, dict], None] | None = None) -> dict:
-    """Train an agent; returns {"agent", "episodes": [(step, return, success)], "updates", "seconds"}."""
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    env = envs.make(cfg.env, seed=cfg.seed)
-    obs_dims, action_dim, discrete = space_dims(env)
-    agent = Agent(obs_dims, action_dim, discrete, agent_cfg)
-    replay = ReplayBuffer(cfg.replay_capacity, chunk_length=max(64, cfg.sequence_length), seed=cfg.seed)
-    obs, _ = env.reset(seed=cfg.seed)
-    reward, is_first, done, state = 0.0, True, False, None
-    episode_return, episodes, updates, started = 0.0, [], 0, time.perf_counter()
-    recent: deque = deque(maxlen=50)
-    for step in range(cfg.steps):
-        obs_t = {k: torch.as_tensor(v, dtype=torch.float32)[None] for k, v in obs.items()}
-        if done:
-            action = np.zeros(action_dim, np.float32)
-        elif step < cfg.prefill:
-            action = np.eye(action_dim, dtype=np.float32)[rng.integers(action_dim)] if discrete else \
-                rng.uniform(-1, 1, action_dim).astype(np.float32)
-        else:
-            action_t, state = agent.act(obs_t, torch.tensor([is_first]), state)
-            action = action_t[0].numpy()
-        replay.add(dict({f"obs/{k}": v for k, v in obs.items()}, action=action, reward=np.float32(reward),
-                        is_first=np.bool_(is_first), is_terminal=np.bool_(done and terminated)))
-        if done:
-            obs, _ = env.reset()
-            reward, is_first, done, state = 0.0, True, False, None
-        else:
-            obs, reward, terminated, truncated, info = env.step(to_env_action(action, env))
-            reward, is_first, done = float(reward), False, terminated or truncated
-            episode_return += reward
-            if done:
-                episodes.append((step, episode_return, info.get("success")))
-                recent.append(episode_return)
-                episode_return = 0.0
-        if step >= cfg.prefill and step % cfg.train_every == 0 and len(replay) >= cfg.sequence_length:
-            metrics = agent.update(batch_to_tensors(replay.sample(cfg.batch_size, cfg.sequence_length)))
-            updates += 1
-            if log and updates % 100 == 0:
-                log(step, dict(metrics, return_recent=float(np.mean(recent)) if recent else 0.0))
-    return dict(agent=agent, episodes=episodes, updates=updates, seconds=time.perf_counter() - started)
-
-
-def batch_to_tensors(batch: dict[str, np.ndarray]) -> dict:
+def batch_to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, Any]:
     """Replay arrays (B, T, ...) -> the world model's batch dict of tensors."""
-    obs = {k[4:]: torch.as_tensor(v, dtype=torch.float32) for k, v in batch.items() if k.startswith("obs/")}
-    return dict(obs=obs, action=torch.as_tensor(batch["action"], dtype=torch.float32),
-                reward=torch.as_tensor(batch["reward"]), is_first=torch.as_tensor(batch["is_first"]),
-                is_terminal=torch.as_tensor(batch["is_terminal"]))
+    def put(x, dtype=None):
+        return torch.as_tensor(x, dtype=dtype).to(device)
+
+    return dict(obs={k[4:]: put(v, torch.float32) for k, v in batch.items() if k.startswith("obs/")},
+                action=put(batch["action"], torch.float32), reward=put(batch["reward"], torch.float32),
+                is_first=put(batch["is_first"]), is_terminal=put(batch["is_terminal"]))
+
+
+@torch.no_grad()
+def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0, explore: bool = False) -> dict[str, Any]:
+    """Run ``episodes`` episodes with the agent's greedy policy (``explore=False``) in a fresh env."""
+    env = envs.make(env_id, seed=seed)
+    device = next(agent.parameters()).device
+    returns, lengths, successes = [], [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        state, is_first, total, length, done, info = None, True, 0.0, 0, False, {}
+        while not done:
+            obs_t = {k: torch.as_tensor(v, dtype=torch.float32, device=device)[None] for k, v in obs.items()}
+            action, state = agent.act(obs_t, torch.tensor([is_first], device=device), state, explore=explore)
+            obs, reward, terminated, truncated, info = env.step(to_env_actions(action[0].cpu().numpy(),
+                                                                               env.action_space))
+            total, length, is_first, done = total + float(reward), length + 1, False, terminated or truncated
+        returns.append(total)
+        lengths.append(length)
+        if "success" in info:
+            successes.append(float(info["success"]))
+    env.close()
+    summary = {"episodes": episodes, "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
+               "length_mean": float(np.mean(lengths))}
+    if successes:
+        summary["success_rate"] = float(np.mean(successes))
+    return summary
+
+
+class Trainer:
+    """Owns the envs, agent, replay and counters of one run. ``run()`` trains to ``cfg.train.steps`` env steps.
+
+    Everything that can be wrong with the config (unknown env, unsupported spaces, bad core options) fails in
+    ``__init__`` before anything is written to the logdir."""
+
+    def __init__(self, cfg: Config, logdir: str | None = None, resume: bool = False, quiet: bool = False):
+        tc = self.tc = cfg.train
+        self.cfg, self.logdir, self.quiet = cfg, logdir, quiet
+        if tc.sampler not in ("uniform", "recency"):
+            raise ValueError(f"train.sampler must be uniform or recency, got {tc.sampler!r}")
+        if min(tc.envs, tc.batch_size, tc.sequence_length, tc.steps) <= 0 or tc.train_ratio < 0:
+            raise ValueError("train.envs, batch_size, sequence_length and steps must be positive, train_ratio >= 0")
+        self.device = resolve_device(tc.device)
+        torch.manual_seed(tc.seed)
+        self.rng = np.random.default_rng(tc.seed)
+        probe = envs.make(tc.env, seed=tc.seed)
+        self.action_space = probe.action_space
+        self.agent = build_agent(cfg.agent, probe, self.device)
+        self.discrete, self.action_dim = self.agent.discrete, self.agent.action_dim
+        probe.close()
+        chunk = max(tc.replay_chunk, tc.sequence_length)
+        self.replay = ReplayBuffer(max(tc.replay_capacity, chunk), chunk, tc.sampler, seed=tc.seed + 1)
+        self.step = self.updates = self.episodes = 0
+        self.update_credit, self.next_eval = 0.0, tc.eval_every or None
+        if resume:
+            self._restore()
+        self.vec = gym.vector.SyncVectorEnv([lambda: envs.make(tc.env) for _ in range(tc.envs)],
+                                            autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+        self.obs, _ = self.vec.reset(seed=tc.seed + (self.step * 7919 if resume else 0))  # resume: fresh episodes
+        n = tc.envs
+        self.reward, self.is_first = np.zeros(n, np.float32), np.ones(n, bool)
+        self.is_last, self.is_terminal = np.zeros(n, bool), np.zeros(n, bool)
+        self.episode_return, self.episode_length = np.zeros(n), np.zeros(n, int)
+        self.policy_state = None
+
+    # ---- the loop --------------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        tc = self.tc
+        logger = Logger(self.logdir, tc.steps, self.step, quiet=self.quiet)
+        if self.logdir:
+            save_yaml(self.cfg, os.path.join(self.logdir, "config.yaml"))
+        logger.print(f"ssmworld: {self.cfg.preset}/{self.cfg.size} on {tc.env}, {tc.steps} env steps, "
+                     f"{sum(p.numel() for p in self.agent.world_model.parameters()) / 1e6:.2f}M world-model params, "
+                     f"device {self.device}" + (f", resumed at step {self.step}" if self.step else ""))
+        sums: dict[str, float] = {}
+        count, window_start, window_steps, window_updates = 0, time.perf_counter(), self.step, self.updates
+        last_checkpoint, started = time.monotonic(), time.perf_counter()
+        try:
+            while self.step < tc.steps:
+                for row in self._env_step():
+                    logger.write(self.step, row)
+                if self.step >= tc.prefill and self.step >= tc.sequence_length:
+                    self.update_credit += tc.envs * tc.train_ratio / (tc.batch_size * tc.sequence_length)
+                    while self.update_credit >= 1:
+                        self.update_credit -= 1
+                        for key, value in self._update().items():
+                            sums[key] = sums.get(key, 0.0) + value
+                        count += 1
+                if self.step - window_steps >= tc.log_every or self.step >= tc.steps:
+                    seconds = time.perf_counter() - window_start
+                    row = {f"train/{k}": v / count for k, v in sums.items()} if count else {}
+                    row.update({"perf/fps": (self.step - window_steps) / seconds,
+                                "perf/updates_per_second": (self.updates - window_updates) / seconds,
+                                "replay/steps": len(self.replay), "train/updates": self.updates})
+                    logger.write(self.step, row)
+                    sums, count, window_start, window_steps, window_updates = {}, 0, time.perf_counter(), \
+                        self.step, self.updates
+                if self.next_eval is not None and self.step >= self.next_eval and self.step < tc.steps:
+                    self.next_eval += tc.eval_every
+                    logger.write(self.step, self._evaluate())
+                if self.logdir and time.monotonic() - last_checkpoint >= 60 * tc.checkpoint_minutes:
+                    self.save_checkpoint()
+                    last_checkpoint = time.monotonic()
+                logger.progress(self.step)
+            final = self._evaluate()
+            logger.write(self.step, final)
+            if self.logdir:
+                self.save_checkpoint()
+        finally:
+            logger.close()
+            self.vec.close()
+        summary = {"env": tc.env, "preset": self.cfg.preset, "size": self.cfg.size, "steps": self.step,
+                   "updates": self.updates, "episodes": self.episodes,
+                   "seconds": round(time.perf_counter() - started, 1),
+                   **{k.replace("eval/", "eval_"): v for k, v in final.items()}}
+        return summary
+
+    def _env_step(self) -> list[dict[str, Any]]:
+        """Act in all envs, store the transitions, step. Returns the episode rows of episodes that ended."""
+        tc, n = self.tc, self.tc.envs
+        if self.step < tc.prefill:
+            if self.discrete:
+                action = np.eye(self.action_dim, dtype=np.float32)[self.rng.integers(self.action_dim, size=n)]
+            else:
+                action = self.rng.uniform(-1, 1, (n, self.action_dim)).astype(np.float32)
+        else:
+            obs = {k: torch.as_tensor(v, dtype=torch.float32, device=self.device) for k, v in self.obs.items()}
+            action_t, self.policy_state = self.agent.act(obs, torch.as_tensor(self.is_first, device=self.device),
+                                                         self.policy_state)
+            action = action_t.cpu().numpy()
+        action[self.is_last] = 0.0  # no action follows the last observation
+        for i in range(n):
+            self.replay.add({**{f"obs/{k}": v[i] for k, v in self.obs.items()}, "action": action[i],
+                             "reward": self.reward[i], "is_first": self.is_first[i], "is_last": self.is_last[i],
+                             "is_terminal": self.is_terminal[i]}, stream=i)
+        obs, reward, terminated, truncated, info = self.vec.step(to_env_actions(action, self.action_space))
+        self.step += n
+        # Autoreset (NEXT_STEP): envs whose last step was the previous one were reset by this call.
+        self.is_first, self.obs = self.is_last.copy(), obs
+        self.reward = np.where(self.is_first, 0.0, reward).astype(np.float32)
+        self.is_last = (terminated | truncated) & ~self.is_first
+        self.is_terminal = terminated & ~self.is_first
+        self.episode_return = np.where(self.is_first, 0.0, self.episode_return + self.reward)
+        self.episode_length = np.where(self.is_first, 0, self.episode_length + 1)
+        rows = []
+        for i in np.flatnonzero(self.is_last):
+            self.episodes += 1
+            row = {"episode/return": float(self.episode_return[i]), "episode/length": int(self.episode_length[i])}
+            if "success" in info and info.get("_success", np.ones(n, bool))[i]:
+                row["episode/success"] = float(info["success"][i])
+            rows.append(row)
+        return rows
+
+    def _update(self) -> dict[str, float]:
+        batch = batch_to_tensors(self.replay.sample(self.tc.batch_size, self.tc.sequence_length), self.device)
+        metrics = self.agent.update(batch)
+        self.updates += 1
+        bad = [k for k, v in metrics.items() if not np.isfinite(v)]
+        if bad:
+            raise FloatingPointError(f"non-finite {', '.join(bad)} at update {self.updates} (env step {self.step})")
+        return metrics
+
+    def _evaluate(self) -> dict[str, Any]:
+        if self.tc.eval_episodes <= 0:
+            return {}
+        result = evaluate(self.agent, self.tc.env, self.tc.eval_episodes, seed=self.tc.seed + 10_000 + self.step)
+        return {f"eval/{k}": v for k, v in result.items()}
+
+    # ---- checkpoints -----------------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> str:
+        """Replay first (incremental), then model/optimisers/RNG/counters atomically; the checkpoint records the replay
+        content it belongs to, so a crash in between cannot mismatch them."""
+        self.replay.save(os.path.join(self.logdir, "replay"))
+        tensors = {"agent": self.agent.state_dict(),
+                   "optimizers": {k: o.state_dict() for k, o in self.agent.optimizers().items()},
+                   "torch_rng": torch.get_rng_state()}
+        state = {"updates": self.updates, "episodes": self.episodes, "update_credit": self.update_credit,
+                 "next_eval": self.next_eval, "rng": self.rng.bit_generator.state,
+                 "replay_rng": self.replay.rng.bit_generator.state, "replay_lengths": self.replay.lengths()}
+        return checkpoint.save(os.path.join(self.logdir, "checkpoints"), self.step, tensors, state,
+                               self.tc.keep_checkpoints)
+
+    def _restore(self) -> None:
+        if not self.logdir:
+            raise ValueError("resume needs a logdir")
+        _, tensors, state = checkpoint.load_latest(os.path.join(self.logdir, "checkpoints"), self.device)
+        self.agent.load_state_dict(tensors["agent"])
+        for name, opt in self.agent.optimizers().items():
+            opt.load_state_dict(tensors["optimizers"][name])
+        torch.set_rng_state(tensors["torch_rng"].cpu())
+        self.replay.load(os.path.join(self.logdir, "replay"), state["replay_lengths"])
+        self.rng.bit_generator.state = state["rng"]
+        self.replay.rng.bit_generator.state = state["replay_rng"]
+        self.step, self.updates, self.episodes = state["step"], state["updates"], state["episodes"]
+        self.update_credit, self.next_eval = state["update_credit"], state["next_eval"]
+
+
+def load_run(logdir: str, device: str = "cpu") -> tuple[Config, Agent, int]:
+    """(config, agent with the weights of the latest good checkpoint, its env step) of a run directory."""
+    path = os.path.join(logdir, "config.yaml")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {logdir} a run directory?")
+    cfg = load_yaml(path)
+    env = envs.make(cfg.train.env)
+    agent = build_agent(cfg.agent, env, device)
+    env.close()
+    _, tensors, state = checkpoint.load_latest(os.path.join(logdir, "checkpoints"), device)
+    agent.load_state_dict(tensors["agent"])
+    return cfg, agent.eval(), int(state["step"])
+
+
+def train(cfg: Config, logdir: str | None = None, resume: bool = False, quiet: bool = True) -> dict[str, Any]:
+    """Train one run; returns the summary (steps, updates, episodes, seconds, final evaluation)."""
+    return Trainer(cfg, logdir, resume, quiet).run()

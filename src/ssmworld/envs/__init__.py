@@ -2,8 +2,11 @@
 
     builtin:recall/<delay>[/<n_cues>]   the dependency-free memory task (memory.py)
     gym:<id>                            any registered gymnasium env with Box/Discrete spaces
+    bsuite:<experiment>/<index>         bsuite via dm_env, e.g. memory_len/10 (ssmworld[bsuite])
+    popgym:<Name>                       e.g. RepeatPreviousEasy, or popgym-RepeatPreviousEasy-v0 (ssmworld[popgym])
 
-More suites (bsuite, popgym, atari, dmc, memorymaze, minigrid) arrive as optional extras.
+``list_tasks(suite)`` lists a suite's task ids. More suites (atari, dmc, memorymaze, minigrid) arrive as optional
+extras.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from collections.abc import Callable
 
 import gymnasium as gym
 
+from .bsuite_adapter import bsuite_tasks, make_bsuite
 from .gym_adapter import make_gym
 from .memory import RecallCue
+from .popgym_adapter import make_popgym, popgym_tasks
 
 
 def _make_builtin(task: str) -> gym.Env:
@@ -29,7 +34,21 @@ def _make_builtin(task: str) -> gym.Env:
     return RecallCue(*numbers)
 
 
-SUITES: dict[str, Callable[[str], gym.Env]] = {"builtin": _make_builtin, "gym": make_gym}
+SUITES: dict[str, Callable[[str], gym.Env]] = {
+    "builtin": _make_builtin, "gym": make_gym, "bsuite": make_bsuite, "popgym": make_popgym}
+
+
+def list_tasks(suite: str) -> list[str]:
+    """Task ids of ``suite`` (the part after "suite:"): all of them, except builtin (a few examples)."""
+    listers: dict[str, Callable[[], list[str]]] = {
+        "builtin": lambda: ["recall/0", "recall/5", "recall/20", "recall/5/4"],
+        "gym": lambda: sorted(gym.registry),
+        "bsuite": bsuite_tasks,
+        "popgym": popgym_tasks,
+    }
+    if suite not in listers:
+        raise ValueError(f"unknown env suite {suite!r}; available: {', '.join(sorted(listers))}")
+    return listers[suite]()
 
 
 def make(env_id: str, seed: int | None = None) -> gym.Env:
@@ -46,4 +65,4 @@ def make(env_id: str, seed: int | None = None) -> gym.Env:
     return env
 
 
-__all__ = ["SUITES", "RecallCue", "make"]
+__all__ = ["SUITES", "RecallCue", "list_tasks", "make"]

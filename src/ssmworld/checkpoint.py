@@ -1,0 +1,103 @@
+"""Atomic checkpoints that load without unpickling arbitrary objects.
+
+A checkpoint is a directory ``<root>/step-<N>/`` with
+    tensors.pt   torch.save of plain containers of tensors and numbers (model and optimiser state, torch RNG);
+                 loaded with ``torch.load(weights_only=True)``
+    state.json   counters, numpy RNG states, replay lengths, and the SHA-256 of tensors.pt
+It is written under a temporary name, fsynced and renamed, so a crash leaves either the whole checkpoint or none. The
+last ``keep`` checkpoints are kept; ``load_latest`` skips a corrupt or truncated one (checksum mismatch) with a warning
+and falls back to the previous one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import warnings
+from typing import Any
+
+import torch
+
+PREFIX = "step-"
+
+
+class CheckpointError(ValueError):
+    """No loadable checkpoint."""
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save(root: str, step: int, tensors: dict[str, Any], state: dict[str, Any], keep: int = 2) -> str:
+    """Write checkpoint ``root/step-<step>`` atomically and delete all but the newest ``keep``. Returns its path."""
+    os.makedirs(root, exist_ok=True)
+    final = os.path.join(root, f"{PREFIX}{step:012d}")
+    tmp = final + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    tensor_path = os.path.join(tmp, "tensors.pt")
+    torch.save(tensors, tensor_path)
+    _fsync(tensor_path)
+    with open(os.path.join(tmp, "state.json"), "w") as f:
+        json.dump(dict(state, step=step, tensors_sha256=_sha256(tensor_path)), f)
+        f.flush()
+        os.fsync(f.fileno())
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    _fsync(root)
+    for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(root: str) -> list[str]:
+    """Finished checkpoint directories, oldest first."""
+    if not os.path.isdir(root):
+        return []
+    names = sorted(n for n in os.listdir(root) if n.startswith(PREFIX) and not n.endswith(".tmp"))
+    return [os.path.join(root, n) for n in names]
+
+
+def load(path: str, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tensors, state) of one checkpoint directory; CheckpointError if it is incomplete or corrupt."""
+    try:
+        with open(os.path.join(path, "state.json")) as f:
+            state = json.load(f)
+        tensor_path = os.path.join(path, "tensors.pt")
+        if _sha256(tensor_path) != state.get("tensors_sha256"):
+            raise CheckpointError(f"checkpoint {path}: tensors.pt does not match its checksum (corrupt or truncated)")
+        tensors = torch.load(tensor_path, map_location=map_location, weights_only=True)
+    except (OSError, json.JSONDecodeError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise CheckpointError(f"checkpoint {path}: unreadable ({type(err).__name__}: {err})") from None
+    return tensors, state
+
+
+def load_latest(root: str, map_location: str | torch.device = "cpu") -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(path, tensors, state) of the newest loadable checkpoint under ``root``, skipping corrupt ones with a warning."""
+    candidates = list_checkpoints(root)
+    if not candidates:
+        raise CheckpointError(f"no checkpoint in {root}")
+    for path in reversed(candidates):
+        try:
+            tensors, state = load(path, map_location)
+        except CheckpointError as err:
+            warnings.warn(f"{err}; trying the previous checkpoint", stacklevel=2)
+            continue
+        return path, tensors, state
+    raise CheckpointError(f"no loadable checkpoint in {root} (all {len(candidates)} are corrupt)")

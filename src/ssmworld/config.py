@@ -1,0 +1,267 @@
+"""The configuration tree, presets and `a.b=value` overrides.
+
+A run is described by one ``Config``: ``train`` (the driver: env, steps, replay, schedule) and ``agent`` (world model,
+sequence core, actor-critic, optimisers). ``load_config`` builds it in this order, each layer a flat mapping of dotted
+keys to values, all applied through the same type-checked ``apply_overrides``:
+
+    dataclass defaults -> preset base -> preset size -> suite overlay (for all sizes) -> suite overlay for the size
+    -> the env id -> command-line overrides
+
+Presets live in ``presets/<name>.yaml`` as ``{description, base, sizes: {debug, small, paper}, suites: {suite: {all,
+<size>}}}``; the suite is the part of the env id before the colon.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from .agent import AgentConfig
+
+SIZES = ("debug", "small", "paper")
+
+
+@dataclass
+class TrainConfig:
+    """The driver: env, budget, replay and the update schedule."""
+
+    env: str = "builtin:recall/5"  # suite:task (see `ssmworld list envs`)
+    steps: int = 50_000  # env steps, summed over envs
+    seed: int = 0
+    envs: int = 1  # environments stepped together (gymnasium vector API)
+    batch_size: int = 16  # B sequences per update
+    sequence_length: int = 64  # T steps per sequence
+    train_ratio: float = 512.0  # replayed steps per env step: updates per env step = train_ratio / (B * T)
+    prefill: int = 1000  # env steps with uniform random actions before learning starts
+    replay_capacity: int = 1_000_000  # steps (FIFO)
+    replay_chunk: int = 256  # steps per replay chunk (>= sequence_length)
+    sampler: str = "uniform"  # uniform | recency
+    eval_every: int = 10_000  # env steps between evaluations (0: only at the end)
+    eval_episodes: int = 10
+    log_every: int = 1_000  # env steps between train/ and perf/ metric rows
+    checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints (and one at the end)
+    keep_checkpoints: int = 2
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
+
+
+@dataclass
+class Config:
+    preset: str = "r2i"
+    size: str = "small"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+
+
+class ConfigError(ValueError):
+    """A bad preset, key or value. The message is one line saying what is wrong and what is accepted."""
+
+
+# ---- presets -------------------------------------------------------------------------------------------------------
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("ssmworld.presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def read_preset(name: str) -> dict[str, Any]:
+    names = preset_names()
+    if name not in names:
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(names)}")
+    data = yaml.safe_load(resources.files("ssmworld.presets").joinpath(f"{name}.yaml").read_text()) or {}
+    unknown = set(data) - {"description", "base", "sizes", "suites"}
+    if unknown:
+        raise ConfigError(f"preset {name}: unknown section(s) {sorted(unknown)}; expected description, base, sizes, suites")
+    return data
+
+
+def load_config(preset: str = "r2i", size: str = "small", env: str | None = None,
+                overrides: list[str] | dict[str, Any] | None = None) -> Config:
+    """Build the config of a run (see the module docstring for the order of layers)."""
+    if size not in SIZES:
+        raise ConfigError(f"unknown size {size!r}; available: {', '.join(SIZES)}")
+    data = read_preset(preset)
+    cfg = Config(preset=preset, size=size)
+    layers: list[tuple[str, dict]] = [(f"preset {preset}", data.get("base") or {}),
+                                      (f"preset {preset} size {size}", (data.get("sizes") or {}).get(size) or {})]
+    if env is not None:
+        cfg.train.env = env
+    suite = cfg.train.env.partition(":")[0] if env is None else env.partition(":")[0]
+    overlay = (data.get("suites") or {}).get(suite) or {}
+    layers += [(f"preset {preset} suite {suite}", overlay.get("all") or {}),
+               (f"preset {preset} suite {suite} size {size}", overlay.get(size) or {})]
+    for origin, layer in layers:
+        apply_overrides(cfg, layer, origin=origin)
+    if env is not None:
+        cfg.train.env = env
+    if overrides:
+        apply_overrides(cfg, overrides)
+        if cfg.train.env.partition(":")[0] != suite:
+            raise ConfigError("set the env with --env (it selects the suite overlay), not with train.env=")
+    return cfg
+
+
+# ---- overrides -----------------------------------------------------------------------------------------------------
+def parse_override(text: str) -> tuple[str, Any]:
+    """'a.b=value' -> ('a.b', value parsed as YAML: 3 -> int, 1e-4 -> float, true -> bool, [1, 2] -> list)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} must look like key=value, e.g. train.batch_size=32")
+    try:
+        return key.strip(), yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        return key.strip(), value
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | dict[str, Any], origin: str = "override") -> Config:
+    """Set dotted keys on ``cfg`` in place, converting and type-checking each value against the dataclass field."""
+    items = [parse_override(o) for o in overrides] if isinstance(overrides, list) else list(overrides.items())
+    for key, value in items:
+        _set(cfg, key, value, origin)
+    return cfg
+
+
+def leaf_keys(obj: Any = None, prefix: str = "") -> list[str]:
+    """All settable dotted keys of a config (dict-valued fields end in '.<any>')."""
+    obj = Config() if obj is None else obj
+    keys = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += leaf_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _set(cfg: Config, key: str, value: Any, origin: str) -> None:
+    parts, obj = key.split("."), cfg
+    for i, name in enumerate(parts):
+        if isinstance(obj, dict):  # free-form mapping (e.g. the core's options): checked when the core is built
+            _set_in_dict(obj, parts[i:], value)
+            return
+        names = {f.name for f in dataclasses.fields(obj)}
+        if name not in names:
+            raise ConfigError(f"{origin}: unknown key {key!r}{_suggest(key)}")
+        if i == len(parts) - 1:
+            if dataclasses.is_dataclass(getattr(obj, name)):
+                group = getattr(obj, name)
+                raise ConfigError(f"{origin}: {key!r} is a group; set one of its keys, e.g. "
+                                  f"{leaf_keys(group, key + '.')[0]}")
+            hint = typing.get_type_hints(type(obj))[name]
+            setattr(obj, name, _convert(value, hint, key, origin))
+            return
+        obj = getattr(obj, name)
+        if not (dataclasses.is_dataclass(obj) or isinstance(obj, dict)):
+            raise ConfigError(f"{origin}: {'.'.join(parts[:i + 1])!r} is a value, not a group (in {key!r})")
+
+
+def _set_in_dict(mapping: dict, parts: list[str], value: Any) -> None:
+    for name in parts[:-1]:
+        mapping = mapping.setdefault(name, {})
+    mapping[parts[-1]] = value
+
+
+def _suggest(key: str) -> str:
+    close = difflib.get_close_matches(key, leaf_keys(), n=1, cutoff=0.5)
+    if not close:  # a misspelt last part under the right group
+        last = key.rsplit(".", 1)[-1]
+        close = [k for k in leaf_keys() if k.rsplit(".", 1)[-1] in difflib.get_close_matches(
+            last, [c.rsplit(".", 1)[-1] for c in leaf_keys()], n=1, cutoff=0.6)][:1]
+    return f"; did you mean {close[0]!r}?" if close else "; see `ssmworld list keys`"
+
+
+def _convert(value: Any, hint: Any, key: str, origin: str) -> Any:
+    """Check/convert a parsed value for a field annotated ``hint`` (int, float, bool, str, X | None, dict, list)."""
+    args = typing.get_args(hint)
+    if type(None) in args:  # Optional[X]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        hint = next(a for a in args if a is not type(None))
+    origin_type = typing.get_origin(hint) or hint
+    bad = ConfigError(f"{origin}: {key} expects {_type_name(hint)}, got {value!r}")
+    if origin_type is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if origin_type is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        try:  # 1e5 or "1e5" for a step count
+            number = float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+        if number.is_integer():
+            return int(number)
+        raise bad
+    if origin_type is float:
+        if isinstance(value, bool):
+            raise bad
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+    if origin_type is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise bad
+        return str(value)
+    if origin_type is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise bad
+    if origin_type in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            return origin_type(value)
+        raise bad
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", str(hint)).replace("typing.", "")
+
+
+# ---- (de)serialisation -----------------------------------------------------------------------------------------------
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config dict -> {dotted key: value} (dict-valued fields such as core options stay whole)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and f"{prefix}{key}" not in _DICT_FIELDS:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def from_dict(tree: dict[str, Any]) -> Config:
+    """Rebuild a Config from ``to_dict`` output (e.g. a run's config.yaml), with the same checks as overrides."""
+    cfg = Config()
+    apply_overrides(cfg, flatten(tree), origin="config file")
+    return cfg
+
+
+def save_yaml(cfg: Config, path: str) -> None:
+    with open(path, "w") as f:
+        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+
+
+def load_yaml(path: str) -> Config:
+    with open(path) as f:
+        return from_dict(yaml.safe_load(f) or {})
+
+
+def _get(obj: Any, key: str) -> Any:
+    for name in key.split("."):
+        obj = getattr(obj, name)
+    return obj
+
+
+_DICT_FIELDS = {k for k in leaf_keys() if isinstance(_get(Config(), k), dict)}  # e.g. agent.world_model.core_cfg

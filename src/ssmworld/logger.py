@@ -1,0 +1,120 @@
+"""Run logging: ``metrics.jsonl`` (always), TensorBoard events (when tensorboard is installed) and the console.
+
+Every metrics row is one JSON object: ``{"step": <env steps>, "<namespace>/<name>": value, ...}`` with namespaces
+``episode/`` (return, length, success), ``train/`` (losses, means over the updates since the last row), ``eval/``,
+``perf/`` (fps, updates per second) and ``replay/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import deque
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+def _json_value(value: Any) -> Any:
+    value = float(value) if not isinstance(value, (bool, int, str)) else value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+class Logger:
+    """Writes metric rows to ``logdir/metrics.jsonl`` and TensorBoard, and shows a progress line.
+
+    The progress line (a rich progress bar on a terminal, a plain line every ``print_every`` seconds otherwise) shows
+    env steps, FPS, updates/s, ETA and the mean of the recent episode returns."""
+
+    def __init__(self, logdir: str | None, total_steps: int, start_step: int = 0, console: Console | None = None,
+                 tensorboard: bool = True, print_every: float = 30.0, quiet: bool = False):
+        self.logdir, self.total = logdir, total_steps
+        self.console = console or Console(stderr=True)
+        self.quiet, self.print_every = quiet, print_every
+        self.returns: deque[float] = deque(maxlen=20)
+        self.successes: deque[float] = deque(maxlen=20)
+        self._file = open(os.path.join(logdir, "metrics.jsonl"), "a") if logdir else None
+        self._tb = None
+        if logdir and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional
+                pass
+            else:
+                self._tb = SummaryWriter(os.path.join(logdir, "tensorboard"))
+        self._progress: Progress | None = None
+        self._last_print = 0.0
+        self.fps = self.updates_per_second = 0.0
+        self.step = start_step
+        if not quiet and self.console.is_terminal:
+            self._progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                                      console=self.console, transient=False)
+            self._task = self._progress.add_task("train", total=total_steps, completed=start_step, info="")
+            self._progress.start()
+
+    def write(self, step: int, metrics: dict[str, Any]) -> None:
+        """Append one row ``{"step": step, **metrics}``."""
+        row = {"step": int(step), **{k: _json_value(v) for k, v in metrics.items()}}
+        if self._file:
+            self._file.write(json.dumps(row) + "\n")
+            self._file.flush()
+        if self._tb:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._tb.add_scalar(key, value, step)
+        if "episode/return" in metrics:
+            self.returns.append(float(metrics["episode/return"]))
+        if metrics.get("episode/success") is not None:
+            self.successes.append(float(metrics["episode/success"]))
+        self.fps = metrics.get("perf/fps", self.fps)
+        self.updates_per_second = metrics.get("perf/updates_per_second", self.updates_per_second)
+
+    def status(self) -> str:
+        parts = [f"{self.fps:.0f} fps", f"{self.updates_per_second:.1f} upd/s"]
+        if self.returns:
+            parts.append(f"return {sum(self.returns) / len(self.returns):.3g}")
+        if self.successes:
+            parts.append(f"success {sum(self.successes) / len(self.successes):.2f}")
+        return " | ".join(parts)
+
+    def progress(self, step: int) -> None:
+        """Advance the progress display to ``step`` env steps."""
+        self.step = step
+        if self.quiet:
+            return
+        if self._progress is not None:
+            self._progress.update(self._task, completed=step, info=self.status())
+        elif time.monotonic() - self._last_print >= self.print_every:
+            self._last_print = time.monotonic()
+            self.console.print(f"step {step}/{self.total} | {self.status()}", highlight=False, soft_wrap=True)
+
+    def print(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if self._file:
+            self._file.close()
+            self._file = None
+        if self._tb:
+            self._tb.close()
+            self._tb = None
+
+
+def read_metrics(path: str) -> list[dict[str, Any]]:
+    """All rows of a metrics.jsonl file (a torn last line from a crash is skipped)."""
+    rows = []
+    with open(path) as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows

@@ -1,0 +1,75 @@
+"""`ssmworld train | eval | list`: runs, resume, JSON output, and one-line errors with exit code 2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ssmworld.cli import main
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_resume_and_eval(tmp_path, capsys):
+    logdir = str(tmp_path / "run")
+    code, out, _ = run_cli(capsys, "train", "--size", "debug", "--env", "builtin:recall/2", "--steps", "60",
+                           "--logdir", logdir, "--quiet", "train.prefill=20")
+    assert code == 0
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["steps"] == 60 and summary["updates"] > 0 and "eval_return_mean" in summary
+    assert {"config.yaml", "metrics.jsonl", "checkpoints", "replay"} <= set(os.listdir(logdir))
+    code, out, _ = run_cli(capsys, "train", "--logdir", logdir, "--resume", "--steps", "100", "--quiet")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["steps"] == 100
+    code, out, _ = run_cli(capsys, "eval", "--logdir", logdir, "--episodes", "4")
+    result = json.loads(out)
+    assert code == 0 and result["episodes"] == 4 and result["step"] == 100 and 0 <= result["success_rate"] <= 1
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--env", "nosuite:x"], "unknown env suite 'nosuite'"),
+    (["--env", "builtin:recall/2", "agent.horizn=3"], "did you mean 'agent.horizon'"),
+    (["--env", "builtin:recall/2", "train.batch_size=big"], "train.batch_size expects int, got 'big'"),
+    (["--env", "builtin:recall/2", "--preset", "nope"], "unknown preset 'nope'"),
+    (["--env", "builtin:recall/2", "agent.world_model.core_cfg.bogus=1"], "unknown option(s) ['bogus']"),
+    (["--env", "builtin:recall/2", "agent.world_model.core=lstm"], "unknown sequence core 'lstm'"),
+    (["--env", "gym:Pendulum-v1", "agent.policy_input=everything"], "policy_input must be one of"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
+    logdir = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--size", "debug", "--logdir", str(logdir), "--quiet", *args)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not logdir.exists()
+
+
+def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path, capsys):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "file").write_text("keep")
+    code, _, err = run_cli(capsys, "train", "--env", "builtin:recall/2", "--logdir", str(tmp_path / "x"))
+    assert code == 2 and "not empty" in err
+    code, _, err = run_cli(capsys, "train", "--logdir", str(tmp_path / "y"), "--resume")
+    assert code == 2 and "not found" in err
+    code, _, err = run_cli(capsys, "eval", "--logdir", str(tmp_path / "y"))
+    assert code == 2 and "not found" in err
+
+
+def test_list_commands(capsys):
+    code, out, _ = run_cli(capsys, "list", "presets")
+    assert code == 0 and "r2i" in out and "dreamerv3" in out
+    code, out, _ = run_cli(capsys, "list", "envs")
+    assert code == 0 and "builtin:" in out and "gym:" in out
+    code, out, _ = run_cli(capsys, "list", "envs", "builtin")
+    assert code == 0 and "recall/5" in out
+    code, out, _ = run_cli(capsys, "list", "keys")
+    assert code == 0 and "agent.world_model.core = 's5'" in out and "train.batch_size" in out
+
+
+def test_argparse_errors_exit_2_in_a_subprocess(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ssmworld", "train", "--env", "builtin:recall/2"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "--logdir" in proc.stderr and proc.stderr.count("\n") == 1

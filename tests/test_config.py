@@ -1,0 +1,97 @@
+"""Config tree, presets, suite overlays and type-checked overrides."""
+
+import pytest
+
+from ssmworld.config import ConfigError, apply_overrides, from_dict, leaf_keys, load_config, preset_names, to_dict
+from ssmworld.config import Config, load_yaml, save_yaml
+
+
+def test_presets_and_sizes_build():
+    assert {"r2i", "dreamerv3"} <= set(preset_names())
+    for preset in ("r2i", "dreamerv3"):
+        for size in ("debug", "small", "paper"):
+            cfg = load_config(preset, size, "builtin:recall/5")
+            assert cfg.preset == preset and cfg.size == size and cfg.train.env == "builtin:recall/5"
+
+
+def test_r2i_and_dreamerv3_differ_in_core_and_policy_input():
+    r2i, dv3 = load_config("r2i", "small", "gym:CartPole-v1"), load_config("dreamerv3", "small", "gym:CartPole-v1")
+    assert (r2i.agent.world_model.core, r2i.agent.policy_input) == ("s5", "full")
+    assert (dv3.agent.world_model.core, dv3.agent.policy_input) == ("gru", "output")
+
+
+def test_suite_overlays_follow_the_spec():
+    bsuite = load_config("r2i", "paper", "bsuite:memory_len/10")
+    core = bsuite.agent.world_model.core_cfg
+    assert (core["width"], core["state_size"], core["n_layers"]) == (512, 128, 3)
+    assert (core["discretization"], core["initial"]) == ("zoh", "zeros")
+    assert (bsuite.train.batch_size, bsuite.train.sequence_length, bsuite.train.train_ratio) == (16, 256, 1024)
+    assert bsuite.agent.policy_input == "hidden"
+    popgym = load_config("r2i", "paper", "popgym:RepeatPreviousEasy")
+    assert popgym.agent.world_model.core_cfg["output_dim"] == 1024 and popgym.train.envs == 8
+    small_bsuite = load_config("r2i", "small", "bsuite:memory_len/10")
+    assert small_bsuite.agent.world_model.core_cfg["discretization"] == "zoh"  # "all" overlays apply to every size
+    assert small_bsuite.agent.world_model.core_cfg["width"] == 128
+    default = load_config("r2i", "paper", "gym:CartPole-v1")
+    assert default.agent.world_model.core_cfg["output_dim"] == 4096 and default.agent.policy_input == "full"
+
+
+def test_overrides_convert_and_check_types():
+    cfg = load_config("r2i", "debug", "builtin:recall/5", ["train.batch_size=32", "agent.model_lr=1e-4",
+                                                           "train.steps=1e5", "agent.imagination_starts=none",
+                                                           "agent.world_model.core_cfg.state_size=4",
+                                                           "train.device=cpu"])
+    assert cfg.train.batch_size == 32 and cfg.agent.model_lr == 1e-4 and cfg.train.steps == 100_000
+    assert cfg.agent.imagination_starts is None and cfg.agent.world_model.core_cfg["state_size"] == 4
+    assert cfg.agent.world_model.core_cfg["width"] == 16  # the other core options stay
+    assert isinstance(cfg.agent.model_lr, float)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.batch_size=abc", "train.batch_size expects int, got 'abc'"),
+    ("train.batch_size=1.5", "expects int"),
+    ("train.batch_size=true", "expects int"),
+    ("agent.model_lr=fast", "agent.model_lr expects float"),
+    ("agent.horizn=3", "unknown key 'agent.horizn'; did you mean 'agent.horizon'"),
+    ("train.batchsize=3", "did you mean 'train.batch_size'"),
+    ("agent.world_model=3", "is a group"),
+    ("train.steps.x=3", "is a value, not a group"),
+    ("nonsense", "must look like key=value"),
+    ("agent.world_model.core=42", None),  # an int where a str is expected is taken as its text
+])
+def test_bad_overrides_give_one_line_errors(override, message):
+    if message is None:
+        assert load_config("r2i", "debug", overrides=[override]).agent.world_model.core == "42"
+        return
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as err:
+        load_config("r2i", "debug", "builtin:recall/5", [override])
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_preset_and_size():
+    with pytest.raises(ConfigError, match="unknown preset 'nope'; available: .*r2i"):
+        load_config("nope")
+    with pytest.raises(ConfigError, match="unknown size 'huge'"):
+        load_config("r2i", "huge")
+
+
+def test_env_must_be_set_with_its_flag():
+    with pytest.raises(ConfigError, match="--env"):
+        load_config("r2i", "debug", "builtin:recall/5", ["train.env=bsuite:memory_len/3"])
+
+
+def test_round_trip_through_yaml(tmp_path):
+    cfg = load_config("dreamerv3", "debug", "builtin:recall/3", ["agent.horizon=7"])
+    save_yaml(cfg, str(tmp_path / "config.yaml"))
+    assert load_yaml(str(tmp_path / "config.yaml")) == cfg
+    assert from_dict(to_dict(cfg)) == cfg
+
+
+def test_every_leaf_key_accepts_its_own_default():
+    from ssmworld.config import _get
+
+    cfg = Config()
+    apply_overrides(cfg, {key: _get(Config(), key) for key in leaf_keys()})
+    assert cfg == Config()
+    apply_overrides(cfg, {"train.seed": 3, "agent.actor_critic.entropy": 1e-3})
+    assert cfg.train.seed == 3 and cfg.agent.actor_critic.entropy == 1e-3
