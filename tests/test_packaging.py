@@ -47,3 +47,20 @@ def test_cli_bad_input_exits_2_with_one_line():
 def test_cli_lists_cores():
     proc = run_cli("list", "cores")
     assert proc.returncode == 0 and proc.stdout.split() == ["attention", "gru", "mamba", "mamba2", "s5"]
+
+
+def test_quickstart_train_command_is_valid():
+    """The quickstart's `ssmworld train` arguments build a run (the run itself is the README's job)."""
+    import shlex
+
+    pytest = __import__("pytest")
+    pytest.importorskip("bsuite")
+    from ssmworld.cli import _parser
+    from ssmworld.config import load_config
+    from ssmworld.train import Trainer
+
+    words = shlex.split(readme_commands()[0].split("&&")[-1])
+    args = _parser().parse_args(words[words.index("ssmworld") + 1:])
+    assert args.command == "train" and args.steps > 0
+    cfg = load_config(args.preset, args.size, args.env, args.overrides)
+    Trainer(cfg, quiet=True).vec.close()

@@ -103,3 +103,32 @@ def test_imagination_first_step_matches_the_training_pass(core):
     expected = out["h"][:, 1:]
     valid = ~data["is_first"][:, 1:]  # the training pass resets where an episode starts
     torch.testing.assert_close(next_h[valid], expected[valid], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("core", ["s5", "gru"])
+def test_memoryless_control_forgets_the_past(core):
+    """memory=False: h_t depends on (z_{t-1}, a_{t-1}) only, in the training pass and in imagination."""
+    torch.manual_seed(2)
+    cfg = WorldModelConfig(core=core, core_cfg=CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4,
+                           memory=False)
+    model = WorldModel({"vector": 5, "cue": 2}, action_dim=4, cfg=cfg)
+    data = batch()
+    other = {k: (dict(v) if isinstance(v, dict) else v.clone()) for k, v in data.items()}
+    other["obs"]["vector"] = other["obs"]["vector"].clone()
+    other["obs"]["vector"][:, :5] += 3.0  # a different past up to t=4
+    other["action"] = other["action"].clone()
+    other["action"][:, :5] = other["action"][:, :5].roll(1, -1)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        h1 = model.observe(data["obs"], data["action"], data["is_first"])["h"]
+        torch.manual_seed(3)
+        h2 = model.observe(other["obs"], other["action"], other["is_first"])["h"]
+    assert not torch.allclose(h1[:, 3], h2[:, 3])
+    torch.testing.assert_close(h1[:, 7:], h2[:, 7:])  # from t=6 on the inputs (z_{t-1}, a_{t-1}) agree
+    memory = WorldModel({"vector": 5, "cue": 2}, action_dim=4, cfg=WorldModelConfig(
+        core=core, core_cfg=CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4))
+    memory.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.manual_seed(3)
+        h3 = memory.observe(other["obs"], other["action"], other["is_first"])["h"]
+    assert not torch.allclose(h1[:, 7:], h3[:, 7:])  # with memory the past matters

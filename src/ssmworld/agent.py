@@ -11,14 +11,15 @@ from torch import nn
 from .behavior import ActorCritic, ActorCriticConfig
 from .world_model import WorldModel, WorldModelConfig
 
-POLICY_INPUTS = {"output": ("h", "z"), "hidden": ("z", "x"), "full": ("h", "z", "x")}
+# "latent" (z only) is the no-memory control of the learning test, not an R2I option.
+POLICY_INPUTS = {"output": ("h", "z"), "hidden": ("z", "x"), "full": ("h", "z", "x"), "latent": ("z",)}
 
 
 @dataclass
 class AgentConfig:
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
-    policy_input: str = "hidden"  # R2I: "output" (h, z), "hidden" (z, x), "full" (h, z, x)
+    policy_input: str = "hidden"  # R2I: "output" (h, z), "hidden" (z, x), "full" (h, z, x); control: "latent" (z)
     horizon: int = 15
     imagination_starts: int | None = None  # random subset of the B*T posterior states (None: all, as R2I)
     model_lr: float = 1e-4
@@ -71,7 +72,7 @@ class Agent(nn.Module):
         keep = (~is_first.bool()).unsqueeze(-1).float()
         z = wm.latent(wm.encode(obs)).sample().flatten(-2)
         u = wm.core_input(torch.cat([state["z"] * keep, state["action"] * keep], -1))
-        h, core_state = wm.core.step(u, state["core"], reset=is_first.bool())
+        h, core_state = wm.core.step(u, state["core"], reset=wm.core_reset(is_first))
         policy = self.actor_critic.policy(self.features({"h": h, "z": z, "x": wm.core.features(core_state)}))
         action = policy.sample() if explore else policy.mode()
         if not self.discrete:

@@ -4,6 +4,7 @@
     ssmworld train --logdir runs/x --resume [--steps N]
     ssmworld eval --logdir runs/x [--episodes 20]
     ssmworld bench cores [--quick] [--json PATH] [--threads N] [--cores s5,mamba] [--lengths 64,256]
+    ssmworld bench world-model [--quick] [--json PATH] [--lengths 256,1024] [--batch 4] [--width 256]
     ssmworld list cores|envs|presets|keys [suite]
 """
 
@@ -48,6 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     cores.add_argument("--lengths", type=_int_list, help="comma-separated sequence lengths")
     cores.add_argument("--batch", type=int, help="batch size (default 16)")
     cores.add_argument("--repeats", type=int, help="timed repeats after one warm-up (default 5)")
+
+    wm = bench_what.add_parser("world-model", help="one world-model update, s5 vs gru, over sequence lengths")
+    wm.add_argument("--quick", action="store_true", help="small sizes, about a minute (a smoke run, not results)")
+    wm.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    wm.add_argument("--threads", type=int, default=1, help="torch threads per measurement (default 1)")
+    wm.add_argument("--cores", help="comma-separated cores (default: s5,gru)")
+    wm.add_argument("--lengths", type=_int_list, help="comma-separated sequence lengths (default 256,1024)")
+    wm.add_argument("--batch", type=int, help="batch size (default 4, R2I's 4 x 1024)")
+    wm.add_argument("--width", type=int, help="width of the core and the world model (default 256)")
+    wm.add_argument("--repeats", type=int, help="timed repeats after one warm-up (default 5)")
 
     train = commands.add_parser("train", help="train an agent (a new run, or --resume one)")
     train.add_argument("--preset", default="r2i", help="r2i | dreamerv3 (see `ssmworld list presets`)")
@@ -190,6 +201,27 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_world_model(args: argparse.Namespace) -> int:
+    from .bench_world_model import WorldModelBenchSettings, bench_world_model
+
+    settings = WorldModelBenchSettings.quick() if args.quick else WorldModelBenchSettings()
+    settings.threads = args.threads
+    if args.cores:
+        settings.cores = [c.strip() for c in args.cores.split(",") if c.strip()]
+    if args.lengths:
+        settings.lengths = args.lengths
+    for name in ("batch", "width", "repeats"):
+        value = getattr(args, name)
+        if value is not None:
+            if value <= 0:
+                return _fail(f"--{name} must be positive, got {value}")
+            setattr(settings, name, value)
+    if settings.threads <= 0:
+        return _fail(f"--threads must be positive, got {settings.threads}")
+    bench_world_model(settings, json_path=args.json)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .runtime import tune_cpu_allocator
 
@@ -198,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "bench" and args.what == "cores":
             return _bench_cores(args)
+        if args.command == "bench" and args.what == "world-model":
+            return _bench_world_model(args)
         if args.command == "train":
             return _train(args)
         if args.command == "eval":

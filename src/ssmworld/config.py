@@ -47,6 +47,7 @@ class TrainConfig:
     log_every: int = 1_000  # env steps between train/ and perf/ metric rows
     checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints (and one at the end)
     keep_checkpoints: int = 2
+    minutes: float = 0.0  # wall-clock budget: stop (evaluate, checkpoint) after this many minutes; 0 = no limit
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
 
 

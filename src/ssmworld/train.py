@@ -148,6 +148,9 @@ class Trainer:
         last_checkpoint, started = time.monotonic(), time.perf_counter()
         try:
             while self.step < tc.steps:
+                if tc.minutes and time.perf_counter() - started >= 60 * tc.minutes:
+                    logger.print(f"ssmworld: time budget of {tc.minutes:g} minutes reached at step {self.step}")
+                    break
                 for row in self._env_step():
                     logger.write(self.step, row)
                 if self.step >= tc.prefill and self.step >= tc.sequence_length:

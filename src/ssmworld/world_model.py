@@ -46,6 +46,9 @@ class WorldModelConfig:
     # breaks the symmetry. Measured on builtin:recall/0 (GRU, width 64): learned after ~1k updates with 1.0, not
     # within 2k with 0 or 0.1.
     reward_init: float = 0.0
+    # False: a control without memory: the core is reset at every step (h_t depends on (z_{t-1}, a_{t-1}) only),
+    # in training, acting and imagination alike.
+    memory: bool = True
 
 
 def kl_balance(post_logits: torch.Tensor, prior_logits: torch.Tensor, latent: Any, dyn_scale: float,
@@ -108,8 +111,12 @@ class WorldModel(nn.Module):
         prev_z = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], 1) * keep
         prev_a = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1) * keep
         run = self.core.forward_states if all_states else self.core
-        h, core_state = run(self.core_input(torch.cat([prev_z, prev_a], -1)), is_first.bool(), state)
+        h, core_state = run(self.core_input(torch.cat([prev_z, prev_a], -1)), self.core_reset(is_first), state)
         return dict(h=h, z=z, post_logits=post_logits, prior_logits=self.prior(h), state=core_state)
+
+    def core_reset(self, is_first: torch.Tensor) -> torch.Tensor:
+        """The core's reset flags (...) for ``is_first`` (...): is_first itself, or all True without memory."""
+        return is_first.bool() if self.cfg.memory else torch.ones_like(is_first, dtype=torch.bool)
 
     def imagine(self, h: torch.Tensor, z: torch.Tensor, state: sequence.State,
                 policy: Callable[[dict[str, torch.Tensor]], torch.Tensor], horizon: int) -> dict[str, torch.Tensor]:
@@ -122,7 +129,8 @@ class WorldModel(nn.Module):
         hs, zs, xs, actions = [h], [z], [self.core.features(state)], []
         for _ in range(horizon):
             action = policy({"h": hs[-1], "z": zs[-1], "x": xs[-1]})
-            h, state = self.core.step(self.core_input(torch.cat([zs[-1], action], -1)), state)
+            reset = None if self.cfg.memory else torch.ones(action.shape[0], dtype=torch.bool, device=action.device)
+            h, state = self.core.step(self.core_input(torch.cat([zs[-1], action], -1)), state, reset=reset)
             hs.append(h)
             zs.append(self.latent(self.prior(h)).sample().flatten(-2))
             xs.append(self.core.features(state))

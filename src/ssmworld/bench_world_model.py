@@ -1,0 +1,205 @@
+"""`bench world-model`: one full world-model update of S5 vs GRU (R2I's speed claim, there 'up to 9x' on a GPU).
+
+Measured per core and sequence length T, each in a fresh worker process (its own peak memory), median of
+``repeats`` after one warm-up:
+
+- train step: ``WorldModel.loss(batch)`` forward, ``backward()``, ``clip_grad_norm_`` (1000, as Agent) and an Adam
+  step, on a random batch of B sequences of T steps: a 16-dim "vector" observation, 4 discrete actions (one-hot),
+  float rewards, ``is_first[:, 0] = True``. Reported as seconds, microseconds per token (B * T) and the peak
+  resident memory of the train steps above the memory after building the model and batch.
+- imagination: ``WorldModel.imagine`` in step mode (no grad) from ``imagine_starts`` random posterior states of the
+  same batch, ``horizon`` steps, uniformly random one-hot actions. It does not depend on T.
+
+Same width for every core: ``WorldModelConfig(units=width)`` and the core's ``width=width``; latents 32 x 32 as R2I.
+Core layouts are those of `bench cores` (bench.CORE_CONFIGS): S5 with P=64 complex states per layer and 2 layers
+(R2I's S5 layout at a CPU-practical state size), GRU with 8 blocks (DreamerV3's block GRU).
+The check: gru/s5 train-step time at the longest T >= ``target_speedup`` (the issue asks 10x at T=1024). On a CPU
+this may well be missed; it is reported as measured.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .bench import CORE_CONFIGS, _peak_rss_mb, _rss_mb, _torch_version, _write_json_atomic
+
+FAST, SLOW = "s5", "gru"  # the ratio reported is SLOW / FAST
+
+
+@dataclass
+class WorldModelBenchSettings:
+    cores: list[str] = field(default_factory=lambda: [FAST, SLOW])
+    lengths: list[int] = field(default_factory=lambda: [256, 1024])
+    batch: int = 4  # R2I trains on 4 x 1024
+    width: int = 256
+    repeats: int = 5
+    threads: int = 1
+    obs_dim: int = 16
+    action_dim: int = 4
+    imagine_starts: int = 256
+    horizon: int = 15
+    all_states: bool = False  # True: loss(all_states=True), the variant Agent.update runs (imagination starts)
+    target_speedup: float = 10.0
+    budget_s: float = 120.0  # one timed repeat only once the warm-up step takes longer than this
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> WorldModelBenchSettings:
+        """A smoke run in about a minute: small sizes, one repeat (not results)."""
+        return cls(**{**dict(lengths=[32, 64], width=64, repeats=1), **overrides})
+
+
+def _median_time(fn: Any, repeats: int, budget_s: float) -> tuple[float, list[float], float]:
+    """(median, times, warm-up) of ``fn`` in seconds."""
+    def timed() -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    warmup = timed()
+    times = [timed() for _ in range(repeats if warmup < budget_s else 1)]
+    return statistics.median(times), times, warmup
+
+
+def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
+    """One core at one length: train-step and imagination times, peak memory. Runs in a worker process."""
+    import torch
+    from torch import nn
+
+    from .runtime import tune_cpu_allocator
+    from .world_model import WorldModel, WorldModelConfig
+
+    tune_cpu_allocator()  # as `ssmworld train` does
+    torch.set_num_threads(s["threads"])
+    torch.manual_seed(0)
+    B, T, A, width = s["batch"], length, s["action_dim"], s["width"]
+    cfg = WorldModelConfig(core=core, units=width, core_cfg=dict(width=width, **CORE_CONFIGS[core]))
+    wm = WorldModel({"vector": s["obs_dim"]}, A, cfg)
+    opt = torch.optim.Adam(wm.parameters(), 1e-4, eps=1e-8)
+    is_first = torch.zeros(B, T, dtype=torch.bool)
+    is_first[:, 0] = True
+    batch = dict(obs={"vector": torch.randn(B, T, s["obs_dim"])},
+                 action=nn.functional.one_hot(torch.randint(A, (B, T)), A).float(),
+                 reward=torch.randn(B, T), is_first=is_first, is_terminal=torch.zeros(B, T, dtype=torch.bool))
+
+    def train_step() -> None:
+        loss, _, _ = wm.loss(batch, all_states=s["all_states"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(wm.parameters(), 1000.0)
+        opt.step()
+
+    base_mb = _rss_mb()
+    median_s, times, warmup = _median_time(train_step, s["repeats"], s["budget_s"])
+    peak_mb = _peak_rss_mb() - base_mb
+
+    with torch.no_grad():
+        out = wm.observe(batch["obs"], batch["action"], batch["is_first"], all_states=True)
+        pick = torch.randint(B * T, (s["imagine_starts"],))
+        h, z = out["h"].flatten(0, 1)[pick], out["z"].flatten(0, 1)[pick]
+        starts = {k: v.flatten(0, 1)[pick] for k, v in out["state"].items()}
+
+        def policy(parts: dict[str, torch.Tensor]) -> torch.Tensor:
+            return nn.functional.one_hot(torch.randint(A, (parts["h"].shape[0],)), A).float()
+
+        imagine_s, imagine_times, _ = _median_time(lambda: wm.imagine(h, z, starts, policy, s["horizon"]),
+                                                   s["repeats"], s["budget_s"])
+    return dict(core=core, length=length, median_s=median_s, times_s=times, warmup_s=warmup,
+                us_per_token=median_s / (B * T) * 1e6, peak_mb=peak_mb, peak_rss_mb=_peak_rss_mb(),
+                imagine_s=imagine_s, imagine_times_s=imagine_times,
+                params=sum(p.numel() for p in wm.parameters()))
+
+
+def _run_worker(core: str, length: int, settings: WorldModelBenchSettings) -> dict[str, Any]:
+    env = dict(os.environ, OMP_NUM_THREADS=str(settings.threads), MKL_NUM_THREADS=str(settings.threads))
+    job = json.dumps(dict(core=core, length=length, settings=asdict(settings)))
+    proc = subprocess.run([sys.executable, "-m", "ssmworld.bench_world_model", "--worker", job],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        error = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return dict(core=core, length=length, error=error)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def speedups(results: list[dict[str, Any]], settings: WorldModelBenchSettings
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(ratios SLOW/FAST per T for the train step and imagination, the target check at the longest T)."""
+    done = {(r["core"], r["length"]): r for r in results if "median_s" in r}
+    ratios = []
+    for T in settings.lengths:
+        fast, slow = done.get((FAST, T)), done.get((SLOW, T))
+        if fast and slow:
+            ratios.append(dict(length=T, train=slow["median_s"] / fast["median_s"],
+                               imagine=slow["imagine_s"] / fast["imagine_s"]))
+    checks = []
+    longest = max(settings.lengths)
+    for r in ratios:
+        if r["length"] == longest:
+            checks.append(dict(target=f"{SLOW}/{FAST} train step at T={longest} >= {settings.target_speedup:g}",
+                               value=r["train"], ok=r["train"] >= settings.target_speedup))
+    return ratios, checks
+
+
+def bench_world_model(settings: WorldModelBenchSettings, json_path: str | None = None,
+                      console: Any = None) -> dict[str, Any]:
+    """Run the world-model benchmark, print a table and the check, optionally write JSON. Returns the report."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    unknown = [c for c in settings.cores if c not in CORE_CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown core(s) {unknown}; available: {', '.join(CORE_CONFIGS)}")
+    plan = [(c, T) for T in settings.lengths for c in settings.cores]
+    results: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    with console.status("") as status:
+        for i, (core, T) in enumerate(plan, 1):
+            status.update(f"[{i}/{len(plan)}] {core} T={T}  ({time.perf_counter() - started:.0f} s)")
+            results.append(_run_worker(core, T, settings))
+    ratios, checks = speedups(results, settings)
+
+    table = Table(title=f"world-model update (loss+backward+clip+Adam), B={settings.batch}, width "
+                        f"{settings.width}, {settings.threads} thread(s); imagination: {settings.imagine_starts} "
+                        f"starts x {settings.horizon} steps")
+    for col in ("core", "T", "train s", "us/token", "peak MB", "imagine s"):
+        table.add_column(col, justify="left" if col == "core" else "right")
+    for r in results:
+        if "median_s" in r:
+            table.add_row(r["core"], str(r["length"]), f"{r['median_s']:.3f}", f"{r['us_per_token']:.1f}",
+                          f"{r['peak_mb']:.0f}", f"{r['imagine_s']:.3f}")
+        else:
+            table.add_row(r["core"], str(r["length"]), "-", "-", "-", r.get("error", "")[:40])
+    console.print(table)
+    for r in ratios:
+        console.print(f"{SLOW}/{FAST} at T={r['length']}: train step {r['train']:.2f}x, imagination "
+                      f"{r['imagine']:.2f}x")
+    for c in checks:
+        mark = "[green]ok[/green]" if c["ok"] else "[red]MISSED[/red]"
+        console.print(f"{mark}  {c['target']}: {c['value']:.2f}")
+
+    report = dict(
+        meta=dict(benchmark="world-model", date=datetime.datetime.now().isoformat(timespec="seconds"),
+                  host=platform.node(), machine=platform.machine(), cpu_count=os.cpu_count(),
+                  python=platform.python_version(), torch=_torch_version(),
+                  command=" ".join(["ssmworld"] + sys.argv[1:]), wall_s=time.perf_counter() - started,
+                  settings=asdict(settings), core_configs={c: CORE_CONFIGS[c] for c in settings.cores}),
+        results=results, ratios=ratios, checks=checks,
+    )
+    if json_path:
+        _write_json_atomic(json_path, report)
+        console.print(f"wrote {json_path}")
+    return report
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--worker":
+    job = json.loads(sys.argv[2])
+    print(json.dumps(measure(job["core"], job["length"], job["settings"])))

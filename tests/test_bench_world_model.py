@@ -1,0 +1,63 @@
+"""The world-model benchmark: its gru/s5 ratios and check on hand-made numbers, and a tiny run writing JSON."""
+
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from ssmworld.bench_world_model import WorldModelBenchSettings, bench_world_model, speedups
+
+
+def row(core, length, seconds, imagine):
+    return dict(core=core, length=length, median_s=seconds, imagine_s=imagine, peak_mb=1.0)
+
+
+def test_speedups_hand_computed():
+    settings = WorldModelBenchSettings(lengths=[256, 1024])
+    results = [row("s5", 256, 2.0, 0.5), row("gru", 256, 6.0, 0.25),
+               row("s5", 1024, 4.0, 0.5), row("gru", 1024, 48.0, 0.25)]
+    ratios, checks = speedups(results, settings)
+    assert ratios == [dict(length=256, train=3.0, imagine=0.5), dict(length=1024, train=12.0, imagine=0.5)]
+    assert len(checks) == 1 and checks[0]["value"] == 12.0 and checks[0]["ok"] and "T=1024" in checks[0]["target"]
+
+    results[-1] = row("gru", 1024, 36.0, 0.25)  # 9x: missed
+    _, checks = speedups(results, settings)
+    assert checks[0]["value"] == 9.0 and not checks[0]["ok"]
+
+    # a failed measurement at the longest T: no ratio there, so no check (rather than a false ok/MISSED)
+    results[-1] = dict(core="gru", length=1024, error="killed")
+    ratios, checks = speedups(results, settings)
+    assert [r["length"] for r in ratios] == [256] and checks == []
+
+
+def test_quick_settings():
+    quick = WorldModelBenchSettings.quick(threads=2)
+    assert (quick.lengths, quick.width, quick.repeats, quick.threads) == ([32, 64], 64, 1, 2)
+    assert quick.cores == ["s5", "gru"] and quick.batch == 4
+
+
+def test_unknown_core_rejected():
+    with pytest.raises(ValueError, match="unknown core"):
+        bench_world_model(WorldModelBenchSettings(cores=["lstm"]), console=Console(file=io.StringIO()))
+
+
+def test_tiny_run_writes_json(tmp_path):
+    out = tmp_path / "wm.json"
+    settings = WorldModelBenchSettings(lengths=[8, 16], width=16, repeats=1, imagine_starts=8, horizon=3)
+    buffer = io.StringIO()
+    report = bench_world_model(settings, json_path=str(out), console=Console(file=buffer, width=200))
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(report))
+    assert set(saved) == {"meta", "results", "ratios", "checks"}
+    assert saved["meta"]["settings"]["width"] == 16 and saved["meta"]["core_configs"]["gru"] == {"blocks": 8}
+    runs = {(r["core"], r["length"]) for r in saved["results"] if "median_s" in r}
+    assert runs == {("s5", 8), ("gru", 8), ("s5", 16), ("gru", 16)}, saved["results"]
+    for r in saved["results"]:
+        assert {"median_s", "times_s", "us_per_token", "peak_mb", "imagine_s", "params"} <= set(r)
+        assert len(r["times_s"]) == 1 and r["median_s"] > 0 and r["imagine_s"] > 0
+        assert r["us_per_token"] == pytest.approx(r["median_s"] / (4 * r["length"]) * 1e6)
+    assert [r["length"] for r in saved["ratios"]] == [8, 16]
+    assert len(saved["checks"]) == 1 and "T=16" in saved["checks"][0]["target"]
+    text = buffer.getvalue()
+    assert "gru/s5 at T=16" in text and ("ok" in text or "MISSED" in text)
