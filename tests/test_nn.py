@@ -78,3 +78,14 @@ def test_mlp_shapes_and_zero_output():
     y = mlp(torch.randn(3, 4, 7))
     assert y.shape == (3, 4, 255) and torch.equal(y, torch.zeros_like(y))
     assert MLP(7, 16, 2).output_dim == 16
+
+
+def test_categorical_sampling_matches_the_probabilities():
+    from ssmworld.nn.distributions import onehot, sample_index
+
+    torch.manual_seed(0)
+    probs = torch.tensor([[0.1, 0.2, 0.0, 0.7]]).expand(200_000, 4)
+    index = sample_index(probs)
+    freq = torch.bincount(index, minlength=4).float() / len(index)
+    torch.testing.assert_close(freq, torch.tensor([0.1, 0.2, 0.0, 0.7]), atol=5e-3, rtol=0)
+    assert onehot(torch.tensor([2, 0]), 3, torch.float32).tolist() == [[0, 0, 1], [1, 0, 0]]

@@ -10,10 +10,10 @@ import copy
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .nn import MLP, BoundedNormal, TwoHot
+from .nn.distributions import onehot, sample_index
 
 
 def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float,
@@ -142,11 +142,11 @@ class OneHotPolicy:
         self.log_probs = self.probs.log()
 
     def sample(self) -> torch.Tensor:
-        index = torch.multinomial(self.probs.reshape(-1, self.probs.shape[-1]), 1).reshape(self.probs.shape[:-1])
-        return F.one_hot(index, self.probs.shape[-1]).to(self.probs.dtype)
+        probs = self.probs.detach()
+        return onehot(sample_index(probs), probs.shape[-1], probs.dtype)
 
     def mode(self) -> torch.Tensor:
-        return F.one_hot(self.probs.argmax(-1), self.probs.shape[-1]).to(self.probs.dtype)
+        return onehot(self.probs.argmax(-1), self.probs.shape[-1], self.probs.dtype)
 
     def log_prob(self, onehot: torch.Tensor) -> torch.Tensor:
         return (onehot * self.log_probs).sum(-1)

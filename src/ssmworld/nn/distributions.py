@@ -23,6 +23,20 @@ def symexp(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.expm1(x.abs())
 
 
+def onehot(index: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """(...) int64 -> (...) x n one-hot in ``dtype`` (scatter: no int64 one-hot and cast, a hot path on CPU)."""
+    out = torch.zeros(*index.shape, n, dtype=dtype, device=index.device)
+    return out.scatter_(-1, index.unsqueeze(-1), 1.0)
+
+
+def sample_index(probs: torch.Tensor) -> torch.Tensor:
+    """One categorical draw per row of probs (..., n) -> (...) int64, by inverting the CDF (several times faster
+    than torch.multinomial for the small class counts used here)."""
+    cdf = probs.cumsum(-1)
+    u = torch.rand(probs.shape[:-1] + (1,), dtype=probs.dtype, device=probs.device) * cdf[..., -1:]
+    return (cdf <= u).sum(-1).clamp(max=probs.shape[-1] - 1)
+
+
 class TwoHot:
     """Categorical over ``bins`` (symlog space). logits: (..., n_bins). Values are in the original space."""
 
@@ -61,13 +75,12 @@ class CategoricalLatent:
 
     def sample(self) -> torch.Tensor:
         """One-hot sample with straight-through gradients: onehot + probs - sg(probs). (..., groups, classes)."""
-        flat = self.probs.reshape(-1, self.probs.shape[-1])
-        index = torch.multinomial(flat, 1).reshape(self.probs.shape[:-1])
-        onehot = F.one_hot(index, self.probs.shape[-1]).to(self.probs.dtype)
-        return onehot + self.probs - self.probs.detach()
+        probs = self.probs.detach()
+        sample = onehot(sample_index(probs), probs.shape[-1], probs.dtype)
+        return sample + self.probs - probs
 
     def mode(self) -> torch.Tensor:
-        return F.one_hot(self.probs.argmax(-1), self.probs.shape[-1]).to(self.probs.dtype)
+        return onehot(self.probs.argmax(-1), self.probs.shape[-1], self.probs.dtype)
 
     def log_prob(self, onehot: torch.Tensor) -> torch.Tensor:
         """(...): summed over groups."""
