@@ -89,7 +89,10 @@ def test_checkpoint_resume_and_eval(tmp_path):
     first.run()
     assert len(checkpoint.list_checkpoints(os.path.join(logdir, "checkpoints"))) == 1
     cfg.train.steps = 100
+    with open(os.path.join(logdir, "metrics.jsonl"), "a") as f:  # rows of a killed run after its last checkpoint
+        f.write(json.dumps({"step": 75, "episode/return": 1.0}) + "\n" + '{"step": 8')
     resumed = Trainer(cfg, logdir, resume=True, quiet=True)
+    assert max(r["step"] for r in read_metrics(os.path.join(logdir, "metrics.jsonl"))) == 60
     assert (resumed.step, resumed.updates, len(resumed.replay)) == (60, first.updates, len(first.replay))
     for a, b in zip(resumed.agent.state_dict().values(), first.agent.state_dict().values()):
         assert torch.equal(a, b)
@@ -160,3 +163,17 @@ def test_batch_conventions_from_replay():
 def test_train_function_returns_a_summary():
     summary = train(debug_config(steps=40))
     assert summary["steps"] == 40 and summary["preset"] == "r2i" and summary["size"] == "debug"
+
+
+def test_unsupported_spaces_are_named():
+    import gymnasium as gym
+
+    from ssmworld.train import space_dims
+
+    image = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)})
+    with pytest.raises(ValueError, match="observation 'image'.*not supported yet; accepted: flat vectors"):
+        space_dims(image, gym.spaces.Discrete(2))
+    vector = gym.spaces.Dict({"vector": gym.spaces.Box(-1, 1, (3,), np.float32)})
+    with pytest.raises(ValueError, match="action space .* not supported; accepted: Discrete, Box"):
+        space_dims(vector, gym.spaces.MultiBinary(3))
+    assert space_dims(vector, gym.spaces.Box(-1, 1, (2, 2), np.float32)) == ({"vector": 3}, 4, False)

@@ -8,6 +8,7 @@ terminal state; time-limit truncation is NOT termination, so the critic bootstra
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -267,6 +268,27 @@ class Trainer:
         self.replay.rng.bit_generator.state = state["replay_rng"]
         self.step, self.updates, self.episodes = state["step"], state["updates"], state["episodes"]
         self.update_credit, self.next_eval = state["update_credit"], state["next_eval"]
+        truncate_metrics(os.path.join(self.logdir, "metrics.jsonl"), self.step)
+
+
+def truncate_metrics(path: str, step: int) -> None:
+    """Drop the rows a killed run wrote after its last checkpoint (step > ``step``), so a resumed run does not log
+    them twice. Rewritten atomically."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    keep = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line if line.endswith("\n") else line + "\n")
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a torn last line
+    if len(keep) != len(lines):
+        with open(path + ".tmp", "w") as f:
+            f.writelines(keep)
+        os.replace(path + ".tmp", path)
 
 
 def load_run(logdir: str, device: str = "cpu") -> tuple[Config, Agent, int]:
