@@ -102,6 +102,8 @@ def test_checkpoint_resume_and_eval(tmp_path):
     rows = read_metrics(os.path.join(logdir, "metrics.jsonl"))
     assert rows[-1]["step"] == 100 and any("train/loss_model" in r for r in rows)
     assert any("perf/fps" in r for r in rows) and any("eval/return_mean" in r for r in rows)
+    seconds = [r["perf/seconds"] for r in rows if "perf/seconds" in r]
+    assert seconds == sorted(seconds) and seconds[0] > 0  # wall time continues across the resume
     cfg2, agent, step = load_run(logdir)
     assert step == 100 and cfg2.train.env == cfg.train.env
 

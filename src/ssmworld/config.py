@@ -47,7 +47,7 @@ class TrainConfig:
     log_every: int = 1_000  # env steps between train/ and perf/ metric rows
     checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints (and one at the end)
     keep_checkpoints: int = 2
-    minutes: float = 0.0  # wall-clock budget: stop (evaluate, checkpoint) after this many minutes; 0 = no limit
+    minutes: float = 0.0  # wall-clock budget of this invocation: stop (evaluate, checkpoint) after it; 0 = none
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
 
 

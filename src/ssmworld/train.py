@@ -124,6 +124,8 @@ class Trainer:
         self.replay = ReplayBuffer(max(tc.replay_capacity, chunk), chunk, tc.sampler, seed=tc.seed + 1)
         self.step = self.updates = self.episodes = 0
         self.update_credit, self.next_eval = 0.0, tc.eval_every or None
+        self.seconds_before = 0.0  # wall-clock seconds of earlier sessions of this run (resume)
+        self.started = time.perf_counter()
         if resume:
             self._restore()
         self.vec = gym.vector.SyncVectorEnv([lambda: envs.make(tc.env) for _ in range(tc.envs)],
@@ -147,6 +149,7 @@ class Trainer:
         sums: dict[str, float] = {}
         count, window_start, window_steps, window_updates = 0, time.perf_counter(), self.step, self.updates
         last_checkpoint, started = time.monotonic(), time.perf_counter()
+        self.started = started
         try:
             while self.step < tc.steps:
                 if tc.minutes and time.perf_counter() - started >= 60 * tc.minutes:
@@ -166,6 +169,7 @@ class Trainer:
                     row = {f"train/{k}": v / count for k, v in sums.items()} if count else {}
                     row.update({"perf/fps": (self.step - window_steps) / seconds,
                                 "perf/updates_per_second": (self.updates - window_updates) / seconds,
+                                "perf/seconds": self.seconds_before + time.perf_counter() - started,
                                 "replay/steps": len(self.replay), "train/updates": self.updates})
                     logger.write(self.step, row)
                     sums, count, window_start, window_steps, window_updates = {}, 0, time.perf_counter(), \
@@ -250,6 +254,7 @@ class Trainer:
                    "optimizers": {k: o.state_dict() for k, o in self.agent.optimizers().items()},
                    "torch_rng": torch.get_rng_state()}
         state = {"updates": self.updates, "episodes": self.episodes, "update_credit": self.update_credit,
+                 "seconds": self.seconds_before + time.perf_counter() - self.started,
                  "next_eval": self.next_eval, "rng": self.rng.bit_generator.state,
                  "replay_rng": self.replay.rng.bit_generator.state, "replay_lengths": self.replay.lengths()}
         return checkpoint.save(os.path.join(self.logdir, "checkpoints"), self.step, tensors, state,
@@ -268,6 +273,7 @@ class Trainer:
         self.replay.rng.bit_generator.state = state["replay_rng"]
         self.step, self.updates, self.episodes = state["step"], state["updates"], state["episodes"]
         self.update_credit, self.next_eval = state["update_credit"], state["next_eval"]
+        self.seconds_before = state.get("seconds", 0.0)
         truncate_metrics(os.path.join(self.logdir, "metrics.jsonl"), self.step)
 
 
