@@ -24,6 +24,12 @@ def test_train_resume_and_eval(tmp_path, capsys):
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["steps"] == 60 and summary["updates"] > 0 and "eval_return_mean" in summary
     assert {"config.yaml", "metrics.jsonl", "checkpoints", "replay"} <= set(os.listdir(logdir))
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        assert any(n.startswith("events.out.tfevents") for n in os.listdir(os.path.join(logdir, "tensorboard")))
     code, out, _ = run_cli(capsys, "train", "--logdir", logdir, "--resume", "--steps", "100", "--quiet")
     assert code == 0 and json.loads(out.strip().splitlines()[-1])["steps"] == 100
     code, out, _ = run_cli(capsys, "eval", "--logdir", logdir, "--episodes", "4")
@@ -39,6 +45,8 @@ def test_train_resume_and_eval(tmp_path, capsys):
     (["--env", "builtin:recall/2", "agent.world_model.core_cfg.bogus=1"], "unknown option(s) ['bogus']"),
     (["--env", "builtin:recall/2", "agent.world_model.core=lstm"], "unknown sequence core 'lstm'"),
     (["--env", "gym:Pendulum-v1", "agent.policy_input=everything"], "policy_input must be one of"),
+    (["--env", "builtin:recall/2", "--device", "cuda:7"] if not __import__("torch").cuda.is_available() else
+     ["--env", "builtin:recall/2", "--device", "tpu"], "device"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
     logdir = tmp_path / "run"

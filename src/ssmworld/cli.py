@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="seed of everything in the run (default 0)")
     train.add_argument("--logdir", required=True, help="run directory: config.yaml, metrics.jsonl, checkpoints")
     train.add_argument("--resume", action="store_true", help="continue the run in --logdir from its last checkpoint")
+    train.add_argument("--device", help="auto (default: cuda if available) | cpu | cuda | cuda:N")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.batch_size=32")
@@ -139,6 +140,8 @@ def _train(args: argparse.Namespace) -> int:
         cfg = load_yaml(path)
         if args.steps is not None:
             cfg.train.steps = args.steps
+        if args.device:  # a run may move between machines
+            cfg.train.device = args.device
         trainer = Trainer(cfg, args.logdir, resume=True, quiet=args.quiet)
     else:
         if os.path.isdir(args.logdir) and os.listdir(args.logdir):
@@ -148,6 +151,8 @@ def _train(args: argparse.Namespace) -> int:
             cfg.train.steps = args.steps
         if args.seed is not None:
             cfg.train.seed = args.seed
+        if args.device:
+            cfg.train.device = args.device
         trainer = Trainer(cfg, quiet=args.quiet)  # validates env, spaces and options before the logdir exists
         os.makedirs(args.logdir, exist_ok=True)
         trainer.logdir = args.logdir
