@@ -90,3 +90,22 @@ def test_continuous_actor_backpropagates_through_the_return():
     actor_loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in ac.actor.parameters())
     assert torch.isfinite(critic_loss) and set(metrics) >= {"loss_actor", "loss_critic", "return_scale"}
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_actor_loss_never_trains_the_critic(discrete):
+    """The returns bootstrap on the online critic; for continuous actions they keep their gradient w.r.t. the imagined
+    states (dynamics backprop), but the actor objective must not reach the critic's parameters."""
+    ac = make_actor_critic(discrete=discrete, entropy=0.0)
+    for p in ac.critic.parameters():  # a non-trivial critic (its output layer starts at zero)
+        torch.nn.init.normal_(p, std=0.3)
+    feat = torch.randn(3, 8, 3, requires_grad=True)
+    action = ac.policy(feat[:-1]).sample()
+    reward, cont = torch.randn(2, 8), torch.ones(2, 8)
+    actor_loss, critic_loss, _ = ac.loss(feat, action, reward, cont)
+    actor_loss.backward(retain_graph=True)
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in ac.critic.parameters())
+    if not discrete:
+        assert feat.grad is not None and feat.grad[1:].abs().sum() > 0  # through V(s_t), t >= 1
+    critic_loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in ac.critic.parameters())

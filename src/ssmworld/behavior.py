@@ -104,7 +104,14 @@ class ActorCritic(nn.Module):
         Returns (actor loss, critic loss, metrics). For continuous actions feat, reward and cont must carry gradients
         from the imagined dynamics back to the actions."""
         cfg = self.cfg
-        value = self.value(feat)  # (H+1, N), online critic
+        if self.discrete:  # one critic pass serves the returns (as constants) and the critic loss
+            critic_logits = self.critic(feat.detach())
+            value = TwoHot(critic_logits).mean.detach()  # (H+1, N)
+            critic_dist = TwoHot(critic_logits[:-1])
+        else:  # returns keep their gradient w.r.t. the imagined states, but must not train the critic's parameters
+            frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
+            value = TwoHot(torch.func.functional_call(self.critic, frozen, (feat,))).mean
+            critic_dist = TwoHot(self.critic(feat[:-1].detach()))
         returns = lambda_returns(reward, cont, value, cfg.gamma, cfg.lam)  # (H, N)
         start = torch.ones_like(cont[:1]) if start_cont is None else start_cont[None]
         # (H, N): w_0 = start_cont, w_t = w_{t-1} * gamma * c_{t-1}: the discounted chance that s_t is reached
@@ -117,7 +124,6 @@ class ActorCritic(nn.Module):
         else:
             objective = returns / scale
         actor_loss = -(weight * (objective + cfg.entropy * policy.entropy())).mean()
-        critic_dist = TwoHot(self.critic(feat[:-1].detach()))
         slow_target = self.value(feat[:-1].detach(), slow=True)
         critic_loss = -(weight * (critic_dist.log_prob(returns.detach())
                                   + cfg.slow_critic_reg * critic_dist.log_prob(slow_target))).mean()
