@@ -56,7 +56,9 @@ class TwoHot:
         below = (torch.bucketize(y, self.bins, right=True) - 1).clamp(0, n - 2)
         low, high = self.bins[below], self.bins[below + 1]
         w_high = ((y - low) / (high - low)).clamp(0, 1)
-        return F.one_hot(below, n) * (1 - w_high)[..., None] + F.one_hot(below + 1, n) * w_high[..., None]
+        target = torch.zeros(*y.shape, n, dtype=self.logits.dtype, device=y.device)
+        target.scatter_(-1, below.unsqueeze(-1), (1 - w_high).unsqueeze(-1).to(target.dtype))
+        return target.scatter_add_(-1, (below + 1).unsqueeze(-1), w_high.unsqueeze(-1).to(target.dtype))
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """(...): sum over bins of two-hot target * log softmax (the negative cross-entropy)."""
