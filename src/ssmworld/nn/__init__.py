@@ -1,6 +1,8 @@
 """Layers and distributions shared by world models and actor-critics."""
 
 from .distributions import Bernoulli, BoundedNormal, CategoricalLatent, TwoHot, symexp, symlog
+from .conv import ImageDecoder, ImageEncoder
 from .layers import MLP, dense_block
 
-__all__ = ["MLP", "Bernoulli", "BoundedNormal", "CategoricalLatent", "TwoHot", "dense_block", "symexp", "symlog"]
+__all__ = ["MLP", "Bernoulli", "BoundedNormal", "CategoricalLatent", "ImageDecoder", "ImageEncoder", "TwoHot",
+           "dense_block", "symexp", "symlog"]
