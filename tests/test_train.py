@@ -172,10 +172,12 @@ def test_unsupported_spaces_are_named():
 
     from ssmworld.train import space_dims
 
+    grid = gym.spaces.Dict({"grid": gym.spaces.Box(0, 1, (8, 8), np.float32)})
+    with pytest.raises(ValueError, match="observation 'grid'.*not supported; accepted: flat vectors .* uint8 images"):
+        space_dims(grid, gym.spaces.Discrete(2))
     image = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)})
-    with pytest.raises(ValueError, match="observation 'image'.*not supported yet; accepted: flat vectors"):
-        space_dims(image, gym.spaces.Discrete(2))
+    assert space_dims(image, gym.spaces.Discrete(2)) == ({"image": (8, 8, 3)}, 2, True)
     vector = gym.spaces.Dict({"vector": gym.spaces.Box(-1, 1, (3,), np.float32)})
     with pytest.raises(ValueError, match="action space .* not supported; accepted: Discrete, Box"):
         space_dims(vector, gym.spaces.MultiBinary(3))
-    assert space_dims(vector, gym.spaces.Box(-1, 1, (2, 2), np.float32)) == ({"vector": 3}, 4, False)
+    assert space_dims(vector, gym.spaces.Box(-1, 1, (2, 2), np.float32)) == ({"vector": (3,)}, 4, False)

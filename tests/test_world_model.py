@@ -132,3 +132,24 @@ def test_memoryless_control_forgets_the_past(core):
         torch.manual_seed(3)
         h3 = memory.observe(other["obs"], other["action"], other["is_first"])["h"]
     assert not torch.allclose(h1[:, 7:], h3[:, 7:])  # with memory the past matters
+
+
+@pytest.mark.parametrize("style", ["dreamerv3", "drama"])
+def test_image_and_vector_observations(style):
+    """Images (uint8, channels last) go through the CNN encoder and decoder; vectors through the MLPs."""
+    torch.manual_seed(0)
+    size = 16 if style == "dreamerv3" else 64  # Drama's CNN is for 64x64 only
+    cfg = WorldModelConfig(core="gru", core_cfg=CORE_CFGS["gru"], units=32, latent_groups=4, latent_classes=4,
+                           image_style=style, cnn_depth=4)
+    model = WorldModel({"image": (size, size, 3), "vector": 5}, action_dim=4, cfg=cfg)
+    data = batch(B=2, T=8)
+    data["obs"] = {"image": torch.randint(0, 256, (2, 8, size, size, 3), dtype=torch.uint8),
+                   "vector": torch.randn(2, 8, 5)}
+    loss, metrics, out = model.loss(data)
+    loss.backward()
+    assert out["h"].shape[:2] == (2, 8) and torch.isfinite(loss)
+    assert all(p.grad is not None for p in model.image_encoders.parameters())
+    assert all(p.grad is not None for p in model.image_decoders.parameters())
+    assert metrics["loss_decoder"] > 0
+    with pytest.raises(ValueError, match="vectors .* or images"):
+        WorldModel({"grid": (3, 3)}, 4, cfg)

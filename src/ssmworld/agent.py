@@ -32,12 +32,14 @@ class AgentConfig:
 
 
 class Agent(nn.Module):
-    def __init__(self, obs_dims: dict[str, int], action_dim: int, discrete: bool, cfg: AgentConfig):
+    def __init__(self, obs_shapes: dict[str, int | tuple[int, ...]], action_dim: int, discrete: bool,
+                 cfg: AgentConfig):
+        """obs_shapes: vector sizes (n,) or image shapes (H, W, C) by key (see WorldModel)."""
         super().__init__()
         if cfg.policy_input not in POLICY_INPUTS:
             raise ValueError(f"agent: policy_input must be one of {sorted(POLICY_INPUTS)}, got {cfg.policy_input!r}")
         self.cfg, self.discrete, self.action_dim = cfg, discrete, action_dim
-        self.world_model = WorldModel(obs_dims, action_dim, cfg.world_model)
+        self.world_model = WorldModel(obs_shapes, action_dim, cfg.world_model)
         sizes = {"h": self.world_model.core.output_dim, "z": self.world_model.latent_dim,
                  "x": self.world_model.core.state_features_dim}
         feat_dim = sum(sizes[k] for k in POLICY_INPUTS[cfg.policy_input])

@@ -169,7 +169,8 @@ def _eval(args: argparse.Namespace) -> int:
     if args.episodes <= 0:
         return _fail(f"--episodes must be positive, got {args.episodes}")
     cfg, agent, step = load_run(args.logdir)
-    result = evaluate(agent, cfg.train.env, args.episodes, seed=args.seed, explore=args.explore)
+    result = evaluate(agent, cfg.train.env, args.episodes, seed=args.seed, explore=args.explore,
+                      env_options=cfg.train.env_options)
     print(json.dumps({"logdir": args.logdir, "env": cfg.train.env, "step": step, **result}))
     return 0
 

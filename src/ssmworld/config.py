@@ -32,6 +32,7 @@ class TrainConfig:
     """The driver: env, budget, replay and the update schedule."""
 
     env: str = "builtin:recall/5"  # suite:task (see `ssmworld list envs`)
+    env_options: dict[str, Any] = field(default_factory=dict)  # suite options, e.g. {sticky: 0.25} for atari
     steps: int = 50_000  # env steps, summed over envs
     seed: int = 0
     envs: int = 1  # environments stepped together (gymnasium vector API)

@@ -33,21 +33,30 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def space_dims(observation_space: gym.Space, action_space: gym.Space) -> tuple[dict[str, int], int, bool]:
-    """(vector sizes by observation key, action size, discrete?) of one env; ValueError for what we cannot model."""
+def space_dims(observation_space: gym.Space, action_space: gym.Space
+               ) -> tuple[dict[str, tuple[int, ...]], int, bool]:
+    """(observation shapes by key, action size, discrete?) of one env; ValueError for what we cannot model.
+    Accepted observations: flat float vectors (n,) and uint8 images (H, W, C)."""
     if not isinstance(observation_space, gym.spaces.Dict):
         raise ValueError(f"observation space must be a Dict (envs.make returns one), got {observation_space}")
-    obs_dims = {}
+    shapes = {}
     for key, space in observation_space.spaces.items():
-        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-            raise ValueError(f"observation {key!r}: {space} is not supported yet; accepted: flat vectors (Box of "
-                             "shape (n,)); image observations arrive with the image encoder")
-        obs_dims[key] = int(space.shape[0])
+        image = isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
+        if not (image or (isinstance(space, gym.spaces.Box) and len(space.shape) == 1)):
+            raise ValueError(f"observation {key!r}: {space} is not supported; accepted: flat vectors (Box of shape "
+                             "(n,)) and uint8 images (Box of shape (H, W, C))")
+        shapes[key] = tuple(int(d) for d in space.shape)
     if isinstance(action_space, gym.spaces.Discrete):
-        return obs_dims, int(action_space.n), True
+        return shapes, int(action_space.n), True
     if isinstance(action_space, gym.spaces.Box):
-        return obs_dims, int(np.prod(action_space.shape)), False
+        return shapes, int(np.prod(action_space.shape)), False
     raise ValueError(f"action space {action_space} is not supported; accepted: Discrete, Box")
+
+
+def obs_to_tensors(obs: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Env or replay observations -> tensors: images stay uint8 (normalised inside the encoder), the rest float32."""
+    return {k: torch.as_tensor(v, dtype=None if v.dtype == np.uint8 else torch.float32).to(device)
+            for k, v in obs.items()}
 
 
 def build_agent(cfg: AgentConfig, env: gym.Env, device: torch.device | str = "cpu") -> Agent:
@@ -67,22 +76,23 @@ def batch_to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = 
     def put(x, dtype=None):
         return torch.as_tensor(x, dtype=dtype).to(device)
 
-    return dict(obs={k[4:]: put(v, torch.float32) for k, v in batch.items() if k.startswith("obs/")},
+    return dict(obs=obs_to_tensors({k[4:]: v for k, v in batch.items() if k.startswith("obs/")}, device),
                 action=put(batch["action"], torch.float32), reward=put(batch["reward"], torch.float32),
                 is_first=put(batch["is_first"]), is_terminal=put(batch["is_terminal"]))
 
 
 @torch.no_grad()
-def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0, explore: bool = False) -> dict[str, Any]:
+def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0, explore: bool = False,
+             env_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run ``episodes`` episodes with the agent's greedy policy (``explore=False``) in a fresh env."""
-    env = envs.make(env_id, seed=seed)
+    env = envs.make(env_id, seed=seed, **(env_options or {}))
     device = next(agent.parameters()).device
     returns, lengths, successes = [], [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         state, is_first, total, length, done, info = None, True, 0.0, 0, False, {}
         while not done:
-            obs_t = {k: torch.as_tensor(v, dtype=torch.float32, device=device)[None] for k, v in obs.items()}
+            obs_t = {k: v[None] for k, v in obs_to_tensors(obs, device).items()}
             action, state = agent.act(obs_t, torch.tensor([is_first], device=device), state, explore=explore)
             obs, reward, terminated, truncated, info = env.step(to_env_actions(action[0].cpu().numpy(),
                                                                                env.action_space))
@@ -115,7 +125,7 @@ class Trainer:
         self.device = resolve_device(tc.device)
         torch.manual_seed(tc.seed)
         self.rng = np.random.default_rng(tc.seed)
-        probe = envs.make(tc.env, seed=tc.seed)
+        probe = envs.make(tc.env, seed=tc.seed, **tc.env_options)
         self.action_space = probe.action_space
         self.agent = build_agent(cfg.agent, probe, self.device)
         self.discrete, self.action_dim = self.agent.discrete, self.agent.action_dim
@@ -128,7 +138,7 @@ class Trainer:
         self.started = time.perf_counter()
         if resume:
             self._restore()
-        self.vec = gym.vector.SyncVectorEnv([lambda: envs.make(tc.env) for _ in range(tc.envs)],
+        self.vec = gym.vector.SyncVectorEnv([lambda: envs.make(tc.env, **tc.env_options) for _ in range(tc.envs)],
                                             autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
         self.obs, _ = self.vec.reset(seed=tc.seed + (self.step * 7919 if resume else 0))  # resume: fresh episodes
         n = tc.envs
@@ -203,7 +213,7 @@ class Trainer:
             else:
                 action = self.rng.uniform(-1, 1, (n, self.action_dim)).astype(np.float32)
         else:
-            obs = {k: torch.as_tensor(v, dtype=torch.float32, device=self.device) for k, v in self.obs.items()}
+            obs = obs_to_tensors(self.obs, self.device)
             action_t, self.policy_state = self.agent.act(obs, torch.as_tensor(self.is_first, device=self.device),
                                                          self.policy_state)
             action = action_t.cpu().numpy()
@@ -242,7 +252,8 @@ class Trainer:
     def _evaluate(self) -> dict[str, Any]:
         if self.tc.eval_episodes <= 0:
             return {}
-        result = evaluate(self.agent, self.tc.env, self.tc.eval_episodes, seed=self.tc.seed + 10_000 + self.step)
+        result = evaluate(self.agent, self.tc.env, self.tc.eval_episodes, seed=self.tc.seed + 10_000 + self.step,
+                          env_options=self.tc.env_options)
         return {f"eval/{k}": v for k, v in result.items()}
 
     # ---- checkpoints -----------------------------------------------------------------------------------------------
@@ -303,7 +314,7 @@ def load_run(logdir: str, device: str = "cpu") -> tuple[Config, Agent, int]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: is {logdir} a run directory?")
     cfg = load_yaml(path)
-    env = envs.make(cfg.train.env)
+    env = envs.make(cfg.train.env, **cfg.train.env_options)
     agent = build_agent(cfg.agent, env, device)
     env.close()
     _, tensors, state = checkpoint.load_latest(os.path.join(logdir, "checkpoints"), device)

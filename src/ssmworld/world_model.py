@@ -1,6 +1,6 @@
 """The world model of R2I / DreamerV3 over any sequence core.
 
-    e_t = encoder(o_t)                                   vectors: symlog -> MLP
+    e_t = encoder(o_t)                                   vectors: symlog -> MLP; images: CNN (nn/conv.py); concat
     z_t ~ q(z_t | e_t)                                   posterior from the observation only (non-recurrent, R2I)
     u_t = Linear+LN+SiLU(z_{t-1}, a_{t-1})               both zeroed where is_first_t
     h_t, x_t = core(u_t, reset=is_first_t)               parallel mode over the whole (B, T) batch
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import sequence
-from .nn import MLP, Bernoulli, CategoricalLatent, TwoHot, dense_block, symlog
+from .nn import MLP, Bernoulli, CategoricalLatent, ImageDecoder, ImageEncoder, TwoHot, dense_block, symlog
 
 
 @dataclass
@@ -40,6 +40,8 @@ class WorldModelConfig:
     reward_scale: float = 1.0
     cont_scale: float = 1.0
     reward_bins: int = 255
+    image_style: str = "dreamerv3"  # CNN encoder/decoder for image observations: dreamerv3 | drama (nn/conv.py)
+    cnn_depth: int | None = None  # channel multiplier (None: the style's default, 32 / 16)
     # Output-layer init of the reward head: 0 = zeros (DreamerV3: no reward is predicted before any is seen). A zero
     # layer starts at a symmetric saddle for rewards that depend on an interaction (cue x action in a memory task: the
     # +1 and -1 bins get identical weights, so no gradient separates them); a normal init of this std * fan_in^-0.5
@@ -63,22 +65,36 @@ def kl_balance(post_logits: torch.Tensor, prior_logits: torch.Tensor, latent: An
 
 
 class WorldModel(nn.Module):
-    def __init__(self, obs_dims: dict[str, int], action_dim: int, cfg: WorldModelConfig):
-        """obs_dims: vector observation sizes by key; action_dim: one-hot size (discrete) or action dims."""
+    def __init__(self, obs_shapes: dict[str, int | tuple[int, ...]], action_dim: int, cfg: WorldModelConfig):
+        """obs_shapes: by key, a vector size n (or (n,)) or an image shape (H, W, C) (uint8 in replay);
+        action_dim: one-hot size (discrete) or action dims."""
         super().__init__()
-        if not obs_dims:
+        if not obs_shapes:
             raise ValueError("world model: needs at least one observation key")
-        self.cfg, self.obs_dims, self.action_dim = cfg, dict(obs_dims), action_dim
+        shapes = {k: (v,) if isinstance(v, int) else tuple(v) for k, v in obs_shapes.items()}
+        bad = {k: v for k, v in shapes.items() if len(v) not in (1, 3)}
+        if bad:
+            raise ValueError(f"world model: observations must be vectors (n,) or images (H, W, C), got {bad}")
+        self.cfg, self.obs_shapes, self.action_dim = cfg, shapes, action_dim
+        self.vector_keys = [k for k, v in shapes.items() if len(v) == 1]
+        self.image_keys = [k for k, v in shapes.items() if len(v) == 3]
         self.latent_dim = cfg.latent_groups * cfg.latent_classes
-        self.encoder = MLP(sum(obs_dims.values()), cfg.units, cfg.encoder_layers)
-        self.posterior = nn.Sequential(dense_block(self.encoder.output_dim, cfg.units),
+        vector_dim = sum(shapes[k][0] for k in self.vector_keys)
+        self.encoder = MLP(vector_dim, cfg.units, cfg.encoder_layers) if self.vector_keys else None
+        self.image_encoders = nn.ModuleDict({k: ImageEncoder(shapes[k], cfg.image_style, cfg.cnn_depth)
+                                             for k in self.image_keys})
+        embed_dim = (self.encoder.output_dim if self.encoder else 0) + sum(
+            e.output_dim for e in self.image_encoders.values())
+        self.posterior = nn.Sequential(dense_block(embed_dim, cfg.units),
                                        nn.Linear(cfg.units, self.latent_dim))
         self.core_input = dense_block(self.latent_dim + action_dim, cfg.units)
         self.core = sequence.make(cfg.core, cfg.units, **cfg.core_cfg)
         h_dim = self.core.output_dim
         self.prior = nn.Sequential(dense_block(h_dim, cfg.units), nn.Linear(cfg.units, self.latent_dim))
         feat = h_dim + self.latent_dim
-        self.decoder = nn.ModuleDict({k: MLP(feat, cfg.units, cfg.head_layers, d) for k, d in obs_dims.items()})
+        self.decoder = nn.ModuleDict({k: MLP(feat, cfg.units, cfg.head_layers, shapes[k][0]) for k in self.vector_keys})
+        self.image_decoders = nn.ModuleDict({k: ImageDecoder(feat, shapes[k], cfg.image_style, cfg.cnn_depth)
+                                             for k in self.image_keys})
         self.reward_head = MLP(feat, cfg.units, cfg.head_layers, cfg.reward_bins, zero_output=True)
         if cfg.reward_init > 0:
             out = self.reward_head.head
@@ -91,12 +107,22 @@ class WorldModel(nn.Module):
                                  self.cfg.unimix)
 
     def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """obs: {key: (..., dim)} -> posterior logits (..., groups * classes)."""
-        missing = set(self.obs_dims) - set(obs)
+        """obs: {key: (..., dim) vectors or (..., H, W, C) images} -> posterior logits (..., groups * classes)."""
+        missing = set(self.obs_shapes) - set(obs)
         if missing:
-            raise KeyError(f"world model: observation keys {sorted(missing)} missing; expected {sorted(self.obs_dims)}")
-        x = torch.cat([symlog(obs[k].float()) for k in self.obs_dims], -1)
-        return self.posterior(self.encoder(x))
+            raise KeyError(f"world model: observation keys {sorted(missing)} missing; expected {sorted(self.obs_shapes)}")
+        parts = [encoder(obs[k]) for k, encoder in self.image_encoders.items()]
+        if self.encoder is not None:
+            parts.insert(0, self.encoder(torch.cat([symlog(obs[k].float()) for k in self.vector_keys], -1)))
+        return self.posterior(torch.cat(parts, -1))
+
+    def decoder_loss(self, feat: torch.Tensor, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Negative log-likelihood of the observations, (B, T): symlog squared error summed over each vector, the
+        image decoders' pixel loss summed over pixels (nn/conv.py)."""
+        loss = sum(((head(feat) - symlog(obs[k].float())) ** 2).sum(-1) for k, head in self.decoder.items())
+        for k, decoder in self.image_decoders.items():
+            loss = loss + decoder.loss(decoder(feat), obs[k])
+        return loss
 
     def observe(self, obs: dict[str, torch.Tensor], action: torch.Tensor, is_first: torch.Tensor,
                 state: sequence.State | None = None, all_states: bool = False) -> dict[str, Any]:
@@ -148,8 +174,7 @@ class WorldModel(nn.Module):
         cfg = self.cfg
         out = self.observe(batch["obs"], batch["action"], batch["is_first"], all_states=all_states)
         feat = torch.cat([out["h"], out["z"]], -1)
-        decoder = sum(((head(feat) - symlog(batch["obs"][k].float())) ** 2).sum(-1)
-                      for k, head in self.decoder.items())
+        decoder = self.decoder_loss(feat, batch["obs"])
         reward = -TwoHot(self.reward_head(feat)).log_prob(batch["reward"].float())
         cont = -Bernoulli(self.cont_head(feat).squeeze(-1)).log_prob(1.0 - batch["is_terminal"].float())
         kl_loss, dyn, rep = kl_balance(out["post_logits"], out["prior_logits"], self.latent, cfg.dyn_scale,

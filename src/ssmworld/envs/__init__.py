@@ -4,17 +4,21 @@
     gym:<id>                            any registered gymnasium env with Box/Discrete spaces
     bsuite:<experiment>/<index>         bsuite via dm_env, e.g. memory_len/10 (ssmworld[bsuite])
     popgym:<Name>                       e.g. RepeatPreviousEasy, or popgym-RepeatPreviousEasy-v0 (ssmworld[popgym])
+    atari:<Game>                        Atari 100k protocol, e.g. Pong or ALE/Pong-v5 (atari.py, ssmworld[atari])
 
-``list_tasks(suite)`` lists a suite's task ids. More suites (atari, dmc, memorymaze, minigrid) arrive as optional
-extras.
+``list_tasks(suite)`` lists a suite's task ids. ``make(env_id, seed, **options)`` passes options to the suite's
+builder (e.g. ``make("atari:Pong", sticky=0.25)``); a suite rejects options it does not take. More suites (dmc,
+memorymaze, minigrid) arrive as optional extras.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import gymnasium as gym
 
+from .atari import atari_tasks, make_atari
 from .bsuite_adapter import bsuite_tasks, make_bsuite
 from .gym_adapter import make_gym
 from .memory import RecallCue
@@ -34,8 +38,8 @@ def _make_builtin(task: str) -> gym.Env:
     return RecallCue(*numbers)
 
 
-SUITES: dict[str, Callable[[str], gym.Env]] = {
-    "builtin": _make_builtin, "gym": make_gym, "bsuite": make_bsuite, "popgym": make_popgym}
+SUITES: dict[str, Callable[..., gym.Env]] = {
+    "builtin": _make_builtin, "gym": make_gym, "bsuite": make_bsuite, "popgym": make_popgym, "atari": make_atari}
 
 
 def list_tasks(suite: str) -> list[str]:
@@ -45,20 +49,35 @@ def list_tasks(suite: str) -> list[str]:
         "gym": lambda: sorted(gym.registry),
         "bsuite": bsuite_tasks,
         "popgym": popgym_tasks,
+        "atari": atari_tasks,
     }
     if suite not in listers:
         raise ValueError(f"unknown env suite {suite!r}; available: {', '.join(sorted(listers))}")
     return listers[suite]()
 
 
-def make(env_id: str, seed: int | None = None) -> gym.Env:
-    """Build the env for ``suite:task``; ``seed`` seeds its first reset and its action space."""
+def _check_options(suite: str, builder: Callable[..., gym.Env], options: dict) -> None:
+    """Reject keyword options the suite's builder does not name (a builder with **kwargs takes any)."""
+    params = list(inspect.signature(builder).parameters.values())[1:]  # the first is the task
+    if not options or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"env suite {suite!r} does not take option(s) {', '.join(unknown)}; "
+                         f"accepted: {', '.join(accepted) or 'none'}")
+
+
+def make(env_id: str, seed: int | None = None, **options) -> gym.Env:
+    """Build the env for ``suite:task`` with the suite's keyword ``options``; ``seed`` seeds its first reset and its
+    action space."""
     suite, sep, task = env_id.partition(":")
     if not sep or not task:
         raise ValueError(f"env id {env_id!r} must look like 'suite:task'; suites: {', '.join(sorted(SUITES))}")
     if suite not in SUITES:
         raise ValueError(f"unknown env suite {suite!r} in {env_id!r}; available: {', '.join(sorted(SUITES))}")
-    env = SUITES[suite](task)
+    _check_options(suite, SUITES[suite], options)
+    env = SUITES[suite](task, **options)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
