@@ -153,9 +153,16 @@ class Trainer:
         logger = Logger(self.logdir, tc.steps, self.step, quiet=self.quiet)
         if self.logdir:
             save_yaml(self.cfg, os.path.join(self.logdir, "config.yaml"))
-        logger.print(f"ssmworld: {self.cfg.preset}/{self.cfg.size} on {tc.env}, {tc.steps} env steps, "
-                     f"{sum(p.numel() for p in self.agent.world_model.parameters()) / 1e6:.2f}M world-model params, "
-                     f"device {self.device}" + (f", resumed at step {self.step}" if self.step else ""))
+        counts = self.agent.world_model.parameter_counts()
+        logger.print(f"ssmworld: {self.cfg.preset}/{self.cfg.size} on {tc.env}, {tc.steps} env steps, device "
+                     f"{self.device}" + (f", resumed at step {self.step}" if self.step else ""))
+        def size(n: int) -> str:
+            return f"{n / 1e6:.2f}M" if n >= 100_000 else f"{n / 1e3:.1f}k"
+
+        ac = self.agent.actor_critic
+        actor, critic = (sum(p.numel() for p in m.parameters()) for m in (ac.actor, ac.critic))
+        logger.print(f"world model {size(counts.pop('total'))} parameters (" + ", ".join(
+            f"{k} {size(v)}" for k, v in counts.items() if v) + f"); actor {size(actor)}, critic {size(critic)}")
         sums: dict[str, float] = {}
         count, window_start, window_steps, window_updates = 0, time.perf_counter(), self.step, self.updates
         last_checkpoint, started = time.monotonic(), time.perf_counter()

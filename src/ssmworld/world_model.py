@@ -51,6 +51,13 @@ class WorldModelConfig:
     # False: a control without memory: the core is reset at every step (h_t depends on (z_{t-1}, a_{t-1}) only),
     # in training, acting and imagination alike.
     memory: bool = True
+    # Layout. Defaults: DreamerV3 / R2I; the drama preset switches to Drama's (drama.md §1).
+    stem_norm: str = "layer"  # core input Linear -> norm -> SiLU: "layer" (Linear without bias) | "rms" (with bias)
+    latent_hidden: bool = True  # posterior and prior logits after a dense block (False: a single Linear)
+    head_units: int | None = None  # width of the reward and continue heads (None: units)
+    head_norm: str = "layer"  # "rms": biased Linear -> RMSNorm -> SiLU blocks in the heads
+    head_input: str = "hz"  # reward and continue heads read (h, z) | "h"
+    decoder_input: str = "hz"  # decoders read (h, z) | "z"
 
 
 def kl_balance(post_logits: torch.Tensor, prior_logits: torch.Tensor, latent: Any, dyn_scale: float,
@@ -85,21 +92,55 @@ class WorldModel(nn.Module):
                                              for k in self.image_keys})
         embed_dim = (self.encoder.output_dim if self.encoder else 0) + sum(
             e.output_dim for e in self.image_encoders.values())
-        self.posterior = nn.Sequential(dense_block(embed_dim, cfg.units),
-                                       nn.Linear(cfg.units, self.latent_dim))
-        self.core_input = dense_block(self.latent_dim + action_dim, cfg.units)
+        for name, value, allowed in (("stem_norm", cfg.stem_norm, ("layer", "rms")),
+                                     ("head_norm", cfg.head_norm, ("layer", "rms")),
+                                     ("head_input", cfg.head_input, ("hz", "h")),
+                                     ("decoder_input", cfg.decoder_input, ("hz", "z"))):
+            if value not in allowed:
+                raise ValueError(f"world model: {name} must be one of {allowed}, got {value!r}")
+
+        def logits_layer(in_dim: int) -> nn.Module:
+            if not cfg.latent_hidden:
+                return nn.Linear(in_dim, self.latent_dim)
+            return nn.Sequential(dense_block(in_dim, cfg.units), nn.Linear(cfg.units, self.latent_dim))
+
+        self.posterior = logits_layer(embed_dim)
+        self.core_input = dense_block(self.latent_dim + action_dim, cfg.units, norm=cfg.stem_norm,
+                                      bias=cfg.stem_norm == "rms")
         self.core = sequence.make(cfg.core, cfg.units, **cfg.core_cfg)
         h_dim = self.core.output_dim
-        self.prior = nn.Sequential(dense_block(h_dim, cfg.units), nn.Linear(cfg.units, self.latent_dim))
-        feat = h_dim + self.latent_dim
-        self.decoder = nn.ModuleDict({k: MLP(feat, cfg.units, cfg.head_layers, shapes[k][0]) for k in self.vector_keys})
-        self.image_decoders = nn.ModuleDict({k: ImageDecoder(feat, shapes[k], cfg.image_style, cfg.cnn_depth)
+        self.prior = logits_layer(h_dim)
+        decoder_dim = self.latent_dim + (h_dim if cfg.decoder_input == "hz" else 0)
+        self.decoder = nn.ModuleDict({k: MLP(decoder_dim, cfg.units, cfg.head_layers, shapes[k][0])
+                                      for k in self.vector_keys})
+        self.image_decoders = nn.ModuleDict({k: ImageDecoder(decoder_dim, shapes[k], cfg.image_style, cfg.cnn_depth)
                                              for k in self.image_keys})
-        self.reward_head = MLP(feat, cfg.units, cfg.head_layers, cfg.reward_bins, zero_output=True)
+        head_dim = h_dim + (self.latent_dim if cfg.head_input == "hz" else 0)
+        head = dict(units=cfg.head_units or cfg.units, layers=cfg.head_layers, norm=cfg.head_norm,
+                    bias=cfg.head_norm == "rms")
+        self.reward_head = MLP(head_dim, out_dim=cfg.reward_bins, zero_output=True, **head)
         if cfg.reward_init > 0:
             out = self.reward_head.head
             nn.init.normal_(out.weight, std=cfg.reward_init / out.weight.shape[1] ** 0.5)
-        self.cont_head = MLP(feat, cfg.units, cfg.head_layers, 1)
+        self.cont_head = MLP(head_dim, out_dim=1, **head)
+
+    def head_features(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Input of the reward and continue heads: (h, z) or h alone. (..., H), (..., G*C) -> (..., F)."""
+        return torch.cat([h, z], -1) if self.cfg.head_input == "hz" else h
+
+    def decoder_features(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Input of the decoders: (h, z) or z alone."""
+        return torch.cat([h, z], -1) if self.cfg.decoder_input == "hz" else z
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per part (Drama prints these at start; its world model is about 7.1M)."""
+        parts = {"encoder": [self.encoder, self.image_encoders], "latent heads": [self.posterior, self.prior],
+                 "sequence model": [self.core_input, self.core], "decoder": [self.decoder, self.image_decoders],
+                 "reward head": [self.reward_head], "continue head": [self.cont_head]}
+        counts = {name: sum(p.numel() for m in modules if m is not None for p in m.parameters())
+                  for name, modules in parts.items()}
+        counts["total"] = sum(p.numel() for p in self.parameters())
+        return counts
 
     def latent(self, logits: torch.Tensor) -> CategoricalLatent:
         """logits: (..., groups * classes) -> distribution over (..., groups, classes)."""
@@ -162,7 +203,7 @@ class WorldModel(nn.Module):
             xs.append(self.core.features(state))
             actions.append(action)
         out = dict(h=torch.stack(hs), z=torch.stack(zs), x=torch.stack(xs), action=torch.stack(actions))
-        feat = torch.cat([out["h"][1:], out["z"][1:]], -1)
+        feat = self.head_features(out["h"][1:], out["z"][1:])
         out["reward"] = TwoHot(self.reward_head(feat)).mean
         out["cont"] = Bernoulli(self.cont_head(feat).squeeze(-1)).mode()
         return out
@@ -173,8 +214,8 @@ class WorldModel(nn.Module):
         Returns (scalar loss, metrics, the observe() outputs; ``all_states`` as in observe)."""
         cfg = self.cfg
         out = self.observe(batch["obs"], batch["action"], batch["is_first"], all_states=all_states)
-        feat = torch.cat([out["h"], out["z"]], -1)
-        decoder = self.decoder_loss(feat, batch["obs"])
+        feat = self.head_features(out["h"], out["z"])
+        decoder = self.decoder_loss(self.decoder_features(out["h"], out["z"]), batch["obs"])
         reward = -TwoHot(self.reward_head(feat)).log_prob(batch["reward"].float())
         cont = -Bernoulli(self.cont_head(feat).squeeze(-1)).log_prob(1.0 - batch["is_terminal"].float())
         kl_loss, dyn, rep = kl_balance(out["post_logits"], out["prior_logits"], self.latent, cfg.dyn_scale,

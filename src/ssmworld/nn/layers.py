@@ -5,9 +5,14 @@ from __future__ import annotations
 from torch import nn
 
 
-def dense_block(in_dim: int, out_dim: int, norm_eps: float = 1e-3) -> nn.Sequential:
-    """Linear (no bias: the norm has one) -> LayerNorm -> SiLU. (..., in_dim) -> (..., out_dim)."""
-    return nn.Sequential(nn.Linear(in_dim, out_dim, bias=False), nn.LayerNorm(out_dim, eps=norm_eps), nn.SiLU())
+def dense_block(in_dim: int, out_dim: int, norm_eps: float = 1e-3, norm: str = "layer",
+                bias: bool = False) -> nn.Sequential:
+    """Linear -> norm -> SiLU. (..., in_dim) -> (..., out_dim).
+    DreamerV3: norm="layer" and no bias (the norm has one); Drama: norm="rms" (weight only) after a biased Linear."""
+    if norm not in ("layer", "rms"):
+        raise ValueError(f"dense block: norm must be 'layer' or 'rms', got {norm!r}")
+    normalize = nn.LayerNorm(out_dim, eps=norm_eps) if norm == "layer" else nn.RMSNorm(out_dim, eps=norm_eps)
+    return nn.Sequential(nn.Linear(in_dim, out_dim, bias=bias), normalize, nn.SiLU())
 
 
 class MLP(nn.Module):
@@ -17,11 +22,11 @@ class MLP(nn.Module):
     instead of at a random value the critic then has to unlearn)."""
 
     def __init__(self, in_dim: int, units: int, layers: int, out_dim: int | None = None, zero_output: bool = False,
-                 norm_eps: float = 1e-3):
+                 norm_eps: float = 1e-3, norm: str = "layer", bias: bool = False):
         super().__init__()
         blocks, dim = [], in_dim
         for _ in range(layers):
-            blocks.append(dense_block(dim, units, norm_eps))
+            blocks.append(dense_block(dim, units, norm_eps, norm, bias))
             dim = units
         self.trunk = nn.Sequential(*blocks)
         self.output_dim = dim if out_dim is None else out_dim
