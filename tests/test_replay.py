@@ -76,3 +76,42 @@ def test_save_writes_sealed_chunks_once_and_load_restores(tmp_path):
     assert (np.diff(restored.sample(50, 6)["index"], axis=1) == 1).all()  # chunk links restored
     fill(restored, 40, offset=30)  # writing continues in the stream's last chunk
     assert restored.sample(10, 6)["index"].max() >= 40
+
+
+def test_dfs_probabilities_hand_computed_and_counts():
+    """Drama's DFS: p_i = softmax(-n_i / tau) over valid sequences, drawn without replacement, then n_i += 1."""
+    buffer = ReplayBuffer(100, 8, sampler="dfs", seed=0, dfs_temperature=10.0)
+    for t in range(5):
+        buffer.add({"x": np.float32(t), "is_first": np.bool_(t == 0)})
+    chunks, owner, ends, probs = buffer.dfs_candidates(2)
+    assert ends.tolist() == [1, 2, 3, 4]  # sequences of 2 steps end at 1..4
+    np.testing.assert_allclose(probs, [0.25] * 4)
+    buffer.chunks[0].visits[[2, 3]] = [10, 20]
+    _, _, _, probs = buffer.dfs_candidates(2)
+    expected = np.exp([0.0, -1.0, -2.0, 0.0])
+    np.testing.assert_allclose(probs, expected / expected.sum())
+    batch = buffer.sample(4, 2)  # all four, each once
+    assert sorted(batch["x"][:, -1].tolist()) == [1, 2, 3, 4]
+    assert buffer.chunks[0].visits[:5].tolist() == [0, 1, 11, 21, 1]
+    with pytest.raises(ValueError, match="without replacement"):
+        buffer.sample(5, 2)
+    state = buffer.sampler_state()
+    other = ReplayBuffer(100, 8, sampler="dfs")
+    for t in range(5):
+        other.add({"x": np.float32(t), "is_first": np.bool_(t == 0)})
+    other.load_sampler_state(state)
+    assert other.chunks[0].visits[:5].tolist() == [0, 1, 11, 21, 1]
+
+
+def test_dfs_prefers_rarely_sampled_sequences():
+    buffer = ReplayBuffer(1000, 64, sampler="dfs", seed=1, dfs_temperature=1.0)
+    for t in range(50):
+        buffer.add({"x": np.float32(t), "is_first": np.bool_(t == 0)})
+    for _ in range(100):  # 400 draws over 47 sequences: each old one is drawn ~8.5 times
+        buffer.sample(4, 4)
+    old = buffer.chunks[0].visits[3:50].copy()
+    for t in range(50, 60):  # new data: never sampled
+        buffer.add({"x": np.float32(t), "is_first": np.bool_(False)})
+    batch = buffer.sample(8, 4)
+    assert (batch["x"][:, -1] >= 50).sum() == 8, batch["x"][:, -1]  # weight 1 vs e^-8.5: new sequences first
+    assert old.std() < 1.5  # balanced counts (uniform sampling: Poisson, std ~2.9)

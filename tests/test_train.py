@@ -84,7 +84,7 @@ def test_env_actions_conversion():
 def test_checkpoint_resume_and_eval(tmp_path):
     logdir = str(tmp_path / "run")
     os.makedirs(logdir)
-    cfg = debug_config(steps=60, **{"train.prefill": 20})
+    cfg = debug_config(steps=60, **{"train.prefill": 20, "train.sampler": "dfs"})
     first = Trainer(cfg, logdir, quiet=True)
     first.run()
     assert len(checkpoint.list_checkpoints(os.path.join(logdir, "checkpoints"))) == 1
@@ -94,6 +94,9 @@ def test_checkpoint_resume_and_eval(tmp_path):
     resumed = Trainer(cfg, logdir, resume=True, quiet=True)
     assert max(r["step"] for r in read_metrics(os.path.join(logdir, "metrics.jsonl"))) == 60
     assert (resumed.step, resumed.updates, len(resumed.replay)) == (60, first.updates, len(first.replay))
+    visits = {k: v.tolist() for k, v in first.replay.sampler_state().items()}
+    assert {k: v.tolist() for k, v in resumed.replay.sampler_state().items()} == visits
+    assert sum(map(sum, visits.values())) == first.updates * cfg.train.batch_size  # dfs counters are restored
     for a, b in zip(resumed.agent.state_dict().values(), first.agent.state_dict().values()):
         assert torch.equal(a, b)
     assert resumed.agent.model_opt.state_dict()["state"][0]["step"] == first.agent.model_opt.state_dict()["state"][0][

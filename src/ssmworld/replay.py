@@ -7,7 +7,11 @@ core's initial state). Capacity is FIFO over whole chunks. Sealed chunks never c
 chunk once (``save`` skips chunks already on disk) and ``load`` reads them one at a time (never two copies in memory).
 
 Samplers pick the *last* step of a sequence: ``uniform`` over all stored steps with enough history, ``recency``
-with probability decaying in the step's age (half-life ``recency_half_life`` steps).
+with probability decaying in the step's age (half-life ``recency_half_life`` steps), ``dfs``: Drama's dynamic
+frequency-based sampling (drama.md §4) for world-model batches: every valid sequence keeps a count n_i of the batches
+it was drawn into; a batch draws B distinct sequences with p_i = softmax(-n_i / tau), then n_i += 1, so rarely trained
+sequences (new data) are preferred without starving old ones. (For a fixed length a sequence's last step identifies
+its start, so counting by last step is Drama's per-start count.)
 """
 
 from __future__ import annotations
@@ -29,17 +33,20 @@ class Chunk:
     length: int = 0  # filled steps
     saved_length: int = -1  # steps in its file at the last save
     prev: "Chunk | None" = field(default=None, repr=False)
+    visits: np.ndarray | None = None  # dfs: times each step ended a sampled sequence, (chunk_length,) int64
 
 
 class ReplayBuffer:
+    SAMPLERS = ("uniform", "recency", "dfs")
+
     def __init__(self, capacity: int, chunk_length: int = 256, sampler: str = "uniform",
-                 recency_half_life: float = 1e5, seed: int = 0):
-        if sampler not in ("uniform", "recency"):
-            raise ValueError(f"replay: unknown sampler {sampler!r}; available: uniform, recency")
+                 recency_half_life: float = 1e5, seed: int = 0, dfs_temperature: float = 10.0):
+        if sampler not in self.SAMPLERS:
+            raise ValueError(f"replay: unknown sampler {sampler!r}; available: {', '.join(self.SAMPLERS)}")
         if capacity < chunk_length:
             raise ValueError(f"replay: capacity ({capacity}) must hold at least one chunk ({chunk_length} steps)")
         self.capacity, self.chunk_length = capacity, chunk_length
-        self.sampler, self.half_life = sampler, recency_half_life
+        self.sampler, self.half_life, self.temperature = sampler, recency_half_life, dfs_temperature
         self.rng = np.random.default_rng(seed)
         self.chunks: deque[Chunk] = deque()  # oldest first
         self.current: dict[int, Chunk] = {}  # stream -> chunk being written
@@ -67,7 +74,7 @@ class ReplayBuffer:
 
     def _new_chunk(self, stream: int, step: Step, prev: Chunk | None) -> Chunk:
         data = {k: np.zeros((self.chunk_length, *np.shape(v)), dtype=np.asarray(v).dtype) for k, v in step.items()}
-        chunk = Chunk(self.next_uid, stream, data, prev=prev)
+        chunk = Chunk(self.next_uid, stream, data, prev=prev, visits=np.zeros(self.chunk_length, np.int64))
         self.next_uid += 1
         self.chunks.append(chunk)
         self.current[stream] = chunk
@@ -94,6 +101,8 @@ class ReplayBuffer:
         chunks = [c for c in self.chunks if c.length and self._history(c, c.length - 1) >= length]
         if not chunks:
             raise ValueError(f"replay: no stream has {length} steps yet ({self.steps} stored)")
+        if self.sampler == "dfs":
+            return self._sample_dfs(chunks, batch, length)
         sizes = np.array([c.length for c in chunks], dtype=np.float64)
         if self.sampler == "recency":
             ages = np.cumsum(sizes[::-1])[::-1] - sizes  # steps written after each chunk
@@ -111,6 +120,48 @@ class ReplayBuffer:
         result = {k: np.stack(v) for k, v in out.items()}
         result["is_first"][:, 0] = True
         return result
+
+    def dfs_candidates(self, length: int) -> tuple[list[Chunk], np.ndarray, np.ndarray, np.ndarray]:
+        """Every valid sequence of ``length`` steps as (chunks, chunk index (N,), last index (N,)) and its DFS
+        probability softmax(-n / tau) (N,)."""
+        chunks, owner, ends, counts = list(self.chunks), [], [], []
+        for i, chunk in enumerate(chunks):
+            first = max(0, length - 1 - (chunk.prev.length if chunk.prev is not None else 0))
+            if first < chunk.length:
+                owner.append(np.full(chunk.length - first, i))
+                ends.append(np.arange(first, chunk.length))
+                counts.append(chunk.visits[first:chunk.length])
+        if not counts:
+            return chunks, np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+        logits = -np.concatenate(counts).astype(np.float64) / self.temperature
+        probs = np.exp(logits - logits.max())
+        return chunks, np.concatenate(owner), np.concatenate(ends), probs / probs.sum()
+
+    def _sample_dfs(self, chunks: list[Chunk], batch: int, length: int) -> dict[str, np.ndarray]:
+        chunks, owner, ends, probs = self.dfs_candidates(length)
+        if batch > len(probs):
+            raise ValueError(f"replay: dfs draws without replacement: {batch} sequences requested, "
+                             f"{len(probs)} available")
+        picks = self.rng.choice(len(probs), size=batch, replace=False, p=probs)
+        out: dict[str, list[np.ndarray]] = {k: [] for k in chunks[0].data}
+        for i in picks:
+            chunk, end = chunks[owner[i]], int(ends[i])
+            chunk.visits[end] += 1
+            for key, seq in self._window(chunk, end, length).items():
+                out[key].append(seq)
+        result = {k: np.stack(v) for k, v in out.items()}
+        result["is_first"][:, 0] = True
+        return result
+
+    def sampler_state(self) -> dict[str, np.ndarray]:
+        """The sampler's counters by chunk uid (for checkpoints; chunk files never change, counters do)."""
+        return {str(c.uid): c.visits[:c.length].copy() for c in self.chunks}
+
+    def load_sampler_state(self, state: dict[str, np.ndarray]) -> None:
+        for chunk in self.chunks:
+            counts = state.get(str(chunk.uid))
+            if counts is not None:
+                chunk.visits[:len(counts)] = counts[:chunk.length]
 
     @staticmethod
     def _window(chunk: Chunk, end: int, length: int) -> dict[str, np.ndarray]:
@@ -171,7 +222,8 @@ class ReplayBuffer:
                     stored = f[key]
                     data[key] = np.zeros((self.chunk_length, *stored.shape[1:]), dtype=stored.dtype)
                     data[key][:length] = stored[:length]
-            chunk = Chunk(uid, stream, data, length, saved_length=-1 if lengths else length, prev=by_uid.get(prev))
+            chunk = Chunk(uid, stream, data, length, saved_length=-1 if lengths else length, prev=by_uid.get(prev),
+                          visits=np.zeros(self.chunk_length, np.int64))
             by_uid[uid] = chunk
             self.chunks.append(chunk)
             self.current[stream] = chunk

@@ -118,8 +118,8 @@ class Trainer:
     def __init__(self, cfg: Config, logdir: str | None = None, resume: bool = False, quiet: bool = False):
         tc = self.tc = cfg.train
         self.cfg, self.logdir, self.quiet = cfg, logdir, quiet
-        if tc.sampler not in ("uniform", "recency"):
-            raise ValueError(f"train.sampler must be uniform or recency, got {tc.sampler!r}")
+        if tc.sampler not in ReplayBuffer.SAMPLERS:
+            raise ValueError(f"train.sampler must be one of {', '.join(ReplayBuffer.SAMPLERS)}, got {tc.sampler!r}")
         if min(tc.envs, tc.batch_size, tc.sequence_length, tc.steps) <= 0 or tc.train_ratio < 0:
             raise ValueError("train.envs, batch_size, sequence_length and steps must be positive, train_ratio >= 0")
         self.device = resolve_device(tc.device)
@@ -131,7 +131,8 @@ class Trainer:
         self.discrete, self.action_dim = self.agent.discrete, self.agent.action_dim
         probe.close()
         chunk = max(tc.replay_chunk, tc.sequence_length)
-        self.replay = ReplayBuffer(max(tc.replay_capacity, chunk), chunk, tc.sampler, seed=tc.seed + 1)
+        self.replay = ReplayBuffer(max(tc.replay_capacity, chunk), chunk, tc.sampler, seed=tc.seed + 1,
+                                   dfs_temperature=tc.dfs_temperature)
         self.step = self.updates = self.episodes = 0
         self.update_credit, self.next_eval = 0.0, tc.eval_every or None
         self.seconds_before = 0.0  # wall-clock seconds of earlier sessions of this run (resume)
@@ -270,7 +271,8 @@ class Trainer:
         self.replay.save(os.path.join(self.logdir, "replay"))
         tensors = {"agent": self.agent.state_dict(),
                    "optimizers": {k: o.state_dict() for k, o in self.agent.optimizers().items()},
-                   "torch_rng": torch.get_rng_state()}
+                   "torch_rng": torch.get_rng_state(),
+                   "replay_visits": {k: torch.from_numpy(v) for k, v in self.replay.sampler_state().items()}}
         state = {"updates": self.updates, "episodes": self.episodes, "update_credit": self.update_credit,
                  "seconds": self.seconds_before + time.perf_counter() - self.started,
                  "next_eval": self.next_eval, "rng": self.rng.bit_generator.state,
@@ -287,6 +289,7 @@ class Trainer:
             opt.load_state_dict(tensors["optimizers"][name])
         torch.set_rng_state(tensors["torch_rng"].cpu())
         self.replay.load(os.path.join(self.logdir, "replay"), state["replay_lengths"])
+        self.replay.load_sampler_state({k: v.numpy() for k, v in tensors.get("replay_visits", {}).items()})
         self.rng.bit_generator.state = state["rng"]
         self.replay.rng.bit_generator.state = state["replay_rng"]
         self.step, self.updates, self.episodes = state["step"], state["updates"], state["episodes"]
