@@ -11,12 +11,12 @@ from ssmworld.world_model import WorldModelConfig
 from .test_world_model import CORE_CFGS, batch
 
 
-def make_agent(core, discrete=True, policy_input="hidden", starts=None):
+def make_agent(core, discrete=True, policy_input="hidden", starts=None, imagination="posterior"):
     torch.manual_seed(0)
     cfg = AgentConfig(
         world_model=WorldModelConfig(core=core, core_cfg=CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4),
         actor_critic=ActorCriticConfig(units=32, layers=1), policy_input=policy_input, horizon=4,
-        imagination_starts=starts)
+        imagination_starts=starts, imagination=imagination, imagination_context=4)
     return Agent({"vector": 5, "cue": 2}, 4, discrete, cfg)
 
 
@@ -36,6 +36,37 @@ def test_attention_core_needs_context_imagination():
     agent = make_agent("attention")
     with pytest.raises(NotImplementedError, match="context"):
         agent.update(batch())
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+@pytest.mark.parametrize("core", ["s5", "mamba", "mamba2", "gru", "attention"])
+def test_one_full_update_with_context_imagination(core, discrete):
+    agent = make_agent(core, discrete, policy_input="output", starts=8, imagination="context")
+    before = {n: p.detach().clone() for n, p in agent.named_parameters()}
+    metrics = agent.update(batch(continuous=not discrete))
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values()), metrics
+    changed = {n.split(".")[0] + "." + n.split(".")[1] for n, p in agent.named_parameters()
+               if not torch.equal(before[n], p)}
+    assert {"world_model.core", "actor_critic.actor", "actor_critic.critic"} <= changed
+
+
+@pytest.mark.parametrize("core", ["gru", "s5", "attention"])
+def test_context_start_equals_the_posterior_state_when_the_episode_starts_inside(core):
+    """A context window that contains the episode start reproduces the training pass's h at its last step."""
+    agent = make_agent(core, starts=64, imagination="context")
+    data = batch()  # B=3, T=12; episodes start at t=0 (all rows) and at t=5 in row 1
+    with torch.no_grad():
+        out = agent.world_model.observe(data["obs"], data["action"], data["is_first"])
+        torch.manual_seed(5)
+        h, z, state, cont = agent.context_starts(out["z"], data)
+        torch.manual_seed(5)  # the same draws as inside context_starts
+        b = torch.randint(3, (64, 1))[:, 0]
+        t = torch.randint(3, 12, (64, 1))[:, 0]
+    starts_inside = (t < 4) | ((b == 1) & (t >= 5) & (t < 9))  # window t-3..t covers an episode start
+    assert starts_inside.any() and (~starts_inside).any()
+    torch.testing.assert_close(h[starts_inside], out["h"][b, t][starts_inside], atol=1e-4, rtol=0)
+    torch.testing.assert_close(z, out["z"][b, t])
+    assert cont.shape == (64,) and h.shape == (64, agent.world_model.core.output_dim)
 
 
 @pytest.mark.parametrize("core", ["s5", "gru", "mamba2"])

@@ -21,6 +21,11 @@ class AgentConfig:
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
     policy_input: str = "hidden"  # R2I: "output" (h, z), "hidden" (z, x), "full" (h, z, x); control: "latent" (z)
     horizon: int = 15
+    # Where imagination starts: "posterior" = the core state at every step of the training pass (R2I), or "context" =
+    # a fresh core pass over the last ``imagination_context`` real steps before a random step of the batch (Drama;
+    # works for every core, including attention, whose per-step states are not materialised).
+    imagination: str = "posterior"
+    imagination_context: int = 8
     imagination_starts: int | None = None  # random subset of the B*T posterior states (None: all, as R2I)
     model_lr: float = 1e-4
     model_eps: float = 1e-8
@@ -38,6 +43,9 @@ class Agent(nn.Module):
         super().__init__()
         if cfg.policy_input not in POLICY_INPUTS:
             raise ValueError(f"agent: policy_input must be one of {sorted(POLICY_INPUTS)}, got {cfg.policy_input!r}")
+        if cfg.imagination not in ("posterior", "context") or cfg.imagination_context < 1:
+            raise ValueError(f"agent: imagination must be 'posterior' or 'context' (with imagination_context >= 1), "
+                             f"got {cfg.imagination!r}, {cfg.imagination_context}")
         self.cfg, self.discrete, self.action_dim = cfg, discrete, action_dim
         self.world_model = WorldModel(obs_shapes, action_dim, cfg.world_model)
         sizes = {"h": self.world_model.core.output_dim, "z": self.world_model.latent_dim,
@@ -82,23 +90,49 @@ class Agent(nn.Module):
         return action, {"core": core_state, "z": z, "action": action}
 
     # ---- training ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def context_starts(self, z: torch.Tensor, batch: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+        """Drama's imagination starts: for N random steps t of the batch, run the core from its initial state over the
+        C = imagination_context real steps ending at t (inputs (z_{k-1}, a_{k-1}) as in training, resets at episode
+        starts inside the window). z: (B, T, G*C) posterior samples. Returns h (N, H), z (N, G*C), the core state
+        after t (batch N) and start_cont (N,) = 1 - is_terminal at t. N = imagination_starts (None: B*T)."""
+        wm, cfg = self.world_model, self.cfg
+        B, T = z.shape[:2]
+        C = min(cfg.imagination_context, T)
+        n = cfg.imagination_starts or B * T
+        b = torch.randint(B, (n, 1), device=z.device)
+        t = torch.randint(C - 1, T, (n, 1), device=z.device)
+        pos = t - C + 1 + torch.arange(C, device=z.device)  # (N, C)
+        prev = (pos - 1).clamp(min=0)
+        reset = batch["is_first"].bool()[b, pos]
+        reset[:, 0] = True  # the context starts from the initial state
+        keep = (~reset).unsqueeze(-1).to(z.dtype)
+        u = wm.core_input(torch.cat([z[b, prev] * keep, batch["action"][b, prev] * keep], -1))
+        h, state = wm.core(u, wm.core_reset(reset))
+        b, t = b[:, 0], t[:, 0]
+        return h[:, -1], z[b, t], state, 1.0 - batch["is_terminal"].float()[b, t]
+
     def update(self, batch: dict[str, Any]) -> dict[str, float]:
         """One world-model update and one actor-critic update in imagination. batch: see WorldModel.loss."""
         cfg, wm, ac = self.cfg, self.world_model, self.actor_critic
-        model_loss, metrics, out = wm.loss(batch, all_states=True)
+        posterior = cfg.imagination == "posterior"
+        model_loss, metrics, out = wm.loss(batch, all_states=posterior)
         self.model_opt.zero_grad(set_to_none=True)
         model_loss.backward()
         metrics["grad_norm_model"] = nn.utils.clip_grad_norm_(wm.parameters(), cfg.model_clip)
         self.model_opt.step()
 
-        # Imagination from the posterior states (detached: the actor does not train the world model).
-        h, z = out["h"].detach().flatten(0, 1), out["z"].detach().flatten(0, 1)
-        starts = {k: v.detach().flatten(0, 1) for k, v in out["state"].items()}
-        start_cont = 1.0 - batch["is_terminal"].float().flatten()
-        if cfg.imagination_starts is not None and cfg.imagination_starts < h.shape[0]:
-            pick = torch.randperm(h.shape[0], device=h.device)[: cfg.imagination_starts]
-            h, z, start_cont = h[pick], z[pick], start_cont[pick]
-            starts = {k: v[pick] for k, v in starts.items()}
+        # Imagination starts (detached: the actor does not train the world model).
+        if posterior:
+            h, z = out["h"].detach().flatten(0, 1), out["z"].detach().flatten(0, 1)
+            starts = {k: v.detach().flatten(0, 1) for k, v in out["state"].items()}
+            start_cont = 1.0 - batch["is_terminal"].float().flatten()
+            if cfg.imagination_starts is not None and cfg.imagination_starts < h.shape[0]:
+                pick = torch.randperm(h.shape[0], device=h.device)[: cfg.imagination_starts]
+                h, z, start_cont = h[pick], z[pick], start_cont[pick]
+                starts = {k: v[pick] for k, v in starts.items()}
+        else:
+            h, z, starts, start_cont = self.context_starts(out["z"].detach(), batch)
 
         def policy(parts: dict[str, torch.Tensor]) -> torch.Tensor:
             dist = ac.policy(self.features(parts).detach())

@@ -197,7 +197,7 @@ class AttentionCore(SequenceCore):
     def _forward_states(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         raise NotImplementedError(
             "attention: per-step states would be KV caches of every length; start imagination from a re-encoded real"
-            " context instead (Drama's approach)")
+            " context instead (Drama's approach: agent.imagination=context)")
 
     def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """x: (B, input_dim) -> y: (B, width) and the state with one more slot (at most ``window``)."""
