@@ -18,3 +18,120 @@ def test_drama_world_model_parameter_counts(actions, total):
     assert counts["continue head"] == 131_841
     assert counts["sequence model"] == 3_737_504 - 6 * 512 + actions * 512  # stem Linear(1024 + A, 512) + 2 Mamba-2
     assert counts["total"] == total
+
+
+def tiny_drama(actions=3, **overrides):
+    import torch
+
+    torch.manual_seed(0)
+    cfg = load_config("drama", "debug", "builtin:recall/5", [f"{k}={v}" for k, v in overrides.items()])
+    return Agent({"image": (64, 64, 3)}, actions, True, cfg.agent), cfg
+
+
+def image_batch(B=2, T=8, A=3):
+    import torch
+
+    is_first = torch.zeros(B, T, dtype=torch.bool)
+    is_first[:, 0] = True
+    return dict(obs={"image": torch.randint(0, 256, (B, T, 64, 64, 3), dtype=torch.uint8)},
+                action=torch.nn.functional.one_hot(torch.randint(A, (B, T)), A).float(), reward=torch.randn(B, T),
+                is_first=is_first, is_terminal=torch.zeros(B, T, dtype=torch.bool))
+
+
+def test_d1_reward_and_termination_come_from_the_state_after_the_action():
+    """Drama's official imagination applies the heads to h before the action (D1). Ours: reward[k] is predicted
+    from s_{k+1}, which depends on a_k."""
+    import torch
+
+    agent, _ = tiny_drama(**{"agent.world_model.reward_init": 1.0})
+    wm = agent.world_model
+    with torch.no_grad():
+        out = wm.observe(**{k: v for k, v in image_batch().items() if k in ("obs", "action", "is_first")})
+        h, z = out["h"][:, -1], out["z"][:, -1]
+        rewards = []
+        for a in range(3):
+            fixed = torch.nn.functional.one_hot(torch.full((2,), a), 3).float()
+            torch.manual_seed(1)
+            traj = wm.imagine(h, z, wm.core.initial(2), lambda parts: fixed, horizon=1)
+            expected = wm.reward_head(wm.head_features(traj["h"][1], traj["z"][1]))
+            torch.testing.assert_close(traj["reward"][0], __import__("ssmworld").nn.TwoHot(expected).mean)
+            rewards.append(traj["reward"][0])
+    assert not torch.allclose(rewards[0], rewards[1])  # the first transition's reward depends on the action
+
+
+def test_d2_lambda_returns_bootstrap_on_the_next_state():
+    """Drama's official returns use V(s_t) in the (1 - lambda) term (D2); ours use V(s_{t+1})."""
+    import torch
+
+    from ssmworld.behavior import lambda_returns
+
+    value = torch.tensor([10.0, 1.0, 2.0])  # V(s_0) must not appear in any return
+    returns = lambda_returns(torch.zeros(2), torch.ones(2), value, gamma=1.0, lam=0.5)
+    assert returns.tolist() == [0.5 * 1.0 + 0.5 * 2.0, 2.0]
+
+
+def test_d3_imagined_latents_are_exact_one_hot_floats():
+    """Drama's CUDA-graph path casts straight-through samples (1 + p - p = 0.99999994) to integers, zeroing ~1/5 of
+    them (D3). Ours stay float, and the straight-through sample is exactly one-hot in the forward pass."""
+    import torch
+
+    agent, _ = tiny_drama()
+    wm = agent.world_model
+    logits = torch.randn(4096, wm.latent_dim) * 3
+    z = wm.latent(logits.requires_grad_()).sample()
+    assert z.dtype == torch.float32 and set(z.detach().unique().tolist()) == {0.0, 1.0}
+    assert (z.detach().sum(-1) == 1).all()
+
+
+def test_d4_checkpoint_keeps_every_statistic_the_policy_uses(tmp_path):
+    """Drama's official evaluation restarts its input-normalisation statistics (D4). Ours are buffers: BatchNorm
+    running statistics, the return normaliser and the warm-up counter round-trip through a checkpoint."""
+    import torch
+
+    from ssmworld import checkpoint
+
+    agent, _ = tiny_drama()
+    for _ in range(3):
+        agent.update(image_batch())
+    buffers = {n for n, _ in agent.named_buffers()}
+    assert any("running_mean" in n for n in buffers) and any("normalizer" in n for n in buffers)
+    path = checkpoint.save(str(tmp_path), 3, {"agent": agent.state_dict()}, {})
+    fresh, _ = tiny_drama()
+    fresh.load_state_dict(checkpoint.load(path)[0]["agent"])
+    for (name, a), (_, b) in zip(agent.state_dict().items(), fresh.state_dict().items()):
+        assert torch.equal(a, b), name
+    obs = {"image": torch.randint(0, 256, (5, 64, 64, 3), dtype=torch.uint8)}
+    first = torch.ones(5, dtype=torch.bool)
+    torch.manual_seed(7)
+    a1, _ = agent.act(obs, first, None, explore=False)
+    torch.manual_seed(7)
+    a2, _ = fresh.act(obs, first, None, explore=False)
+    assert torch.equal(a1, a2) and int(fresh.updates) == 3
+
+
+def test_acting_uses_batch_norm_running_statistics():
+    import torch
+
+    agent, _ = tiny_drama()
+    agent.update(image_batch())
+    agent.train()
+    obs = {"image": torch.randint(0, 256, (1, 64, 64, 3), dtype=torch.uint8)}
+    with torch.no_grad():
+        agent.world_model.eval()
+        expected = agent.world_model.encode(obs)
+        agent.world_model.train()
+    torch.manual_seed(3)
+    agent.act(obs, torch.ones(1, dtype=torch.bool), None)
+    assert agent.world_model.training  # the mode is restored
+    with torch.no_grad():
+        agent.world_model.eval()
+        torch.testing.assert_close(agent.world_model.encode(obs), expected)
+
+
+def test_model_learning_rate_warm_up():
+    agent, _ = tiny_drama(**{"agent.model_warmup": 4, "agent.model_lr": 1e-3})
+    lrs = []
+    for _ in range(6):
+        agent.update(image_batch())
+        lrs.append(agent.model_opt.param_groups[0]["lr"])
+    assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])

@@ -184,3 +184,38 @@ def test_unsupported_spaces_are_named():
     with pytest.raises(ValueError, match="action space .* not supported; accepted: Discrete, Box"):
         space_dims(vector, gym.spaces.MultiBinary(3))
     assert space_dims(vector, gym.spaces.Box(-1, 1, (2, 2), np.float32)) == ({"vector": (3,)}, 4, False)
+
+
+class LifeLossEnv(__import__("gymnasium").Env):
+    """Loses a life at step 3, ends at step 6."""
+
+    def __init__(self):
+        import gymnasium as gym
+
+        self.observation_space = gym.spaces.Dict({"vector": gym.spaces.Box(0, 10, (1,), np.float32)})
+        self.action_space = gym.spaces.Discrete(2)
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return {"vector": np.zeros(1, np.float32)}, {"life_loss": False}
+
+    def step(self, action):
+        self.t += 1
+        return {"vector": np.full(1, self.t, np.float32)}, 0.0, self.t == 6, False, {"life_loss": self.t == 3}
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_life_loss_is_a_world_model_termination_target_only(flag):
+    import gymnasium as gym
+
+    cfg = debug_config(steps=14, **{"train.prefill": 100, "train.life_loss_terminal": flag, "train.eval_episodes": 0})
+    trainer = Trainer(cfg, quiet=True)
+    trainer.vec = gym.vector.SyncVectorEnv([LifeLossEnv], autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+    trainer.obs, _ = trainer.vec.reset(seed=0)
+    trainer._evaluate = lambda: {}
+    trainer.run()
+    data = trainer.replay.chunks[0].data
+    assert data["is_last"][:14].tolist() == [t in (6, 13) for t in range(14)]  # the episode went on after the loss
+    assert data["is_terminal"][:14].tolist() == [t in (6, 13) or (flag and t in (3, 10)) for t in range(14)]

@@ -30,6 +30,7 @@ class AgentConfig:
     model_lr: float = 1e-4
     model_eps: float = 1e-8
     model_clip: float = 1000.0
+    model_warmup: int = 0  # updates of linear learning-rate warm-up for the world model (Drama: 1000)
     actor_lr: float = 3e-5
     critic_lr: float = 3e-5
     actor_critic_eps: float = 1e-5
@@ -53,6 +54,7 @@ class Agent(nn.Module):
         feat_dim = sum(sizes[k] for k in POLICY_INPUTS[cfg.policy_input])
         self.actor_critic = ActorCritic(feat_dim, action_dim, discrete, cfg.actor_critic)
         ac = self.actor_critic
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # in checkpoints: the warm-up resumes
         self.model_opt = torch.optim.Adam(self.world_model.parameters(), cfg.model_lr, eps=cfg.model_eps)
         self.actor_opt = torch.optim.Adam(ac.actor.parameters(), cfg.actor_lr, eps=cfg.actor_critic_eps)
         self.critic_opt = torch.optim.Adam(ac.critic.parameters(), cfg.critic_lr, eps=cfg.actor_critic_eps)
@@ -80,7 +82,12 @@ class Agent(nn.Module):
         wm = self.world_model
         state = self.initial_state(is_first.shape[0]) if state is None else state
         keep = (~is_first.bool()).unsqueeze(-1).float()
-        z = wm.latent(wm.encode(obs)).sample().flatten(-2)
+        training = wm.training
+        wm.eval()  # batch-norm layers (Drama's CNN) use their running statistics, not those of the acting batch
+        try:
+            z = wm.latent(wm.encode(obs)).sample().flatten(-2)
+        finally:
+            wm.train(training)
         u = wm.core_input(torch.cat([state["z"] * keep, state["action"] * keep], -1))
         h, core_state = wm.core.step(u, state["core"], reset=wm.core_reset(is_first))
         policy = self.actor_critic.policy(self.features({"h": h, "z": z, "x": wm.core.features(core_state)}))
@@ -117,6 +124,10 @@ class Agent(nn.Module):
         cfg, wm, ac = self.cfg, self.world_model, self.actor_critic
         posterior = cfg.imagination == "posterior"
         model_loss, metrics, out = wm.loss(batch, all_states=posterior)
+        if cfg.model_warmup > 0:
+            for group in self.model_opt.param_groups:
+                group["lr"] = cfg.model_lr * min(1.0, (int(self.updates) + 1) / cfg.model_warmup)
+        self.updates += 1
         self.model_opt.zero_grad(set_to_none=True)
         model_loss.backward()
         metrics["grad_norm_model"] = nn.utils.clip_grad_norm_(wm.parameters(), cfg.model_clip)

@@ -42,6 +42,7 @@ class TrainConfig:
     prefill: int = 1000  # env steps with uniform random actions before learning starts
     replay_capacity: int = 1_000_000  # steps (FIFO)
     replay_chunk: int = 256  # steps per replay chunk (>= sequence_length)
+    life_loss_terminal: bool = False  # atari: a lost life is a termination target for the world model only (Drama)
     sampler: str = "uniform"  # uniform | recency | dfs (Drama's dynamic frequency-based sampling)
     dfs_temperature: float = 10.0
     eval_every: int = 10_000  # env steps between evaluations (0: only at the end)

@@ -237,6 +237,8 @@ class Trainer:
         self.reward = np.where(self.is_first, 0.0, reward).astype(np.float32)
         self.is_last = (terminated | truncated) & ~self.is_first
         self.is_terminal = terminated & ~self.is_first
+        if tc.life_loss_terminal and "life_loss" in info:  # the episode goes on; only the continue target changes
+            self.is_terminal |= np.asarray(info["life_loss"], bool) & info.get("_life_loss", True) & ~self.is_first
         self.episode_return = np.where(self.is_first, 0.0, self.episode_return + self.reward)
         self.episode_length = np.where(self.is_first, 0, self.episode_length + 1)
         rows = []

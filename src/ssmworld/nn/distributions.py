@@ -79,7 +79,7 @@ class CategoricalLatent:
         """One-hot sample with straight-through gradients: onehot + probs - sg(probs). (..., groups, classes)."""
         probs = self.probs.detach()
         sample = onehot(sample_index(probs), probs.shape[-1], probs.dtype)
-        return sample + self.probs - probs
+        return sample + (self.probs - probs)  # forward value exactly one-hot: x - x == 0 in floating point
 
     def mode(self) -> torch.Tensor:
         return onehot(self.probs.argmax(-1), self.probs.shape[-1], self.probs.dtype)
