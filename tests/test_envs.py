@@ -42,7 +42,7 @@ def test_gym_adapter_one_hot_and_vectors():
 
 
 @pytest.mark.parametrize("bad,message", [
-    ("nosuite:x", "unknown env suite 'nosuite'.*available: .*bsuite, builtin, gym"),
+    ("nosuite:x", "unknown env suite 'nosuite'.*available: .*bsuite.*builtin.*gym"),
     ("recall", "must look like 'suite:task'"),
     ("builtin:nosuch/3", "unknown task 'nosuch'"),
     ("builtin:recall/x", "integers"),

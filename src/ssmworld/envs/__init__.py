@@ -5,10 +5,14 @@
     bsuite:<experiment>/<index>         bsuite via dm_env, e.g. memory_len/10 (ssmworld[bsuite])
     popgym:<Name>                       e.g. RepeatPreviousEasy, or popgym-RepeatPreviousEasy-v0 (ssmworld[popgym])
     atari:<Game>                        Atari 100k protocol, e.g. Pong or ALE/Pong-v5 (atari.py, ssmworld[atari])
+    dmc:<domain>_<task>                 DeepMind Control, proprioceptive, e.g. walker_walk (dmc.py, ssmworld[dmc])
+    dmc_vision:<domain>_<task>          the same from 64x64 pixels; sets MUJOCO_GL=egl when unset (dmc.py)
+    minigrid:<Name>                     e.g. MemoryS7 or MiniGrid-MemoryS7-v0, obs=image|symbolic (ssmworld[minigrid])
+    memorymaze:<size>                   9x9, 11x11, 13x13, 15x15; sets MUJOCO_GL=egl when unset (ssmworld[memorymaze])
 
 ``list_tasks(suite)`` lists a suite's task ids. ``make(env_id, seed, **options)`` passes options to the suite's
-builder (e.g. ``make("atari:Pong", sticky=0.25)``); a suite rejects options it does not take. More suites (dmc,
-memorymaze, minigrid) arrive as optional extras.
+builder (e.g. ``make("atari:Pong", sticky=0.25)``); a suite rejects options it does not take. Suites other
+than builtin and gym need their optional extra (`pip install 'ssmworld[<suite>]'`, or `[all]`).
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import gymnasium as gym
 
 from .atari import atari_tasks, make_atari
 from .bsuite_adapter import bsuite_tasks, make_bsuite
+from .dmc import dmc_tasks, make_dmc, make_dmc_vision
 from .gym_adapter import make_gym
 from .memory import RecallCue
+from .memorymaze import make_memorymaze, memorymaze_tasks
+from .minigrid import make_minigrid, minigrid_tasks
 from .popgym_adapter import make_popgym, popgym_tasks
 
 
@@ -39,7 +46,8 @@ def _make_builtin(task: str) -> gym.Env:
 
 
 SUITES: dict[str, Callable[..., gym.Env]] = {
-    "builtin": _make_builtin, "gym": make_gym, "bsuite": make_bsuite, "popgym": make_popgym, "atari": make_atari}
+    "builtin": _make_builtin, "gym": make_gym, "bsuite": make_bsuite, "popgym": make_popgym, "atari": make_atari,
+    "dmc": make_dmc, "dmc_vision": make_dmc_vision, "minigrid": make_minigrid, "memorymaze": make_memorymaze}
 
 
 def list_tasks(suite: str) -> list[str]:
@@ -50,6 +58,10 @@ def list_tasks(suite: str) -> list[str]:
         "bsuite": bsuite_tasks,
         "popgym": popgym_tasks,
         "atari": atari_tasks,
+        "dmc": dmc_tasks,
+        "dmc_vision": dmc_tasks,
+        "minigrid": minigrid_tasks,
+        "memorymaze": memorymaze_tasks,
     }
     if suite not in listers:
         raise ValueError(f"unknown env suite {suite!r}; available: {', '.join(sorted(listers))}")

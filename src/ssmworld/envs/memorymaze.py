@@ -1,0 +1,165 @@
+"""`memorymaze:<size>` (``9x9``, ``11x11``, ``13x13``, ``15x15``; ``MemoryMaze-9x9-v0`` is accepted too): Memory Maze.
+
+Observations {"image": (64, 64, 3) uint8} (the egocentric camera with the current target's colour drawn as a border,
+memory-maze's ``image_only_obs=True``); actions Discrete(6): noop, forward, left, right, forward+left, forward+right.
+Episodes last 1000 / 2000 / 3000 / 4000 steps (4 Hz control; ``EPISODE_STEPS``) with 3 / 4 / 5 / 6 targets; the
+reward is +1 per target reached. The time limit is dm_env's ``last()`` with discount 1, which we report as
+``truncated=True, terminated=False``; a last step with discount 0 (dm_control's walker failure or diverged physics)
+is ``terminated``.
+``max_steps=k`` (default None) cuts episodes after k steps (``truncated``), e.g. for short tests.
+
+Built without the old ``gym`` package: ``import memory_maze`` runs a package ``__init__`` that needs gym, so we put
+the package module, made from its spec but never executed, in ``sys.modules`` and import ``memory_maze.tasks`` from
+the installed folder. That bypassed ``__init__`` is also what would set ``MUJOCO_GL``, so we set ``MUJOCO_GL=egl``
+(headless Mesa/EGL, works on CPU) when it is unset, before dm_control is first imported. Set it yourself (e.g.
+``osmesa``) to override; a value set after dm_control or mujoco was imported has no effect.
+
+Seeding: memory-maze takes its seed only in the task constructor, so ``reset(seed=s)`` rebuilds the task with ``s``
+(same seed -> same mazes and frames); ``reset()`` continues the current task's episodes. The task is built lazily on
+the first reset, so ``make(..., seed=s)`` builds once. Cost: ~3 s to build, ~2 s for the first reset, then
+~25 steps/s on one core (dm_control's pure-Python contact loop; no speed-up applied here).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+EPISODE_STEPS = {"9x9": 1000, "11x11": 2000, "13x13": 3000, "15x15": 4000}
+IMAGE_SHAPE = (64, 64, 3)
+NUM_ACTIONS = 6
+_RENDER_FIX = ("use MUJOCO_GL=egl with apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 "
+               "(or MUJOCO_GL=osmesa with libosmesa6), set before the first import of dm_control or mujoco")
+
+
+class _QuietVelocityWarning(logging.Filter):
+    """dm_control logs "Cannot set velocity on Entity with no free joint" on every Memory Maze reset."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Cannot set velocity on Entity with no free joint" not in record.getMessage()
+
+
+def _tasks(what: str):
+    """memory_maze.tasks, imported without memory_maze/__init__.py (which needs the old gym package)."""
+    needed = ("memory_maze", "labmaze", "dm_control", "mujoco")
+    if any(importlib.util.find_spec(name) is None for name in needed):
+        raise ValueError(f"{what} needs the memorymaze extra: pip install 'ssmworld[memorymaze]'")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    if "memory_maze" not in sys.modules:
+        # the package module made from its real spec but never executed: submodules import from its folder
+        sys.modules["memory_maze"] = importlib.util.module_from_spec(importlib.util.find_spec("memory_maze"))
+    try:
+        tasks = importlib.import_module("memory_maze.tasks")
+    except Exception as err:  # a GL backend that cannot load fails inside PyOpenGL at import time
+        raise ValueError(f"{what}: could not load MuJoCo rendering with MUJOCO_GL={os.environ['MUJOCO_GL']} "
+                         f"({type(err).__name__}: {err}); {_RENDER_FIX}") from None
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(f, _QuietVelocityWarning) for f in absl_logger.filters):
+        absl_logger.addFilter(_QuietVelocityWarning())
+    return tasks
+
+
+def memorymaze_tasks() -> list[str]:
+    """The four maze sizes: ["9x9", "11x11", "13x13", "15x15"]."""
+    return list(EPISODE_STEPS)
+
+
+def _size(task: str) -> str:
+    match = re.fullmatch(r"(?:memorymaze-)?(\d+x\d+)(?:-v0)?", task.lower())
+    if not match or match[1] not in EPISODE_STEPS:
+        raise ValueError(f"memorymaze:{task}: unknown maze; accepted: {', '.join(EPISODE_STEPS)} "
+                         "(or MemoryMaze-9x9-v0)")
+    return match[1]
+
+
+class MemoryMazeEnv(gym.Env):
+    """A Memory Maze dm_env task as a gymnasium env (see the module docstring).
+
+    ``build(seed)`` returns a fresh dm_env task seeded with ``seed``; tests pass a stub. ``episode_steps`` is the
+    task's own time limit in steps (informational); ``max_steps`` cuts episodes earlier.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, build: Callable[[int], Any], episode_steps: int, max_steps: int | None = None,
+                 name: str = "memorymaze"):
+        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
+            raise ValueError(f"{name}: max_steps must be an integer >= 1 or None, got {max_steps!r}")
+        self._build, self.name = build, name
+        self.episode_steps, self.max_steps = episode_steps, max_steps
+        self.observation_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, IMAGE_SHAPE, dtype=np.uint8)})
+        self.action_space = gym.spaces.Discrete(NUM_ACTIONS)
+        self._env: Any = None
+        self._steps = 0
+
+    @property
+    def dm_env(self) -> Any:
+        """The wrapped dm_env task (None before the first reset; replaced on every seeded reset)."""
+        return self._env
+
+    def _rendering(self, call: Callable[[], Any]) -> Any:
+        """Run ``call``; a GL failure (mujoco.FatalError or a PyOpenGL error) becomes one line naming the fix."""
+        try:
+            return call()
+        except Exception as err:
+            gl = type(err).__module__.split(".")[0] in ("mujoco", "OpenGL") or "OpenGL" in str(err)
+            if not gl:
+                raise
+            raise ValueError(f"{self.name}: MuJoCo rendering failed with MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
+                             f"({type(err).__name__}: {err}); {_RENDER_FIX}") from None
+
+    def _obs(self, timestep: Any) -> dict[str, np.ndarray]:
+        return {"image": np.array(timestep.observation, dtype=np.uint8)}  # a copy: dm_control reuses its buffers
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None or self._env is None:
+            if self._env is not None:
+                self._env.close()
+            # unseeded first reset: a seed from gymnasium's np_random (OS entropy unless seeded before)
+            task_seed = seed if seed is not None else int(self.np_random.integers(2**31))
+            self._env = self._rendering(lambda: self._build(task_seed))
+        timestep = self._rendering(self._env.reset)
+        self._steps = 0
+        return self._obs(timestep), {}
+
+    def step(self, action):
+        if self._env is None:
+            raise RuntimeError(f"{self.name}: call reset() before step()")
+        timestep = self._env.step(int(action))
+        self._steps += 1
+        terminated = truncated = False
+        if timestep.last():
+            # dm_env: discount 0 = a true terminal; discount > 0 = the time limit (keep bootstrapping)
+            truncated = float(np.asarray(timestep.discount).reshape(-1)[0]) > 0
+            terminated = not truncated
+        elif self.max_steps is not None and self._steps >= self.max_steps:
+            truncated = True
+        return self._obs(timestep), float(timestep.reward or 0.0), terminated, truncated, {}
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+
+def make_memorymaze(task: str, *, max_steps: int | None = None) -> gym.Env:
+    """``task`` = "9x9", "11x11", "13x13" or "15x15" (see the module docstring)."""
+    size = _size(task)
+    name = f"memorymaze:{task}"
+    tasks = _tasks(name)
+    constructor = getattr(tasks, f"memory_maze_{size}")
+    return MemoryMazeEnv(lambda seed: constructor(image_only_obs=True, seed=seed), EPISODE_STEPS[size],
+                         max_steps=max_steps, name=name)
+
+
+__all__ = ["EPISODE_STEPS", "MemoryMazeEnv", "make_memorymaze", "memorymaze_tasks"]
