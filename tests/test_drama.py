@@ -135,3 +135,39 @@ def test_model_learning_rate_warm_up():
         agent.update(image_batch())
         lrs.append(agent.model_opt.param_groups[0]["lr"])
     assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+
+
+def test_acting_with_the_carried_state_equals_re_encoding_the_episode():
+    """Drama acts by re-encoding the last <= 16 real steps at every step; ssmworld carries the core state in step mode.
+    On an episode of <= 16 steps both see the same history, so they choose the same actions (latents: the posterior
+    mode on both sides, so the comparison is deterministic)."""
+    import torch
+
+    from ssmworld.nn import distributions
+
+    torch.manual_seed(0)
+    cfg = load_config("drama", "debug", "builtin:recall/5")
+    agent = Agent({"vector": 5}, 4, True, cfg.agent)
+    wm = agent.world_model
+    obs = torch.randn(1, 12, 5) * 3
+    mode = distributions.CategoricalLatent.mode
+    original = distributions.CategoricalLatent.sample
+    distributions.CategoricalLatent.sample = lambda self: mode(self) + (self.probs - self.probs.detach())
+    try:
+        carried, state = [], None
+        for t in range(12):
+            action, state = agent.act({"vector": obs[:, t]}, torch.tensor([t == 0]), state, explore=False)
+            carried.append(action)
+        reencoded = []
+        with torch.no_grad():
+            for t in range(12):
+                actions = torch.cat(reencoded + [torch.zeros(1, 4)], 0)[None]  # (1, t+1, A): a_0..a_{t-1}, pad
+                first = torch.zeros(1, t + 1, dtype=torch.bool)
+                first[:, 0] = True
+                out = wm.observe({"vector": obs[:, : t + 1]}, actions, first)
+                parts = {"h": out["h"][:, -1], "z": out["z"][:, -1], "x": wm.core.features(out["state"])}
+                reencoded.append(agent.actor_critic.policy(agent.features(parts)).mode())
+    finally:
+        distributions.CategoricalLatent.sample = original
+    assert torch.equal(torch.cat(carried), torch.cat(reencoded))
+    assert len({int(a.argmax()) for a in carried}) > 1  # the comparison is not between constant policies
