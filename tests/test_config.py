@@ -8,7 +8,7 @@ from ssmworld.config import Config, load_yaml, save_yaml
 
 def test_presets_and_sizes_build():
     assert {"r2i", "dreamerv3", "drama"} <= set(preset_names())
-    for preset in ("r2i", "dreamerv3", "drama"):
+    for preset in ("r2i", "dreamerv3", "drama", "drama-mamba1"):
         for size in ("debug", "small", "paper"):
             cfg = load_config(preset, size, "builtin:recall/5")
             assert cfg.preset == preset and cfg.size == size and cfg.train.env == "builtin:recall/5"

@@ -171,3 +171,10 @@ def test_acting_with_the_carried_state_equals_re_encoding_the_episode():
         distributions.CategoricalLatent.sample = original
     assert torch.equal(torch.cat(carried), torch.cat(reencoded))
     assert len({int(a.argmax()) for a in carried}) > 1  # the comparison is not between constant policies
+
+
+def test_drama_mamba1_world_model_parameter_count():
+    cfg = load_config("drama-mamba1", "paper", "atari:Pong")
+    assert cfg.agent.world_model.core == "mamba" and cfg.agent.imagination == "context"  # inherited from drama
+    agent = Agent({"image": (64, 64, 3)}, 6, True, cfg.agent)
+    assert agent.world_model.parameter_counts()["total"] == 7_337_315

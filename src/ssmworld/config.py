@@ -7,8 +7,9 @@ keys to values, all applied through the same type-checked ``apply_overrides``:
     dataclass defaults -> preset base -> preset size -> suite overlay (for all sizes) -> suite overlay for the size
     -> the env id -> command-line overrides
 
-Presets live in ``presets/<name>.yaml`` as ``{description, base, sizes: {debug, small, paper}, suites: {suite: {all,
-<size>}}}``; the suite is the part of the env id before the colon.
+Presets live in ``presets/<name>.yaml`` as ``{description, extends, base, sizes: {debug, small, paper}, suites: {suite:
+{all, <size>}}}``; the suite is the part of the env id before the colon; ``extends: <preset>`` applies that preset's
+layers first (each of the child's layers right after the parent's layer of the same kind).
 """
 
 from __future__ import annotations
@@ -76,10 +77,28 @@ def read_preset(name: str) -> dict[str, Any]:
     if name not in names:
         raise ConfigError(f"unknown preset {name!r}; available: {', '.join(names)}")
     data = yaml.safe_load(resources.files("ssmworld.presets").joinpath(f"{name}.yaml").read_text()) or {}
-    unknown = set(data) - {"description", "base", "sizes", "suites"}
+    unknown = set(data) - {"description", "extends", "base", "sizes", "suites"}
     if unknown:
-        raise ConfigError(f"preset {name}: unknown section(s) {sorted(unknown)}; expected description, base, sizes, suites")
+        raise ConfigError(f"preset {name}: unknown section(s) {sorted(unknown)}; expected description, extends, base, "
+                          "sizes, suites")
     return data
+
+
+def preset_layers(name: str, size: str, suite: str, seen: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
+    """The preset's layers in order (a preset that ``extends`` another comes after it, layer by layer)."""
+    if name in seen:
+        raise ConfigError(f"preset {name}: circular 'extends' ({' -> '.join(seen + (name,))})")
+    data = read_preset(name)
+    parent = preset_layers(data["extends"], size, suite, seen + (name,)) if data.get("extends") else []
+    overlay = (data.get("suites") or {}).get(suite) or {}
+    own = [(f"preset {name}", data.get("base") or {}),
+           (f"preset {name} size {size}", (data.get("sizes") or {}).get(size) or {}),
+           (f"preset {name} suite {suite}", overlay.get("all") or {}),
+           (f"preset {name} suite {suite} size {size}", overlay.get(size) or {})]
+    if not parent:
+        return own
+    # interleave so that the order stays base -> size -> suite overlays across parent and child
+    return [layer for pair in zip(parent, own) for layer in pair]
 
 
 def load_config(preset: str = "r2i", size: str = "small", env: str | None = None,
@@ -87,17 +106,11 @@ def load_config(preset: str = "r2i", size: str = "small", env: str | None = None
     """Build the config of a run (see the module docstring for the order of layers)."""
     if size not in SIZES:
         raise ConfigError(f"unknown size {size!r}; available: {', '.join(SIZES)}")
-    data = read_preset(preset)
     cfg = Config(preset=preset, size=size)
-    layers: list[tuple[str, dict]] = [(f"preset {preset}", data.get("base") or {}),
-                                      (f"preset {preset} size {size}", (data.get("sizes") or {}).get(size) or {})]
     if env is not None:
         cfg.train.env = env
-    suite = cfg.train.env.partition(":")[0] if env is None else env.partition(":")[0]
-    overlay = (data.get("suites") or {}).get(suite) or {}
-    layers += [(f"preset {preset} suite {suite}", overlay.get("all") or {}),
-               (f"preset {preset} suite {suite} size {size}", overlay.get(size) or {})]
-    for origin, layer in layers:
+    suite = cfg.train.env.partition(":")[0]
+    for origin, layer in preset_layers(preset, size, suite):
         apply_overrides(cfg, layer, origin=origin)
     if env is not None:
         cfg.train.env = env
