@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +123,7 @@ class Agent(nn.Module):
     def update(self, batch: dict[str, Any]) -> dict[str, float]:
         """One world-model update and one actor-critic update in imagination. batch: see WorldModel.loss."""
         cfg, wm, ac = self.cfg, self.world_model, self.actor_critic
+        clock = [_now(batch["action"].device)]
         posterior = cfg.imagination == "posterior"
         model_loss, metrics, out = wm.loss(batch, all_states=posterior)
         if cfg.model_warmup > 0:
@@ -132,6 +134,7 @@ class Agent(nn.Module):
         model_loss.backward()
         metrics["grad_norm_model"] = nn.utils.clip_grad_norm_(wm.parameters(), cfg.model_clip)
         self.model_opt.step()
+        clock.append(_now(batch["action"].device))
 
         # Imagination starts (detached: the actor does not train the world model).
         if posterior:
@@ -151,6 +154,7 @@ class Agent(nn.Module):
 
         with torch.set_grad_enabled(not self.discrete):  # continuous: backprop the return through the dynamics
             traj = wm.imagine(h, z, starts, policy, cfg.horizon)
+        clock.append(_now(batch["action"].device))
         feat = self.features(traj)
         actor_loss, critic_loss, ac_metrics = ac.loss(feat, traj["action"], traj["reward"], traj["cont"], start_cont)
         self.actor_opt.zero_grad(set_to_none=True)
@@ -163,4 +167,13 @@ class Agent(nn.Module):
         wm.zero_grad(set_to_none=True)  # gradients the actor sent through the dynamics are not model updates
         ac.update_slow_critic()
         metrics.update(ac_metrics)
+        clock.append(_now(batch["action"].device))
+        for name, start, end in zip(("world_model", "imagination", "actor_critic"), clock, clock[1:]):
+            metrics[f"seconds_{name}"] = end - start  # where the update time goes (imagination includes its starts)
         return {k: float(v) for k, v in metrics.items()}
+
+
+def _now(device: torch.device) -> float:
+    if device.type == "cuda":  # kernels run asynchronously: wait for them so the split is real
+        torch.cuda.synchronize(device)
+    return time.perf_counter()

@@ -169,11 +169,15 @@ class Trainer:
         last_checkpoint, started = time.monotonic(), time.perf_counter()
         self.started = started
         try:
+            env_seconds = 0.0
             while self.step < tc.steps:
                 if tc.minutes and time.perf_counter() - started >= 60 * tc.minutes:
                     logger.print(f"ssmworld: time budget of {tc.minutes:g} minutes reached at step {self.step}")
                     break
-                for row in self._env_step():
+                tick = time.perf_counter()
+                rows = self._env_step()
+                env_seconds += time.perf_counter() - tick
+                for row in rows:
                     logger.write(self.step, row)
                 if self.step >= tc.prefill and self.step >= tc.sequence_length:
                     self.update_credit += tc.envs * tc.train_ratio / (tc.batch_size * tc.sequence_length)
@@ -188,10 +192,12 @@ class Trainer:
                     row.update({"perf/fps": (self.step - window_steps) / seconds,
                                 "perf/updates_per_second": (self.updates - window_updates) / seconds,
                                 "perf/seconds": self.seconds_before + time.perf_counter() - started,
+                                "perf/acting_fraction": env_seconds / seconds,  # acting + env + replay writes
                                 "replay/steps": len(self.replay), "train/updates": self.updates})
                     logger.write(self.step, row)
                     sums, count, window_start, window_steps, window_updates = {}, 0, time.perf_counter(), \
                         self.step, self.updates
+                    env_seconds = 0.0
                 if self.next_eval is not None and self.step >= self.next_eval and self.step < tc.steps:
                     self.next_eval += tc.eval_every
                     logger.write(self.step, self._evaluate())
