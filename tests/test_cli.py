@@ -81,3 +81,33 @@ def test_argparse_errors_exit_2_in_a_subprocess(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ssmworld", "train", "--env", "builtin:recall/2"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "--logdir" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_export_and_load_agent_drive_an_env(tmp_path, capsys):
+    import ssmworld
+    from ssmworld import envs
+
+    logdir, out = str(tmp_path / "run"), str(tmp_path / "exported")
+    assert run_cli(capsys, "train", "--size", "debug", "--env", "builtin:recall/2", "--steps", "40", "--logdir",
+                   logdir, "--quiet")[0] == 0
+    code, stdout, _ = run_cli(capsys, "export", "--logdir", logdir, "--out", out)
+    assert code == 0 and sorted(os.listdir(out)) == ["README.md", "config.yaml", "model.safetensors", "spaces.json"]
+    assert "builtin:recall/2" in open(os.path.join(out, "README.md")).read()
+    policy = ssmworld.load_agent(out)
+    env = envs.make("builtin:recall/2", seed=0)
+    obs, _ = env.reset(seed=0)
+    state, done, steps = None, False, 0
+    while not done:
+        action, state = policy.act(obs, state)
+        assert isinstance(action, int) and env.action_space.contains(action)
+        obs, _, terminated, truncated, _ = env.step(action)
+        done, steps = terminated or truncated, steps + 1
+    assert steps == 4
+    # the exported weights are the run's: same greedy actions as the checkpointed agent
+    from ssmworld.train import load_run
+
+    _, agent, _ = load_run(logdir)
+    for a, b in zip(agent.state_dict().values(), policy.agent.state_dict().values()):
+        assert (a == b).all()
+    code, _, err = run_cli(capsys, "export", "--logdir", str(tmp_path / "none"), "--out", out)
+    assert code == 2 and "not found" in err

@@ -3,6 +3,7 @@
     ssmworld train --preset r2i [--size small] --env bsuite:memory_len/10 [--steps N] --logdir runs/x [a.b=value ...]
     ssmworld train --logdir runs/x --resume [--steps N]
     ssmworld eval --logdir runs/x [--episodes 20]
+    ssmworld export --logdir runs/x --out DIR
     ssmworld bench cores [--quick] [--json PATH] [--threads N] [--cores s5,mamba] [--lengths 64,256]
     ssmworld bench world-model [--quick] [--json PATH] [--lengths 256,1024] [--batch 4] [--width 256]
     ssmworld list cores|envs|presets|keys [suite]
@@ -78,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=20)
     evaluate.add_argument("--seed", type=int, default=12345)
     evaluate.add_argument("--explore", action="store_true", help="sample actions instead of the greedy policy")
+
+    export = commands.add_parser("export", help="write a run's latest checkpoint as safetensors + config + model card")
+    export.add_argument("--logdir", required=True)
+    export.add_argument("--out", required=True, help="export directory (replaced if it exists)")
 
     listing = commands.add_parser("list", help="list available components")
     listing.add_argument("what", choices=["cores", "envs", "presets", "keys"])
@@ -175,6 +180,13 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    print(export_run(args.logdir, args.out))
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     if args.what == "cores":
         from .sequence import CORES
@@ -242,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "export":
+            return _export(args)
         if args.command == "list":
             return _list(args)
     except (ValueError, KeyError, FileNotFoundError) as err:  # bad input: config, env id, spaces, checkpoints
