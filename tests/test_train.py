@@ -219,3 +219,16 @@ def test_life_loss_is_a_world_model_termination_target_only(flag):
     data = trainer.replay.chunks[0].data
     assert data["is_last"][:14].tolist() == [t in (6, 13) for t in range(14)]  # the episode went on after the loss
     assert data["is_terminal"][:14].tolist() == [t in (6, 13) or (flag and t in (3, 10)) for t in range(14)]
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_term(tmp_path, capsys):
+    from ssmworld.cli import main
+
+    logdir = tmp_path / "run"
+    code = main(["train", "--size", "debug", "--env", "builtin:recall/2", "--steps", "60", "--logdir", str(logdir),
+                 "--quiet", "train.prefill=20", "agent.model_lr=1e30", "agent.model_clip=1e30"])
+    err = capsys.readouterr().err
+    assert code == 1 and "training diverged: non-finite" in err and "at update" in err and err.count("\n") == 1
+    snapshot = next((logdir / "debug").iterdir())
+    data = torch.load(snapshot, weights_only=True)
+    assert set(data) == {"batch", "agent", "metrics"}

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from . import __version__
@@ -262,6 +263,15 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err))
     except KeyboardInterrupt:
         return _fail("interrupted")
+    except FloatingPointError as err:  # a diverged run: not bad input, but one clear line too
+        print(f"ssmworld: error: training diverged: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            print(f"ssmworld: error: disk full while writing {err.filename or 'the run'}; the last complete "
+                  "checkpoint is intact (checkpoints are written to a temporary name and renamed)", file=sys.stderr)
+            return 1
+        raise
     return _fail(f"unhandled command {args.command!r}")  # pragma: no cover - argparse rejects unknown commands
 
 

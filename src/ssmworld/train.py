@@ -262,7 +262,14 @@ class Trainer:
         self.updates += 1
         bad = [k for k, v in metrics.items() if not np.isfinite(v)]
         if bad:
-            raise FloatingPointError(f"non-finite {', '.join(bad)} at update {self.updates} (env step {self.step})")
+            where = ""
+            if self.logdir:  # the batch, the weights after the update and the metrics (the last checkpoint has before)
+                path = os.path.join(self.logdir, "debug", f"update-{self.updates}.pt")
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                torch.save({"batch": batch, "agent": self.agent.state_dict(), "metrics": metrics}, path)
+                where = f"; batch and weights saved to {path}"
+            raise FloatingPointError(f"non-finite {', '.join(sorted(bad))} at update {self.updates} (env step "
+                                     f"{self.step}){where}")
         return metrics
 
     def _evaluate(self) -> dict[str, Any]:
