@@ -4,6 +4,7 @@
     ssmworld train --logdir runs/x --resume [--steps N]
     ssmworld eval --logdir runs/x [--episodes 20]
     ssmworld export --logdir runs/x --out DIR
+    ssmworld plot runs/a runs/b ... --out fig.png [--metric episode/return] [--x step]
     ssmworld bench cores [--quick] [--json PATH] [--threads N] [--cores s5,mamba] [--lengths 64,256]
     ssmworld bench world-model [--quick] [--json PATH] [--lengths 256,1024] [--batch 4] [--width 256]
     ssmworld list cores|envs|presets|keys [suite]
@@ -80,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=20)
     evaluate.add_argument("--seed", type=int, default=12345)
     evaluate.add_argument("--explore", action="store_true", help="sample actions instead of the greedy policy")
+
+    plot = commands.add_parser("plot", help="learning curves (mean, 95% bootstrap CI over seeds) and aggregates")
+    plot.add_argument("runs", nargs="+", help="run directories (seeds of one env+preset are grouped)")
+    plot.add_argument("--out", required=True, help="figure path (.png, .pdf, .svg)")
+    plot.add_argument("--metric", default="episode/return", help="e.g. episode/success, eval/return_mean")
+    plot.add_argument("--x", default="step", help="x axis: step or perf/seconds")
+    plot.add_argument("--json", metavar="PATH", help="also write the plotted numbers as JSON")
 
     export = commands.add_parser("export", help="write a run's latest checkpoint as safetensors + config + model card")
     export.add_argument("--logdir", required=True)
@@ -181,6 +189,19 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    import json
+
+    from .plots import plot_runs
+
+    result = plot_runs(args.runs, args.out, metric=args.metric, x=args.x)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    print(args.out)
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from .export import export_run
 
@@ -257,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "plot":
+            return _plot(args)
         if args.command == "list":
             return _list(args)
     except (ValueError, KeyError, FileNotFoundError) as err:  # bad input: config, env id, spaces, checkpoints

@@ -50,6 +50,7 @@ class TrainConfig:
     eval_episodes: int = 10
     log_every: int = 1_000  # env steps between train/ and perf/ metric rows
     checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints (and one at the end)
+    checkpoint_every: int = 0  # also every this many env steps (0: off); deterministic, for exact-resume tests
     keep_checkpoints: int = 2
     minutes: float = 0.0  # wall-clock budget of this invocation: stop (evaluate, checkpoint) after it; 0 = none
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N

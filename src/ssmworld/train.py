@@ -137,12 +137,20 @@ class Trainer:
         self.update_credit, self.next_eval = 0.0, tc.eval_every or None
         self.seconds_before = 0.0  # wall-clock seconds of earlier sessions of this run (resume)
         self.started = time.perf_counter()
+        self.window_sums: dict[str, float] = {}  # train metrics summed since the last train/ row
+        self.window_count, self.window_step = 0, 0
         if resume:
             self._restore()
         self.vec = gym.vector.SyncVectorEnv([lambda: envs.make(tc.env, **tc.env_options) for _ in range(tc.envs)],
                                             autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
-        self.obs, _ = self.vec.reset(seed=tc.seed + (self.step * 7919 if resume else 0))  # resume: fresh episodes
-        n = tc.envs
+        self._restart_envs()
+
+    def _restart_envs(self) -> None:
+        """Start fresh episodes in every env, seeded from (seed, step). Done at the start, at every checkpoint and on
+        resume, so that a resumed run continues exactly as the uninterrupted one (env states are not saved; an
+        episode in progress at a checkpoint is cut and not logged)."""
+        n = self.tc.envs
+        self.obs, _ = self.vec.reset(seed=self.tc.seed + 7919 * self.step)
         self.reward, self.is_first = np.zeros(n, np.float32), np.ones(n, bool)
         self.is_last, self.is_terminal = np.zeros(n, bool), np.zeros(n, bool)
         self.episode_return, self.episode_length = np.zeros(n), np.zeros(n, int)
@@ -164,8 +172,7 @@ class Trainer:
         actor, critic = (sum(p.numel() for p in m.parameters()) for m in (ac.actor, ac.critic))
         logger.print(f"world model {size(counts.pop('total'))} parameters (" + ", ".join(
             f"{k} {size(v)}" for k, v in counts.items() if v) + f"); actor {size(actor)}, critic {size(critic)}")
-        sums: dict[str, float] = {}
-        count, window_start, window_steps, window_updates = 0, time.perf_counter(), self.step, self.updates
+        window_start, window_steps, window_updates = time.perf_counter(), self.step, self.updates
         last_checkpoint, started = time.monotonic(), time.perf_counter()
         self.started = started
         try:
@@ -184,25 +191,30 @@ class Trainer:
                     while self.update_credit >= 1:
                         self.update_credit -= 1
                         for key, value in self._update().items():
-                            sums[key] = sums.get(key, 0.0) + value
-                        count += 1
-                if self.step - window_steps >= tc.log_every or self.step >= tc.steps:
+                            self.window_sums[key] = self.window_sums.get(key, 0.0) + value
+                        self.window_count += 1
+                # train/ rows at fixed multiples of log_every, so a resumed run writes the same rows
+                if self.step // tc.log_every != self.window_step // tc.log_every or self.step >= tc.steps:
                     seconds = time.perf_counter() - window_start
-                    row = {f"train/{k}": v / count for k, v in sums.items()} if count else {}
+                    count = self.window_count
+                    row = {f"train/{k}": v / count for k, v in self.window_sums.items()} if count else {}
                     row.update({"perf/fps": (self.step - window_steps) / seconds,
                                 "perf/updates_per_second": (self.updates - window_updates) / seconds,
                                 "perf/seconds": self.seconds_before + time.perf_counter() - started,
                                 "perf/acting_fraction": env_seconds / seconds,  # acting + env + replay writes
                                 "replay/steps": len(self.replay), "train/updates": self.updates})
                     logger.write(self.step, row)
-                    sums, count, window_start, window_steps, window_updates = {}, 0, time.perf_counter(), \
-                        self.step, self.updates
+                    self.window_sums, self.window_count, self.window_step = {}, 0, self.step
+                    window_start, window_steps, window_updates = time.perf_counter(), self.step, self.updates
                     env_seconds = 0.0
                 if self.next_eval is not None and self.step >= self.next_eval and self.step < tc.steps:
                     self.next_eval += tc.eval_every
                     logger.write(self.step, self._evaluate())
-                if self.logdir and time.monotonic() - last_checkpoint >= 60 * tc.checkpoint_minutes:
+                due = (tc.checkpoint_every and self.step // tc.checkpoint_every != (self.step - tc.envs)
+                       // tc.checkpoint_every) or time.monotonic() - last_checkpoint >= 60 * tc.checkpoint_minutes
+                if self.logdir and due and self.step < tc.steps:
                     self.save_checkpoint()
+                    self._restart_envs()
                     last_checkpoint = time.monotonic()
                 logger.progress(self.step)
             final = self._evaluate()
@@ -290,6 +302,7 @@ class Trainer:
                    "replay_visits": {k: torch.from_numpy(v) for k, v in self.replay.sampler_state().items()}}
         state = {"updates": self.updates, "episodes": self.episodes, "update_credit": self.update_credit,
                  "seconds": self.seconds_before + time.perf_counter() - self.started,
+                 "window_sums": self.window_sums, "window_count": self.window_count, "window_step": self.window_step,
                  "next_eval": self.next_eval, "rng": self.rng.bit_generator.state,
                  "replay_rng": self.replay.rng.bit_generator.state, "replay_lengths": self.replay.lengths()}
         return checkpoint.save(os.path.join(self.logdir, "checkpoints"), self.step, tensors, state,
@@ -310,6 +323,8 @@ class Trainer:
         self.step, self.updates, self.episodes = state["step"], state["updates"], state["episodes"]
         self.update_credit, self.next_eval = state["update_credit"], state["next_eval"]
         self.seconds_before = state.get("seconds", 0.0)
+        self.window_sums, self.window_count = state["window_sums"], state["window_count"]
+        self.window_step = state["window_step"]
         truncate_metrics(os.path.join(self.logdir, "metrics.jsonl"), self.step)
 
 

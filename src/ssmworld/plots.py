@@ -1,0 +1,289 @@
+"""Learning curves and aggregate statistics over run directories (``ssmworld plot``).
+
+Curves: runs are grouped by (env, preset) from their config.yaml; within a group the runs are seeds. Each seed's metric
+is put on a common grid of x by linear interpolation (``episode/*`` metrics first smoothed by a trailing moving average
+over episodes; other rows, e.g. ``eval/*``, are used as logged) and the curve is the mean across seeds with a 95%
+percentile-bootstrap confidence interval (2000 seeded resamples of the seeds).
+
+Aggregates (runs spanning >= 2 envs): per preset, each seed's final score (mean of the last 10% of its curve) per task,
+normalised (Atari returns: human-normalised; otherwise min-max over a given (random, best) pair, else raw), summarised
+by the interquartile mean (IQM) and the optimality gap with stratified-bootstrap confidence intervals: runs are
+resampled within each task, as in rliable (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice").
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .logger import read_metrics
+
+RESAMPLES = 2000
+CONFIDENCE = 0.95
+FINAL_FRACTION = 0.1
+Statistic = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Run:
+    path: str
+    env: str
+    preset: str
+    seed: int
+    rows: list[dict[str, Any]]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def load_run(path: str) -> Run:
+    """A run directory's metric rows and its (env, preset, seed) from config.yaml."""
+    metrics, config = os.path.join(path, "metrics.jsonl"), os.path.join(path, "config.yaml")
+    if not os.path.isfile(metrics):
+        raise ValueError(f"{path}: no metrics.jsonl; give run directories of `ssmworld train --logdir`")
+    if not os.path.isfile(config):
+        raise ValueError(f"{path}: no config.yaml, so its env and preset (how runs are grouped) are unknown")
+    try:
+        with open(config) as f:
+            cfg = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{config}: not valid YAML ({e})") from None
+    train = cfg.get("train") or {}
+    return Run(path, str(train.get("env", "?")), str(cfg.get("preset", "?")), int(train.get("seed", 0)),
+               read_metrics(metrics))
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over the last ``window`` values; fewer at the start, so the curve keeps its first episodes."""
+    sums = np.concatenate([[0.0], np.cumsum(values, dtype=float)])
+    ends = np.arange(1, len(values) + 1)
+    starts = np.maximum(0, ends - window)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+def run_series(rows: list[dict[str, Any]], metric: str, x: str = "step",
+               window: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(x, value) of the rows holding ``metric``, sorted by x; ``episode/*`` metrics smoothed over episodes.
+
+    ``window`` episodes for the moving average; None: n_episodes // 20 clipped to [1, 100]. An x other than "step"
+    (e.g. "perf/seconds") is logged on fewer rows than episodes, so it is interpolated over steps for the others."""
+    rows = [r for r in rows if _number(r.get("step"))]
+    if x == "step":
+        def to_x(row: dict[str, Any]) -> float:
+            return float(row["step"])
+    else:
+        known = np.array([(r["step"], r[x]) for r in rows if _number(r.get(x))], dtype=float).reshape(-1, 2)
+        if not len(known):
+            return np.empty(0), np.empty(0)
+
+        def to_x(row: dict[str, Any]) -> float:
+            return float(row[x]) if _number(row.get(x)) else float(np.interp(row["step"], known[:, 0], known[:, 1]))
+    pairs = np.array([(to_x(r), float(r[metric])) for r in rows if _number(r.get(metric))], dtype=float)
+    if not len(pairs):
+        return np.empty(0), np.empty(0)
+    pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
+    xs, ys = pairs[:, 0], pairs[:, 1]
+    if metric.startswith("episode/"):  # one row per episode: single episodes are too noisy to read a trend from
+        ys = moving_average(ys, window or int(np.clip(len(ys) // 20, 1, 100)))
+    return xs, ys
+
+
+def common_grid(xs: list[np.ndarray], points: int) -> np.ndarray:
+    """``points`` evenly spaced x where every seed has data (no seed is extrapolated); all x if they don't overlap."""
+    lo, hi = max(x[0] for x in xs), min(x[-1] for x in xs)
+    if hi <= lo:
+        lo, hi = min(x[0] for x in xs), max(x[-1] for x in xs)
+    return np.linspace(lo, hi, max(points, 2))
+
+
+def bootstrap_ci(samples: np.ndarray, resamples: int = RESAMPLES, confidence: float = CONFIDENCE,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile-bootstrap CI of the mean over axis 0 (seeds): the (1 -/+ confidence)/2 quantiles of the means of
+    ``resamples`` resamples, with replacement, of the seeds."""
+    samples = np.asarray(samples, dtype=float)
+    n = samples.shape[0]
+    # Each resample as multinomial counts of the seeds: the same draw as picking n indices, without an
+    # (resamples, n, points) array.
+    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples) / n
+    means = np.tensordot(weights, samples, axes=1)
+    tail = 50.0 * (1.0 - confidence)
+    return np.percentile(means, tail, axis=0), np.percentile(means, 100.0 - tail, axis=0)
+
+
+def iqm(scores: np.ndarray) -> np.ndarray:
+    """Interquartile mean over the last axis: the mean after dropping int(n/4) lowest and highest values (as
+    scipy.stats.trim_mean(scores, 0.25), which rliable uses)."""
+    s = np.sort(np.asarray(scores, dtype=float), axis=-1)
+    n = s.shape[-1]
+    k = int(0.25 * n)
+    return s[..., k:n - k].mean(axis=-1)
+
+
+def optimality_gap(scores: np.ndarray, target: float = 1.0) -> np.ndarray:
+    """Mean over the last axis of max(0, target - score): how far scores fall short of the target (1 = human)."""
+    return np.maximum(0.0, target - np.asarray(scores, dtype=float)).mean(axis=-1)
+
+
+def stratified_resample(task_scores: dict[str, np.ndarray], resamples: int,
+                        rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """{task: (resamples, runs)}: each task's runs resampled with replacement among that task's runs only, so every
+    resample keeps each task with its own number of runs (tasks are fixed, runs are the random draw)."""
+    return {task: s[rng.integers(0, len(s), size=(resamples, len(s)))] for task, s in task_scores.items()}
+
+
+def stratified_bootstrap_ci(task_scores: dict[str, np.ndarray], statistic: Statistic, resamples: int = RESAMPLES,
+                            confidence: float = CONFIDENCE, seed: int = 0) -> tuple[float, float, float]:
+    """(statistic of all runs x tasks, CI low, CI high) with a percentile stratified bootstrap."""
+    task_scores = {t: np.asarray(s, dtype=float) for t, s in task_scores.items()}
+    point = float(statistic(np.concatenate(list(task_scores.values()))))
+    boot = statistic(np.concatenate(list(stratified_resample(task_scores, resamples,
+                                                             np.random.default_rng(seed)).values()), axis=1))
+    tail = 50.0 * (1.0 - confidence)
+    low, high = np.percentile(boot, [tail, 100.0 - tail])
+    return point, float(low), float(high)
+
+
+def normalizer(env: str, metric: str,
+               references: dict[str, tuple[float, float]] | None = None) -> tuple[str, Callable[[float], float]]:
+    """(name, score -> normalised score) for one task: "min-max" by a given (random, best), else "human" for Atari
+    returns, else "raw"."""
+    if references and env in references:
+        random, best = references[env]
+        return "min-max", lambda s: (s - random) / (best - random)
+    suite, _, game = env.partition(":")
+    if suite == "atari" and "return" in metric:  # human scores are returns: a success rate is not normalised by them
+        from .envs.atari import human_normalized
+        try:
+            human_normalized(game, 0.0)
+        except ValueError:  # a game without reference scores stays raw rather than failing the whole plot
+            return "raw", float
+        return "human", lambda s: human_normalized(game, s)
+    return "raw", float
+
+
+def aggregate(curves: list[dict[str, Any]], metric: str, references: dict[str, tuple[float, float]] | None = None,
+              seed: int = 0) -> dict[str, Any]:
+    """Per preset: normalised final scores per task, IQM and optimality gap with stratified-bootstrap 95% CIs.
+
+    Each preset is summarised over the tasks it has runs for (listed in "tasks")."""
+    normalization: dict[str, str] = {}
+    by_preset: dict[str, dict[str, np.ndarray]] = {}
+    for curve in curves:
+        name, norm = normalizer(curve["env"], metric, references)
+        normalization[curve["env"]] = name
+        by_preset.setdefault(curve["preset"], {})[curve["env"]] = np.array([norm(s) for s in curve["final"]])
+    presets = {}
+    for preset, tasks in sorted(by_preset.items()):
+        entry: dict[str, Any] = {"tasks": sorted(tasks), "scores": {t: s.tolist() for t, s in sorted(tasks.items())}}
+        for key, statistic in (("iqm", iqm), ("optimality_gap", optimality_gap)):
+            value, low, high = stratified_bootstrap_ci(tasks, statistic, seed=seed)
+            entry[key] = {"value": value, "low": low, "high": high}
+        presets[preset] = entry
+    return {"normalization": normalization, "presets": presets}
+
+
+def _matplotlib() -> tuple[Any, Any]:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ValueError("ssmworld plot needs matplotlib: pip install matplotlib") from None
+    return Figure, FigureCanvasAgg
+
+
+def _draw(result: dict[str, Any], out: str) -> None:
+    # Figure + the Agg canvas instead of pyplot: no global backend switch in the caller's process (e.g. a notebook).
+    Figure, FigureCanvasAgg = _matplotlib()
+    curves, agg = result["curves"], result["aggregates"]
+    envs = sorted({c["env"] for c in curves})
+    presets = sorted({c["preset"] for c in curves})
+    colors = {p: f"C{i % 10}" for i, p in enumerate(presets)}
+    ncols = min(3, len(envs))
+    nrows = math.ceil(len(envs) / ncols)
+    width = 4.5 * (max(ncols, 2) if agg else ncols) + 1.0
+    fig = Figure(figsize=(width, 3.2 * (nrows + (agg is not None))), layout="constrained")
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subfigures(2, 1, height_ratios=[nrows, 1]) if agg else (fig, None)
+    axes = top.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, env in zip(axes, envs):
+        for c in (c for c in curves if c["env"] == env):
+            label = f"{c['preset']} ({_count(len(c['seeds']), 'seed')})"
+            ax.plot(c["x"], c["mean"], color=colors[c["preset"]], label=label)
+            ax.fill_between(c["x"], c["low"], c["high"], color=colors[c["preset"]], alpha=0.25, linewidth=0)
+        ax.set(title=env, xlabel=result["x"], ylabel=result["metric"])
+        ax.legend(fontsize="small")
+    for ax in axes[len(envs):]:
+        ax.set_visible(False)
+    if agg is not None:
+        kinds = set(agg["normalization"].values())
+        scale = {"human": "human-normalised", "min-max": "min-max normalised", "raw": "raw score"}.get(
+            kinds.pop(), "") if len(kinds) == 1 else "mixed normalisation"
+        names = sorted(agg["presets"])
+        for ax, key, label in zip(bottom.subplots(1, 2), ("iqm", "optimality_gap"), ("IQM", "Optimality gap")):
+            for i, preset in enumerate(names):  # rliable style: the CI as a bar, the point estimate as a tick
+                e = agg["presets"][preset][key]
+                ax.barh(i, e["high"] - e["low"], left=e["low"], height=0.6, color=colors[preset], alpha=0.6)
+                ax.plot([e["value"]], [i], marker="|", markersize=18, markeredgewidth=2, color="black")
+            ax.set_yticks(range(len(names)), [f"{p} ({_count(len(agg['presets'][p]['tasks']), 'task')})"
+                                              for p in names])
+            ax.use_sticky_edges = False  # bars stick the x limits to their edges: a point there would be cut in half
+            ax.margins(x=0.05, y=0.2)
+            ax.set_xlabel(f"{label} ({scale}, 95% CI)")
+    if os.path.dirname(out):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+    fig.savefig(out, dpi=110)
+
+
+def plot_runs(run_dirs: list[str], out: str, metric: str = "episode/return", x: str = "step", points: int = 100,
+              seed: int = 0, window: int | None = None,
+              references: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+    """Plot learning curves (and aggregates when the runs span >= 2 envs) of ``run_dirs`` to ``out``.
+
+    ``window``: episodes in the moving average of ``episode/*`` metrics (None: automatic); ``references``: {env:
+    (random, best)} for min-max normalisation in the aggregates. Returns the plotted numbers (JSON-able): "curves" (per
+    (env, preset): grid "x", "mean", "low", "high", per-seed "final" scores), "aggregates" (or None) and "skipped" (runs
+    without the metric). Raises ValueError on a directory that is not a run, or when no run has the metric."""
+    if not run_dirs:
+        raise ValueError("no run directories given")
+    runs = [load_run(d) for d in run_dirs]
+    groups: dict[tuple[str, str], list[tuple[Run, np.ndarray, np.ndarray]]] = {}
+    skipped = []
+    for run in runs:
+        xs, ys = run_series(run.rows, metric, x, window)
+        if len(xs):
+            groups.setdefault((run.env, run.preset), []).append((run, xs, ys))
+        else:
+            skipped.append(run.path)
+    if not groups:
+        found = sorted({k for r in runs for row in r.rows for k, v in row.items() if _number(v)} - {"step"})
+        raise ValueError(f"no run has metric {metric!r} with x {x!r}; metrics found: {', '.join(found) or 'none'}")
+    curves = []
+    for (env, preset), members in sorted(groups.items()):
+        grid = common_grid([xs for _, xs, _ in members], points)
+        values = np.stack([np.interp(grid, xs, ys) for _, xs, ys in members])
+        low, high = bootstrap_ci(values, seed=seed)
+        last = max(1, math.ceil(FINAL_FRACTION * len(grid)))
+        curves.append({"env": env, "preset": preset, "seeds": [r.seed for r, _, _ in members],
+                       "runs": [r.path for r, _, _ in members], "x": grid.tolist(),
+                       "mean": values.mean(axis=0).tolist(), "low": low.tolist(), "high": high.tolist(),
+                       "final": values[:, -last:].mean(axis=1).tolist()})
+    several = len({env for env, _ in groups}) >= 2
+    result = {"metric": metric, "x": x, "out": out, "curves": curves,
+              "aggregates": aggregate(curves, metric, references, seed) if several else None, "skipped": skipped}
+    _draw(result, out)
+    return result
+
+
+__all__ = ["aggregate", "bootstrap_ci", "common_grid", "iqm", "load_run", "moving_average", "normalizer",
+           "optimality_gap", "plot_runs", "run_series", "stratified_bootstrap_ci", "stratified_resample"]

@@ -1,0 +1,98 @@
+"""plots.py: bootstrap CIs, IQM / optimality gap by hand, the stratified bootstrap, and `plot_runs` on fake runs."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from ssmworld.plots import (bootstrap_ci, iqm, moving_average, optimality_gap, plot_runs, stratified_bootstrap_ci,
+                            stratified_resample)
+
+
+def write_run(path, env, preset, seed, returns, eval_every=0, steps_per_episode=10):
+    """A fake run directory: one episode row per return, an eval row every ``eval_every`` episodes."""
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump({"preset": preset, "train": {"env": env, "seed": seed}}))
+    rows = []
+    for i, ret in enumerate(returns, 1):
+        rows.append({"step": i * steps_per_episode, "episode/return": float(ret), "episode/length": steps_per_episode})
+        if eval_every and i % eval_every == 0:
+            rows.append({"step": i * steps_per_episode, "eval/return_mean": float(ret), "perf/seconds": 0.5 * i})
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 9')  # torn last line
+    return str(path)
+
+
+def test_bootstrap_ci_contains_mean_narrows_with_seeds_and_is_seeded():
+    few = np.array([3.0, 4.0, 5.0, 6.0, 7.0])
+    many = np.tile(few, 16)  # the same spread over 16x the seeds: the CI should be about 4x narrower
+    (lo_few, hi_few), (lo_many, hi_many) = bootstrap_ci(few), bootstrap_ci(many)
+    assert lo_few <= few.mean() <= hi_few and lo_many <= many.mean() <= hi_many
+    assert hi_many - lo_many < 0.5 * (hi_few - lo_few)
+    assert bootstrap_ci(few, seed=3) == bootstrap_ci(few, seed=3)
+    curves = np.random.default_rng(0).normal(size=(4, 7))  # seeds x grid points: one CI per point
+    low, high = bootstrap_ci(curves)
+    assert low.shape == high.shape == (7,) and np.all(low <= curves.mean(0)) and np.all(curves.mean(0) <= high)
+
+
+def test_iqm_optimality_gap_and_moving_average_by_hand():
+    assert iqm(np.array([100.0, 1, 2, 3, 4, 5, 6, -50])) == pytest.approx(3.5)  # middle four: 2, 3, 4, 5
+    assert optimality_gap(np.array([0.5, 1.2, 0.0, 0.9])) == pytest.approx((0.5 + 0 + 1 + 0.1) / 4)
+    assert moving_average(np.array([1.0, 3, 5, 7]), 2).tolist() == [1, 2, 4, 6]
+
+
+def test_stratified_bootstrap_keeps_task_membership():
+    tasks = {"a": np.array([0.1, 0.2, 0.3]), "b": np.array([10.0, 20.0]), "c": np.array([5.0])}
+    resampled = stratified_resample(tasks, 500, np.random.default_rng(0))
+    for task, values in tasks.items():
+        assert resampled[task].shape == (500, len(values)) and np.isin(resampled[task], values).all()
+    point, low, high = stratified_bootstrap_ci(tasks, iqm)
+    assert point == pytest.approx(iqm(np.concatenate(list(tasks.values())))) and low <= point <= high
+    assert stratified_bootstrap_ci({"a": [2.0, 2.0], "b": [2.0]}, optimality_gap)[1:] == (0.0, 0.0)
+
+
+def test_plot_runs_curves_png_and_numbers(tmp_path):
+    rng = np.random.default_rng(0)
+    dirs = [write_run(tmp_path / f"s{seed}", "builtin:recall/2", "r2i", seed, np.linspace(0, 1, 60) + rng.normal(
+        0, 0.1, 60), eval_every=10) for seed in (0, 1)]
+    out = str(tmp_path / "figs" / "curves.png")
+    result = plot_runs(dirs, out, points=20)
+    with open(out, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    json.dumps(result)
+    (curve,) = result["curves"]
+    assert curve["env"] == "builtin:recall/2" and curve["seeds"] == [0, 1] and len(curve["mean"]) == 20
+    assert all(lo <= m <= hi for lo, m, hi in zip(curve["low"], curve["mean"], curve["high"]))
+    assert curve["mean"][-1] > curve["mean"][0] + 0.5 and result["aggregates"] is None
+    evals = plot_runs(dirs, out, metric="eval/return_mean", x="perf/seconds", points=5)["curves"][0]
+    assert evals["x"][0] == 5.0 and evals["x"][-1] == 30.0  # perf/seconds of the first and last eval rows
+
+
+def test_plot_runs_aggregates_over_tasks(tmp_path):
+    dirs = [write_run(tmp_path / f"{env[:4]}{preset}{seed}", env, preset, seed, [score] * 20)
+            for env, score in (("atari:Pong", -3.0), ("bsuite:memory_len/5", 0.5))
+            for preset in ("dreamerv3", "r2i") for seed in (0, 1, 2)]
+    result = plot_runs(dirs, str(tmp_path / "agg.png"), points=10, references={"bsuite:memory_len/5": (-1.0, 1.0)})
+    agg = result["aggregates"]
+    assert agg["normalization"] == {"atari:Pong": "human", "bsuite:memory_len/5": "min-max"}
+    r2i = agg["presets"]["r2i"]
+    assert r2i["tasks"] == ["atari:Pong", "bsuite:memory_len/5"]
+    assert r2i["scores"]["atari:Pong"] == pytest.approx([(-3 + 21) / (15 + 21)] * 3)  # human-normalised: 0.5
+    assert r2i["scores"]["bsuite:memory_len/5"] == pytest.approx([0.75] * 3)
+    assert r2i["iqm"]["value"] == pytest.approx(0.625) and r2i["optimality_gap"]["value"] == pytest.approx(0.375)
+    assert (tmp_path / "agg.png").stat().st_size > 0
+
+
+def test_bad_input_is_one_clear_value_error(tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no metrics.jsonl"):
+        plot_runs([str(tmp_path / "empty")], str(tmp_path / "x.png"))
+    run = write_run(tmp_path / "run", "builtin:recall/2", "r2i", 0, [1.0, 2.0])
+    with pytest.raises(ValueError, match="no run has metric 'eval/success_rate'.*episode/return"):
+        plot_runs([run], str(tmp_path / "x.png"), metric="eval/success_rate")
+    with pytest.raises(ValueError, match="no run directories"):
+        plot_runs([], str(tmp_path / "x.png"))
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if matplotlib were not installed
+    with pytest.raises(ValueError, match="pip install matplotlib"):
+        plot_runs([run], str(tmp_path / "x.png"))
