@@ -85,3 +85,22 @@ def test_acting_carries_the_state_like_the_training_pass(core):
         state["z"], state["action"] = out["z"][:, t], data["action"][:, t]  # the batch's sample and action
         for key, value in state["core"].items():
             torch.testing.assert_close(value, out["state"][key][:, t], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_one_full_update_with_image_observations(discrete):
+    """Pixels (uint8, as replay stores them) plus a vector, e.g. dmc_vision with proprioception or Atari."""
+    torch.manual_seed(0)
+    cfg = AgentConfig(world_model=WorldModelConfig(core="s5", core_cfg=CORE_CFGS["s5"], units=32, latent_groups=4,
+                                                   latent_classes=4, cnn_depth=4),
+                      actor_critic=ActorCriticConfig(units=32, layers=1), policy_input="full", horizon=3,
+                      imagination_starts=16)
+    agent = Agent({"image": (16, 16, 3), "vector": 5}, 4, discrete, cfg)
+    data = batch(continuous=not discrete)
+    data["obs"] = {"image": torch.randint(0, 256, (3, 12, 16, 16, 3), dtype=torch.uint8),
+                   "vector": data["obs"]["vector"]}
+    metrics = agent.update(data)
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values()), metrics
+    action, state = agent.act({"image": data["obs"]["image"][:, 0], "vector": data["obs"]["vector"][:, 0]},
+                              torch.ones(3, dtype=torch.bool), None)
+    assert action.shape == (3, 4)

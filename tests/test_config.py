@@ -95,3 +95,15 @@ def test_every_leaf_key_accepts_its_own_default():
     assert cfg == Config()
     apply_overrides(cfg, {"train.seed": 3, "agent.actor_critic.entropy": 1e-3})
     assert cfg.train.seed == 3 and cfg.agent.actor_critic.entropy == 1e-3
+
+
+def test_r2i_overlays_for_the_other_suites():
+    mmaze = load_config("r2i", "paper", "memorymaze:9x9")
+    core = mmaze.agent.world_model.core_cfg
+    assert (core["width"], core["state_size"], core["n_layers"], core["output_dim"]) == (1024, 512, 5, 2048)
+    assert (mmaze.agent.world_model.dyn_scale, mmaze.agent.world_model.rep_scale) == (0.8, 0.2)
+    assert mmaze.agent.model_lr == 3e-4 and mmaze.train.envs == 40 and mmaze.agent.policy_input == "full"
+    assert load_config("r2i", "small", "memorymaze:9x9").agent.actor_critic.entropy == 1e-3
+    assert load_config("r2i", "paper", "dmc_vision:walker_walk").agent.world_model.cnn_depth == 32
+    assert load_config("r2i", "paper", "dmc:walker_walk").agent.world_model.encoder_layers == 5
+    assert load_config("r2i", "paper", "atari:Pong").train.env_options == {"noop_max": 30}
