@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=20)
     evaluate.add_argument("--seed", type=int, default=12345)
     evaluate.add_argument("--explore", action="store_true", help="sample actions instead of the greedy policy")
+    evaluate.add_argument("--video", metavar="PATH", help="also record one episode (.mp4 or .gif): real frames beside "
+                          "the world model's open-loop imagination (image envs)")
+    evaluate.add_argument("--context", type=int, default=5, help="real steps the model sees before imagining (video)")
 
     plot = commands.add_parser("plot", help="learning curves (mean, 95% bootstrap CI over seeds) and aggregates")
     plot.add_argument("runs", nargs="+", help="run directories (seeds of one env+preset are grouped)")
@@ -185,6 +188,12 @@ def _eval(args: argparse.Namespace) -> int:
     cfg, agent, step = load_run(args.logdir)
     result = evaluate(agent, cfg.train.env, args.episodes, seed=args.seed, explore=args.explore,
                       env_options=cfg.train.env_options)
+    if args.video:
+        from .video import record_episode
+
+        result["video"] = dict(path=args.video, **record_episode(
+            agent, cfg.train.env, args.video, seed=args.seed, context=args.context, explore=args.explore,
+            env_options=cfg.train.env_options))
     print(json.dumps({"logdir": args.logdir, "env": cfg.train.env, "step": step, **result}))
     return 0
 
