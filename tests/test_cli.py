@@ -106,8 +106,17 @@ def test_export_and_load_agent_drive_an_env(tmp_path, capsys):
     # the exported weights are the run's: same greedy actions as the checkpointed agent
     from ssmworld.train import load_run
 
+    import torch
+
     _, agent, _ = load_run(logdir)
     for a, b in zip(agent.state_dict().values(), policy.agent.state_dict().values()):
         assert (a == b).all()
+    obs, _ = env.reset(seed=1)
+    batch = {k: torch.as_tensor(v)[None] for k, v in obs.items()}
+    torch.manual_seed(3)
+    live, _ = agent.act(batch, torch.tensor([True]), None, explore=True)
+    torch.manual_seed(3)
+    loaded, _ = policy.act(obs, None, explore=True)
+    assert loaded == int(live[0].argmax())  # identical actions, also when sampling
     code, _, err = run_cli(capsys, "export", "--logdir", str(tmp_path / "none"), "--out", out)
     assert code == 2 and "not found" in err

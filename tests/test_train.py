@@ -232,3 +232,29 @@ def test_a_non_finite_loss_stops_the_run_naming_the_term(tmp_path, capsys):
     snapshot = next((logdir / "debug").iterdir())
     data = torch.load(snapshot, weights_only=True)
     assert set(data) == {"batch", "agent", "metrics"}
+
+
+def test_disk_full_stops_the_run_with_one_line_and_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from ssmworld import checkpoint as ckpt
+    from ssmworld.cli import main
+
+    logdir = tmp_path / "run"
+    args = ["train", "--size", "debug", "--env", "builtin:recall/2", "--steps", "60", "--logdir", str(logdir),
+            "--quiet", "train.prefill=20", "train.checkpoint_every=20", "train.eval_episodes=0"]
+    real_save, calls = ckpt.save, []
+
+    def save(root, step, *rest, **kw):
+        calls.append(step)
+        if len(calls) == 2:  # the second checkpoint hits a full disk half-way
+            open(os.path.join(root, f"step-{step:012d}.tmp"), "w").write("partial")
+            raise OSError(errno.ENOSPC, "No space left on device", os.path.join(root, "tensors.pt"))
+        return real_save(root, step, *rest, **kw)
+
+    monkeypatch.setattr(ckpt, "save", save)
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 1 and "disk full" in err and err.count("\n") == 1
+    path, _, state = ckpt.load_latest(str(logdir / "checkpoints"))  # the first checkpoint is intact and loadable
+    assert state["step"] == 20
