@@ -165,6 +165,7 @@ class Trainer:
         counts = self.agent.world_model.parameter_counts()
         logger.print(f"ssmworld: {self.cfg.preset}/{self.cfg.size} on {tc.env}, {tc.steps} env steps, device "
                      f"{self.device}" + (f", resumed at step {self.step}" if self.step else ""))
+
         def size(n: int) -> str:
             return f"{n / 1e6:.2f}M" if n >= 100_000 else f"{n / 1e3:.1f}k"
 
