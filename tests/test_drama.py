@@ -178,3 +178,30 @@ def test_drama_mamba1_world_model_parameter_count():
     assert cfg.agent.world_model.core == "mamba" and cfg.agent.imagination == "context"  # inherited from drama
     agent = Agent({"image": (64, 64, 3)}, 6, True, cfg.agent)
     assert agent.world_model.parameter_counts()["total"] == 7_337_315
+
+
+def test_laprop_hand_computed_steps():
+    import torch
+
+    from ssmworld.optim import LaProp
+
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = LaProp([p], lr=0.1, betas=(0.5, 0.75), eps=0.0)
+    p.grad = torch.tensor([2.0, -1.0])
+    opt.step()
+    # v = 0.25 g^2, v_hat = g^2; m = 0.5 g/|g|; m_hat = m / 0.5 = sign(g): a step of lr * sign(g)
+    torch.testing.assert_close(p.detach(), torch.tensor([0.9, -1.9]))
+    p.grad = torch.tensor([1.0, 1.0])
+    opt.step()
+    # v = 0.75*[1, 0.25] + 0.25*[1, 1] = [1, 0.4375]; v_hat = v / (1 - 0.5625) = [2.2857, 1.0]
+    # m = 0.5*[0.5, -0.5] + 0.5*[1/1.5119, 1/1.0] = [0.5807, 0.25]; m_hat = m / 0.75
+    v_hat = torch.tensor([1.0, 0.4375]) / (1 - 0.75 ** 2)
+    m = 0.5 * torch.tensor([0.5, -0.5]) + 0.5 * torch.tensor([1.0, 1.0]) / v_hat.sqrt()
+    torch.testing.assert_close(p.detach(), torch.tensor([0.9, -1.9]) - 0.1 * m / 0.75)
+
+
+def test_agent_trains_with_laprop():
+    agent, _ = tiny_drama(**{"agent.optimizer": "laprop"})
+    assert type(agent.model_opt).__name__ == "LaProp"
+    metrics = agent.update(image_batch())
+    assert all(abs(v) < float("inf") for v in metrics.values())

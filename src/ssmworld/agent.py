@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .behavior import ActorCritic, ActorCriticConfig
+from .optim import LaProp
 from .world_model import WorldModel, WorldModelConfig
 
 # "latent" (z only) is the no-memory control of the learning test, not an R2I option.
@@ -32,6 +33,7 @@ class AgentConfig:
     model_eps: float = 1e-8
     model_clip: float = 1000.0
     model_warmup: int = 0  # updates of linear learning-rate warm-up for the world model (Drama: 1000)
+    optimizer: str = "adam"  # adam | laprop (Drama's option; ssmworld/optim.py), for all three parts
     actor_lr: float = 3e-5
     critic_lr: float = 3e-5
     actor_critic_eps: float = 1e-5
@@ -56,9 +58,12 @@ class Agent(nn.Module):
         self.actor_critic = ActorCritic(feat_dim, action_dim, discrete, cfg.actor_critic)
         ac = self.actor_critic
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # in checkpoints: the warm-up resumes
-        self.model_opt = torch.optim.Adam(self.world_model.parameters(), cfg.model_lr, eps=cfg.model_eps)
-        self.actor_opt = torch.optim.Adam(ac.actor.parameters(), cfg.actor_lr, eps=cfg.actor_critic_eps)
-        self.critic_opt = torch.optim.Adam(ac.critic.parameters(), cfg.critic_lr, eps=cfg.actor_critic_eps)
+        if cfg.optimizer not in ("adam", "laprop"):
+            raise ValueError(f"agent: optimizer must be 'adam' or 'laprop', got {cfg.optimizer!r}")
+        optimizer = torch.optim.Adam if cfg.optimizer == "adam" else LaProp
+        self.model_opt = optimizer(self.world_model.parameters(), cfg.model_lr, eps=cfg.model_eps)
+        self.actor_opt = optimizer(ac.actor.parameters(), cfg.actor_lr, eps=cfg.actor_critic_eps)
+        self.critic_opt = optimizer(ac.critic.parameters(), cfg.critic_lr, eps=cfg.actor_critic_eps)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": self.model_opt, "actor": self.actor_opt, "critic": self.critic_opt}
