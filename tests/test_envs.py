@@ -51,3 +51,19 @@ def test_gym_adapter_one_hot_and_vectors():
 def test_bad_env_ids_give_one_clear_error(bad, message):
     with pytest.raises(ValueError, match=message):
         envs.make(bad)
+
+
+def test_recall_image_task_draws_cue_and_query():
+    env = envs.make("builtin:recall_image/1", seed=0)
+    obs, _ = env.reset(seed=3)
+    image = obs["image"]
+    assert image.shape == (16, 16, 3) and image.dtype == np.uint8
+    cue = env.unwrapped._cue
+    assert (image[:8, :8] == env.unwrapped.PALETTE[cue]).all() and image[8:].sum() == 0
+    obs, *_ = env.step(0)
+    assert obs["image"].sum() == 0  # the blank delay step
+    obs, *_ = env.step(0)
+    assert (obs["image"][-2:] == 255).all() and obs["image"][:-2].sum() == 0  # the query: the cue is gone
+    _, reward, terminated, _, info = env.step(cue)
+    assert reward == 1.0 and terminated and info["success"]
+    assert envs.make("builtin:recall_image/2", size=32).observation_space["image"].shape == (32, 32, 3)

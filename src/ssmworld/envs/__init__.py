@@ -1,6 +1,6 @@
 """Environments by `suite:task` id, as gymnasium envs with dict observations.
 
-    builtin:recall/<delay>[/<n_cues>]   the dependency-free memory task (memory.py)
+    builtin:recall/<delay>[/<n_cues>]   the dependency-free memory task (memory.py); recall_image/... from pixels
     gym:<id>                            any registered gymnasium env with Box/Discrete spaces
     bsuite:<experiment>/<index>         bsuite via dm_env, e.g. memory_len/10 (ssmworld[bsuite])
     popgym:<Name>                       e.g. RepeatPreviousEasy, or popgym-RepeatPreviousEasy-v0 (ssmworld[popgym])
@@ -26,23 +26,25 @@ from .atari import atari_tasks, make_atari
 from .bsuite_adapter import bsuite_tasks, make_bsuite
 from .dmc import dmc_tasks, make_dmc, make_dmc_vision
 from .gym_adapter import make_gym
-from .memory import RecallCue
+from .memory import RecallCue, RecallCueImage
 from .memorymaze import make_memorymaze, memorymaze_tasks
 from .minigrid import make_minigrid, minigrid_tasks
 from .popgym_adapter import make_popgym, popgym_tasks
 
 
-def _make_builtin(task: str) -> gym.Env:
+def _make_builtin(task: str, size: int = 16) -> gym.Env:
+    """recall/<delay>[/<n_cues>] (vector observations) or recall_image/<delay>[/<n_cues>] (pixels, option size)."""
     name, *args = task.split("/")
-    if name != "recall":
-        raise ValueError(f"builtin:{task}: unknown task {name!r}; available: recall/<delay>[/<n_cues>]")
+    if name not in ("recall", "recall_image"):
+        raise ValueError(f"builtin:{task}: unknown task {name!r}; available: recall/<delay>[/<n_cues>], "
+                         "recall_image/<delay>[/<n_cues>]")
     try:
         numbers = [int(a) for a in args]
     except ValueError:
-        raise ValueError(f"builtin:{task}: expected recall/<delay>[/<n_cues>] with integers") from None
+        raise ValueError(f"builtin:{task}: expected {name}/<delay>[/<n_cues>] with integers") from None
     if len(numbers) > 2:
-        raise ValueError(f"builtin:{task}: expected recall/<delay>[/<n_cues>]")
-    return RecallCue(*numbers)
+        raise ValueError(f"builtin:{task}: expected {name}/<delay>[/<n_cues>]")
+    return RecallCueImage(*numbers, size=size) if name == "recall_image" else RecallCue(*numbers)
 
 
 SUITES: dict[str, Callable[..., gym.Env]] = {
@@ -53,7 +55,7 @@ SUITES: dict[str, Callable[..., gym.Env]] = {
 def list_tasks(suite: str) -> list[str]:
     """Task ids of ``suite`` (the part after "suite:"): all of them, except builtin (a few examples)."""
     listers: dict[str, Callable[[], list[str]]] = {
-        "builtin": lambda: ["recall/0", "recall/5", "recall/20", "recall/5/4"],
+        "builtin": lambda: ["recall/0", "recall/5", "recall/20", "recall/5/4", "recall_image/5"],
         "gym": lambda: sorted(gym.registry),
         "bsuite": bsuite_tasks,
         "popgym": popgym_tasks,
@@ -96,4 +98,4 @@ def make(env_id: str, seed: int | None = None, **options) -> gym.Env:
     return env
 
 
-__all__ = ["SUITES", "RecallCue", "list_tasks", "make"]
+__all__ = ["SUITES", "RecallCue", "RecallCueImage", "list_tasks", "make"]

@@ -47,3 +47,31 @@ class RecallCue(gym.Env):
             return self._obs(), 1.0 if success else -1.0, True, False, {"success": success}
         self._t += 1
         return self._obs(), 0.0, False, False, {}
+
+
+class RecallCueImage(RecallCue):
+    """The same task from pixels: {"image": (size, size, 3) uint8}. The cue is a coloured square in the top-left
+    quarter (cue k: colour k of a fixed palette), the query a white bar along the bottom, blank steps are black.
+    Small enough (16 x 16 by default) for a pixel learning test on a CPU."""
+
+    PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 0, 255], [0, 255, 255]],
+                       np.uint8)
+
+    def __init__(self, delay: int = 5, n_cues: int = 2, size: int = 16):
+        if n_cues > len(self.PALETTE):
+            raise ValueError(f"image memory task: at most {len(self.PALETTE)} cues, got {n_cues}")
+        if size < 8 or size & (size - 1):
+            raise ValueError(f"image memory task: size must be a power of two >= 8, got {size}")
+        super().__init__(delay, n_cues)
+        self.size = size
+        self.observation_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)})
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        vector = super()._obs()["vector"]
+        image = np.zeros((self.size, self.size, 3), np.uint8)
+        quarter = self.size // 2
+        if vector[: self.n_cues].any():
+            image[:quarter, :quarter] = self.PALETTE[int(vector[: self.n_cues].argmax())]
+        if vector[-1]:
+            image[-2:, :] = 255
+        return {"image": image}
