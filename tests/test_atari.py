@@ -140,7 +140,7 @@ def test_montezuma_and_size_option():
     ("atari:Pong", {"size": 48}, r"size must be a power of two"),
     ("atari:Pong", {"sticky": 1.5}, r"sticky must be a probability"),
     ("atari:Pong", {"frameskip": 2}, r"does not take option\(s\) frameskip; accepted: size, sticky, noop_max"),
-    ("builtin:recall/3", {"size": 64}, r"'builtin' does not take option\(s\) size; accepted: none"),
+    ("builtin:recall/3", {"sticky": 0.25}, r"'builtin' does not take option\(s\) sticky; accepted: size"),
 ])
 def test_bad_ids_and_options(env_id, options, message):
     with pytest.raises(ValueError, match=message):
