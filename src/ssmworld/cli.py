@@ -107,6 +107,18 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _apply_positive(args: argparse.Namespace, settings: object, names: tuple[str, ...]) -> str | None:
+    """Copy the given integer options onto the bench settings; an error message if one (or threads) is not > 0."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None:
+            if value <= 0:
+                return f"--{name} must be positive, got {value}"
+            setattr(settings, name, value)
+    threads = getattr(settings, "threads")
+    return None if threads > 0 else f"--threads must be positive, got {threads}"
+
+
 def _bench_cores(args: argparse.Namespace) -> int:
     from .bench import CORE_CONFIGS, BenchSettings, bench_cores
 
@@ -123,14 +135,9 @@ def _bench_cores(args: argparse.Namespace) -> int:
         settings.lengths = args.lengths
         below = [t for t in args.lengths if t <= settings.step_length]
         settings.step_length = max(below) if below else min(args.lengths)
-    for name in ("batch", "repeats"):
-        value = getattr(args, name)
-        if value is not None:
-            if value <= 0:
-                return _fail(f"--{name} must be positive, got {value}")
-            setattr(settings, name, value)
-    if settings.threads <= 0:
-        return _fail(f"--threads must be positive, got {settings.threads}")
+    error = _apply_positive(args, settings, ("batch", "repeats"))
+    if error:
+        return _fail(error)
     bench_cores(settings, json_path=args.json)
     return 0
 
@@ -259,14 +266,9 @@ def _bench_world_model(args: argparse.Namespace) -> int:
         settings.cores = [c.strip() for c in args.cores.split(",") if c.strip()]
     if args.lengths:
         settings.lengths = args.lengths
-    for name in ("batch", "width", "repeats"):
-        value = getattr(args, name)
-        if value is not None:
-            if value <= 0:
-                return _fail(f"--{name} must be positive, got {value}")
-            setattr(settings, name, value)
-    if settings.threads <= 0:
-        return _fail(f"--threads must be positive, got {settings.threads}")
+    error = _apply_positive(args, settings, ("batch", "width", "repeats"))
+    if error:
+        return _fail(error)
     bench_world_model(settings, json_path=args.json)
     return 0
 
