@@ -88,6 +88,8 @@ def test_checkpoint_resume_and_eval(tmp_path):
     first = Trainer(cfg, logdir, quiet=True)
     first.run()
     assert len(checkpoint.list_checkpoints(os.path.join(logdir, "checkpoints"))) == 1
+    with open(os.path.join(logdir, "summary.json")) as f:  # the marker of a run that ended normally
+        assert json.load(f)["steps"] == 60
     cfg.train.steps = 100
     with open(os.path.join(logdir, "metrics.jsonl"), "a") as f:  # rows of a killed run after its last checkpoint
         f.write(json.dumps({"step": 75, "episode/return": 1.0}) + "\n" + '{"step": 8')
@@ -102,6 +104,8 @@ def test_checkpoint_resume_and_eval(tmp_path):
     assert resumed.agent.model_opt.state_dict()["state"][0]["step"] == first.agent.model_opt.state_dict()["state"][0][
         "step"]
     resumed.run()
+    with open(os.path.join(logdir, "summary.json")) as f:
+        assert json.load(f)["steps"] == 100
     rows = read_metrics(os.path.join(logdir, "metrics.jsonl"))
     assert rows[-1]["step"] == 100 and any("train/loss_model" in r for r in rows)
     assert any("perf/fps" in r for r in rows) and any("eval/return_mean" in r for r in rows)

@@ -162,6 +162,8 @@ class Trainer:
         logger = Logger(self.logdir, tc.steps, self.step, quiet=self.quiet)
         if self.logdir:
             save_yaml(self.cfg, os.path.join(self.logdir, "config.yaml"))
+            if os.path.exists(os.path.join(self.logdir, "summary.json")):  # resumed with more steps: not ended yet
+                os.remove(os.path.join(self.logdir, "summary.json"))
         counts = self.agent.world_model.parameter_counts()
         logger.print(f"ssmworld: {self.cfg.preset}/{self.cfg.size} on {tc.env}, {tc.steps} env steps, device "
                      f"{self.device}" + (f", resumed at step {self.step}" if self.step else ""))
@@ -229,6 +231,10 @@ class Trainer:
                    "updates": self.updates, "episodes": self.episodes,
                    "seconds": round(time.perf_counter() - started, 1),
                    **{k.replace("eval/", "eval_"): v for k, v in final.items()}}
+        if self.logdir:  # written last, atomically: its presence marks a run that ended normally (sweeps skip it)
+            with open(os.path.join(self.logdir, "summary.json.tmp"), "w") as f:
+                json.dump(summary, f)
+            os.replace(os.path.join(self.logdir, "summary.json.tmp"), os.path.join(self.logdir, "summary.json"))
         return summary
 
     def _env_step(self) -> list[dict[str, Any]]:
