@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .behavior import ActorCritic, ActorCriticConfig
+from .distributed import Group
 from .optim import LaProp
 from .world_model import WorldModel, WorldModelConfig
 
@@ -64,6 +65,7 @@ class Agent(nn.Module):
         self.model_opt = optimizer(self.world_model.parameters(), cfg.model_lr, eps=cfg.model_eps)
         self.actor_opt = optimizer(ac.actor.parameters(), cfg.actor_lr, eps=cfg.actor_critic_eps)
         self.critic_opt = optimizer(ac.critic.parameters(), cfg.critic_lr, eps=cfg.actor_critic_eps)
+        self.group = Group()  # data-parallel ranks (the Trainer sets it under torchrun): gradients are averaged
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": self.model_opt, "actor": self.actor_opt, "critic": self.critic_opt}
@@ -137,6 +139,7 @@ class Agent(nn.Module):
         self.updates += 1
         self.model_opt.zero_grad(set_to_none=True)
         model_loss.backward()
+        self.group.average_gradients(wm.parameters())
         metrics["grad_norm_model"] = nn.utils.clip_grad_norm_(wm.parameters(), cfg.model_clip)
         self.model_opt.step()
         clock.append(_now(batch["action"].device))
@@ -165,12 +168,14 @@ class Agent(nn.Module):
         self.actor_opt.zero_grad(set_to_none=True)
         self.critic_opt.zero_grad(set_to_none=True)
         (actor_loss + critic_loss).backward()
+        self.group.average_gradients([*ac.actor.parameters(), *ac.critic.parameters()])
         metrics["grad_norm_actor"] = nn.utils.clip_grad_norm_(ac.actor.parameters(), cfg.actor_critic_clip)
         metrics["grad_norm_critic"] = nn.utils.clip_grad_norm_(ac.critic.parameters(), cfg.actor_critic_clip)
         self.actor_opt.step()
         self.critic_opt.step()
         wm.zero_grad(set_to_none=True)  # gradients the actor sent through the dynamics are not model updates
         ac.update_slow_critic()
+        self.group.average_buffers(self)  # return-normalisation EMAs, batch-norm statistics
         metrics.update(ac_metrics)
         clock.append(_now(batch["action"].device))
         for name, start, end in zip(("world_model", "imagination", "actor_critic"), clock, clock[1:]):

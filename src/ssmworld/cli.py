@@ -147,6 +147,7 @@ def _train(args: argparse.Namespace) -> int:
     import os
 
     from .config import load_config, load_yaml
+    from .distributed import setup
     from .train import Trainer
 
     if args.threads is not None:
@@ -166,7 +167,8 @@ def _train(args: argparse.Namespace) -> int:
             cfg.train.steps = args.steps
         if args.device:  # a run may move between machines
             cfg.train.device = args.device
-        trainer = Trainer(cfg, args.logdir, resume=True, quiet=args.quiet)
+        group = setup(cfg.train.device)  # data-parallel ranks under torchrun; a single process otherwise
+        trainer = Trainer(cfg, args.logdir, resume=True, quiet=args.quiet, group=group)
     else:
         if os.path.isdir(args.logdir) and os.listdir(args.logdir):
             return _fail(f"logdir {args.logdir} is not empty; use --resume to continue it or choose another --logdir")
@@ -177,11 +179,14 @@ def _train(args: argparse.Namespace) -> int:
             cfg.train.seed = args.seed
         if args.device:
             cfg.train.device = args.device
-        trainer = Trainer(cfg, quiet=args.quiet)  # validates env, spaces and options before the logdir exists
+        group = setup(cfg.train.device)
+        group.barrier()  # every rank has checked the logdir before rank 0 creates it
+        trainer = Trainer(cfg, quiet=args.quiet, group=group)  # validates env, spaces, options before the logdir
         os.makedirs(args.logdir, exist_ok=True)
         trainer.logdir = args.logdir
     summary = trainer.run()
-    print(json.dumps(summary))
+    if group.main:
+        print(json.dumps(summary))
     return 0
 
 

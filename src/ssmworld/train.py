@@ -20,6 +20,7 @@ import torch
 from . import checkpoint, envs
 from .agent import Agent, AgentConfig
 from .config import Config, load_yaml, save_yaml
+from .distributed import Group, rank_device
 from .logger import Logger
 from .replay import ReplayBuffer
 
@@ -113,25 +114,34 @@ class Trainer:
     """Owns the envs, agent, replay and counters of one run. ``run()`` trains to ``cfg.train.steps`` env steps.
 
     Everything that can be wrong with the config (unknown env, unsupported spaces, bad core options) fails in
-    ``__init__`` before anything is written to the logdir."""
+    ``__init__`` before anything is written to the logdir.
 
-    def __init__(self, cfg: Config, logdir: str | None = None, resume: bool = False, quiet: bool = False):
+    Data-parallel (``group`` from distributed.setup under torchrun): every rank has its own envs (seeded apart),
+    replay and checkpoint directory (rank r > 0 under ``logdir/rank-r``); ``step`` counts the env steps of all ranks;
+    rank 0 logs, evaluates and writes the run's files."""
+
+    def __init__(self, cfg: Config, logdir: str | None = None, resume: bool = False, quiet: bool = False,
+                 group: Group | None = None):
         tc = self.tc = cfg.train
         self.cfg, self.logdir, self.quiet = cfg, logdir, quiet
+        self.group = group or Group()
+        self.seed = tc.seed + 1_000_003 * self.group.rank  # rank 0 = the single-process run
         if tc.sampler not in ReplayBuffer.SAMPLERS:
             raise ValueError(f"train.sampler must be one of {', '.join(ReplayBuffer.SAMPLERS)}, got {tc.sampler!r}")
         if min(tc.envs, tc.batch_size, tc.sequence_length, tc.steps) <= 0 or tc.train_ratio < 0:
             raise ValueError("train.envs, batch_size, sequence_length and steps must be positive, train_ratio >= 0")
-        self.device = resolve_device(tc.device)
-        torch.manual_seed(tc.seed)
-        self.rng = np.random.default_rng(tc.seed)
-        probe = envs.make(tc.env, seed=tc.seed, **tc.env_options)
+        self.device = rank_device(resolve_device(tc.device), self.group)
+        torch.manual_seed(self.seed)
+        self.rng = np.random.default_rng(self.seed)
+        probe = envs.make(tc.env, seed=self.seed, **tc.env_options)
         self.action_space = probe.action_space
         self.agent = build_agent(cfg.agent, probe, self.device)
+        self.agent.group = self.group
+        self.group.broadcast_module(self.agent)  # same initial weights on every rank
         self.discrete, self.action_dim = self.agent.discrete, self.agent.action_dim
         probe.close()
         chunk = max(tc.replay_chunk, tc.sequence_length)
-        self.replay = ReplayBuffer(max(tc.replay_capacity, chunk), chunk, tc.sampler, seed=tc.seed + 1,
+        self.replay = ReplayBuffer(max(tc.replay_capacity, chunk), chunk, tc.sampler, seed=self.seed + 1,
                                    dfs_temperature=tc.dfs_temperature)
         self.step = self.updates = self.episodes = 0
         self.update_credit, self.next_eval = 0.0, tc.eval_every or None
@@ -145,12 +155,22 @@ class Trainer:
                                             autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
         self._restart_envs()
 
+    @property
+    def step_size(self) -> int:
+        """Env steps of one iteration: envs per rank x ranks."""
+        return self.tc.envs * self.group.world_size
+
+    def state_dir(self) -> str:
+        """Where this rank's checkpoints and replay live: the logdir (rank 0) or logdir/rank-<r>."""
+        assert self.logdir is not None
+        return self.logdir if self.group.main else os.path.join(self.logdir, f"rank-{self.group.rank}")
+
     def _restart_envs(self) -> None:
         """Start fresh episodes in every env, seeded from (seed, step). Done at the start, at every checkpoint and on
         resume, so that a resumed run continues exactly as the uninterrupted one (env states are not saved; an
         episode in progress at a checkpoint is cut and not logged)."""
         n = self.tc.envs
-        self.obs, _ = self.vec.reset(seed=self.tc.seed + 7919 * self.step)
+        self.obs, _ = self.vec.reset(seed=self.seed + 7919 * self.step)
         self.reward, self.is_first = np.zeros(n, np.float32), np.ones(n, bool)
         self.is_last, self.is_terminal = np.zeros(n, bool), np.zeros(n, bool)
         self.episode_return, self.episode_length = np.zeros(n), np.zeros(n, int)
@@ -158,15 +178,16 @@ class Trainer:
 
     # ---- the loop --------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        tc = self.tc
-        logger = Logger(self.logdir, tc.steps, self.step, quiet=self.quiet)
-        if self.logdir:
+        tc, main = self.tc, self.group.main
+        logger = Logger(self.logdir if main else None, tc.steps, self.step, quiet=self.quiet or not main)
+        if self.logdir and main:
             save_yaml(self.cfg, os.path.join(self.logdir, "config.yaml"))
             if os.path.exists(os.path.join(self.logdir, "summary.json")):  # resumed with more steps: not ended yet
                 os.remove(os.path.join(self.logdir, "summary.json"))
         counts = self.agent.world_model.parameter_counts()
         logger.print(f"ssmworld: {self.cfg.preset}/{self.cfg.size} on {tc.env}, {tc.steps} env steps, device "
-                     f"{self.device}" + (f", resumed at step {self.step}" if self.step else ""))
+                     f"{self.device}" + (f", resumed at step {self.step}" if self.step else "")
+                     + (f", {self.group.world_size} data-parallel ranks" if self.group.active else ""))
 
         def size(n: int) -> str:
             return f"{n / 1e6:.2f}M" if n >= 100_000 else f"{n / 1e3:.1f}k"
@@ -181,7 +202,11 @@ class Trainer:
         try:
             env_seconds = 0.0
             while self.step < tc.steps:
-                if tc.minutes and time.perf_counter() - started >= 60 * tc.minutes:
+                out_of_time = bool(tc.minutes) and time.perf_counter() - started >= 60 * tc.minutes
+                checkpoint_time = time.monotonic() - last_checkpoint >= 60 * tc.checkpoint_minutes
+                # wall-clock decisions differ between ranks: rank 0's count (one small broadcast per env step)
+                decision = self.group.agree(2 * out_of_time + checkpoint_time, self.device)
+                if decision & 2:
                     logger.print(f"ssmworld: time budget of {tc.minutes:g} minutes reached at step {self.step}")
                     break
                 tick = time.perf_counter()
@@ -212,15 +237,16 @@ class Trainer:
                     env_seconds = 0.0
                 if self.next_eval is not None and self.step >= self.next_eval and self.step < tc.steps:
                     self.next_eval += tc.eval_every
-                    logger.write(self.step, self._evaluate())
-                due = (tc.checkpoint_every and self.step // tc.checkpoint_every != (self.step - tc.envs)
-                       // tc.checkpoint_every) or time.monotonic() - last_checkpoint >= 60 * tc.checkpoint_minutes
+                    if main:
+                        logger.write(self.step, self._evaluate())
+                due = (tc.checkpoint_every and self.step // tc.checkpoint_every != (self.step - self.step_size)
+                       // tc.checkpoint_every) or decision & 1
                 if self.logdir and due and self.step < tc.steps:
                     self.save_checkpoint()
                     self._restart_envs()
                     last_checkpoint = time.monotonic()
                 logger.progress(self.step)
-            final = self._evaluate()
+            final = self._evaluate() if main else {}
             logger.write(self.step, final)
             if self.logdir:
                 self.save_checkpoint()
@@ -231,7 +257,7 @@ class Trainer:
                    "updates": self.updates, "episodes": self.episodes,
                    "seconds": round(time.perf_counter() - started, 1),
                    **{k.replace("eval/", "eval_"): v for k, v in final.items()}}
-        if self.logdir:  # written last, atomically: its presence marks a run that ended normally (sweeps skip it)
+        if self.logdir and main:  # written last, atomically: its presence marks a run that ended normally (sweeps skip it)
             with open(os.path.join(self.logdir, "summary.json.tmp"), "w") as f:
                 json.dump(summary, f)
             os.replace(os.path.join(self.logdir, "summary.json.tmp"), os.path.join(self.logdir, "summary.json"))
@@ -256,7 +282,7 @@ class Trainer:
                              "reward": self.reward[i], "is_first": self.is_first[i], "is_last": self.is_last[i],
                              "is_terminal": self.is_terminal[i]}, stream=i)
         obs, reward, terminated, truncated, info = self.vec.step(to_env_actions(action, self.action_space))
-        self.step += n
+        self.step += self.step_size
         # Autoreset (NEXT_STEP): envs whose last step was the previous one were reset by this call.
         self.is_first, self.obs = self.is_last.copy(), obs
         self.reward = np.where(self.is_first, 0.0, reward).astype(np.float32)
@@ -302,7 +328,7 @@ class Trainer:
     def save_checkpoint(self) -> str:
         """Replay first (incremental), then model/optimisers/RNG/counters atomically; the checkpoint records the replay
         content it belongs to, so a crash in between cannot mismatch them."""
-        self.replay.save(os.path.join(self.logdir, "replay"))
+        self.replay.save(os.path.join(self.state_dir(), "replay"))
         tensors = {"agent": self.agent.state_dict(),
                    "optimizers": {k: o.state_dict() for k, o in self.agent.optimizers().items()},
                    "torch_rng": torch.get_rng_state(),
@@ -311,19 +337,20 @@ class Trainer:
                  "seconds": self.seconds_before + time.perf_counter() - self.started,
                  "window_sums": self.window_sums, "window_count": self.window_count, "window_step": self.window_step,
                  "next_eval": self.next_eval, "rng": self.rng.bit_generator.state,
-                 "replay_rng": self.replay.rng.bit_generator.state, "replay_lengths": self.replay.lengths()}
-        return checkpoint.save(os.path.join(self.logdir, "checkpoints"), self.step, tensors, state,
+                 "replay_rng": self.replay.rng.bit_generator.state, "replay_lengths": self.replay.lengths(),
+                 "world_size": self.group.world_size}
+        return checkpoint.save(os.path.join(self.state_dir(), "checkpoints"), self.step, tensors, state,
                                self.tc.keep_checkpoints)
 
     def _restore(self) -> None:
         if not self.logdir:
             raise ValueError("resume needs a logdir")
-        _, tensors, state = checkpoint.load_latest(os.path.join(self.logdir, "checkpoints"), self.device)
+        tensors, state = self._load_checkpoint()
         self.agent.load_state_dict(tensors["agent"])
         for name, opt in self.agent.optimizers().items():
             opt.load_state_dict(tensors["optimizers"][name])
         torch.set_rng_state(tensors["torch_rng"].cpu())
-        self.replay.load(os.path.join(self.logdir, "replay"), state["replay_lengths"])
+        self.replay.load(os.path.join(self.state_dir(), "replay"), state["replay_lengths"])
         self.replay.load_sampler_state({k: v.numpy() for k, v in tensors.get("replay_visits", {}).items()})
         self.rng.bit_generator.state = state["rng"]
         self.replay.rng.bit_generator.state = state["replay_rng"]
@@ -332,7 +359,30 @@ class Trainer:
         self.seconds_before = state.get("seconds", 0.0)
         self.window_sums, self.window_count = state["window_sums"], state["window_count"]
         self.window_step = state["window_step"]
-        truncate_metrics(os.path.join(self.logdir, "metrics.jsonl"), self.step)
+        if self.group.main:
+            truncate_metrics(os.path.join(self.logdir, "metrics.jsonl"), self.step)
+
+    def _load_checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(tensors, state) of the newest checkpoint; data-parallel: the newest step that every rank has (a crash can
+        interrupt the ranks' saves at different points), run with the same number of ranks."""
+        root = os.path.join(self.state_dir(), "checkpoints")
+        if not self.group.active:
+            _, tensors, state = checkpoint.load_latest(root, self.device)
+            if state.get("world_size", 1) != 1:
+                raise ValueError(f"{self.logdir} was trained with {state['world_size']} data-parallel ranks; resume "
+                                 f"it with torchrun --nproc_per_node {state['world_size']}")
+            return tensors, state
+        paths = {int(os.path.basename(p).split("-")[1]): p for p in checkpoint.list_checkpoints(root)}
+        common = set.intersection(*(set(steps) for steps in self.group.gather(sorted(paths))))
+        if not common:
+            raise FileNotFoundError(f"no checkpoint step common to all {self.group.world_size} ranks under "
+                                    f"{self.logdir} (rank {self.group.rank} has {sorted(paths)}); was the run trained "
+                                    "with this many ranks?")
+        tensors, state = checkpoint.load(paths[max(common)], self.device)
+        if state.get("world_size", 1) != self.group.world_size:
+            raise ValueError(f"{self.logdir} was trained with {state.get('world_size', 1)} ranks; resume it with "
+                             f"the same number")
+        return tensors, state
 
 
 def truncate_metrics(path: str, step: int) -> None:

@@ -1,0 +1,116 @@
+"""Data-parallel training on torch.distributed (launched by ``torchrun``; gloo on CPU, nccl on GPU).
+
+Every rank runs its own envs and replay and makes the same updates: the gradients of each part are averaged over
+ranks before clipping, and the floating-point buffers (return-normalisation EMAs, batch-norm statistics) after each
+update, so parameters, optimiser states and statistics stay identical on all ranks. Rank 0 decides when to
+checkpoint or stop (wall-clock decisions would differ between ranks), logs and evaluates.
+
+Without ``torchrun`` (WORLD_SIZE unset or 1) ``setup`` returns a single-process group whose methods do nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Group:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """True on the rank that logs, evaluates and writes the run's files."""
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    def average_gradients(self, parameters: Iterable[nn.Parameter]) -> None:
+        """Replace each gradient by its mean over ranks (one coalesced all-reduce). Parameters without a gradient
+        get zeros, so every rank reduces tensors of the same layout."""
+        if not self.active:
+            return
+        params = [p for p in parameters if p.requires_grad]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for p in params:
+            p.grad.copy_(flat[offset:offset + p.numel()].view_as(p.grad))
+            offset += p.numel()
+
+    def average_buffers(self, module: nn.Module) -> None:
+        """Mean over ranks of every floating-point buffer. The EMAs in them are linear in their inputs, so the mean of
+        the ranks' EMAs is the EMA of the ranks' mean statistics."""
+        if not self.active:
+            return
+        buffers = [b for b in module.buffers() if b.is_floating_point()]
+        if buffers:
+            flat = torch.cat([b.reshape(-1) for b in buffers])
+            dist.all_reduce(flat)
+            flat /= self.world_size
+            offset = 0
+            for b in buffers:
+                b.copy_(flat[offset:offset + b.numel()].view_as(b))
+                offset += b.numel()
+
+    def broadcast_module(self, module: nn.Module) -> None:
+        """Copy rank 0's parameters and buffers to every rank (the start of a run: initialisations differ)."""
+        if not self.active:
+            return
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+    def agree(self, value: int, device: torch.device) -> int:
+        """Rank 0's ``value`` on every rank (for decisions taken from the wall clock)."""
+        if not self.active:
+            return value
+        tensor = torch.tensor([value], device=device)
+        dist.broadcast(tensor, src=0)
+        return int(tensor.item())
+
+    def gather(self, obj: object) -> list[object]:
+        """Every rank's ``obj`` (picklable, small), in rank order."""
+        if not self.active:
+            return [obj]
+        out: list[object] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+
+def setup(device: str = "auto") -> Group:
+    """Join the process group that ``torchrun`` describes in the environment (RANK, WORLD_SIZE, MASTER_ADDR, ...);
+    a single-process group when there is none. The backend is nccl when the run uses CUDA, gloo otherwise."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Group()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return Group(rank, world_size, local_rank)
+
+
+def rank_device(device: torch.device, group: Group) -> torch.device:
+    """One GPU per rank on a node: cuda -> cuda:<local rank>; other devices unchanged."""
+    if group.active and device.type == "cuda" and device.index is None:
+        return torch.device("cuda", group.local_rank)
+    return device
