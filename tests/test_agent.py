@@ -58,7 +58,7 @@ def test_context_start_equals_the_posterior_state_when_the_episode_starts_inside
     with torch.no_grad():
         out = agent.world_model.observe(data["obs"], data["action"], data["is_first"])
         torch.manual_seed(5)
-        h, z, state, cont = agent.context_starts(out["z"], data)
+        h, z, state, cont = agent.world_model.context_starts(out["z"], data, context=4, n=64)
         torch.manual_seed(5)  # the same draws as inside context_starts
         b = torch.randint(3, (64, 1))[:, 0]
         t = torch.randint(3, 12, (64, 1))[:, 0]

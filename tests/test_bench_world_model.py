@@ -6,7 +6,7 @@ import json
 import pytest
 from rich.console import Console
 
-from ssmworld.bench_world_model import WorldModelBenchSettings, bench_world_model, speedups
+from ssmworld.bench_world_model import WorldModelBenchSettings, bench_world_model, scaling, speedups
 
 
 def row(core, length, seconds, imagine):
@@ -31,6 +31,29 @@ def test_speedups_hand_computed():
     assert [r["length"] for r in ratios] == [256] and checks == []
 
 
+def test_scaling_hand_computed():
+    settings = WorldModelBenchSettings(cores=["mamba2", "attention"], lengths=[128, 512])
+    results = [dict(row("mamba2", 128, 1.0, 0.2), us_per_token=10.0), dict(row("mamba2", 512, 5.0, 0.2),
+                                                                           us_per_token=12.5, peak_mb=4.0),
+               dict(row("attention", 128, 1.0, 0.25), us_per_token=10.0), dict(row("attention", 512, 16.0, 0.75),
+                                                                              us_per_token=40.0, peak_mb=16.0)]
+    rows, checks = scaling(results, settings)
+    assert rows == [dict(core="mamba2", lengths=[128, 512], per_token=1.25, imagine=1.0, peak_mb=4.0),
+                    dict(core="attention", lengths=[128, 512], per_token=4.0, imagine=3.0, peak_mb=16.0)]
+    assert len(checks) == 1 and checks[0]["value"] == 1.25 and checks[0]["ok"] and "mamba2" in checks[0]["target"]
+    results[1]["us_per_token"] = 25.0  # 2.5x per token: missed
+    assert not scaling(results, settings)[1][0]["ok"]
+
+
+@pytest.mark.parametrize("imagination", ["context", "posterior"])
+def test_tiny_run_with_every_imagination(imagination):
+    settings = WorldModelBenchSettings(cores=["attention"] if imagination == "context" else ["s5"], lengths=[8],
+                                       width=32, repeats=1, imagine_starts=8, horizon=3, imagination=imagination,
+                                       context=4)
+    report = bench_world_model(settings, console=Console(file=io.StringIO()))
+    assert all("imagine_s" in r for r in report["results"]), report["results"]
+
+
 def test_quick_settings():
     quick = WorldModelBenchSettings.quick(threads=2)
     assert (quick.lengths, quick.width, quick.repeats, quick.threads) == ([32, 64], 64, 1, 2)
@@ -49,7 +72,8 @@ def test_tiny_run_writes_json(tmp_path):
     report = bench_world_model(settings, json_path=str(out), console=Console(file=buffer, width=200))
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(report))
-    assert set(saved) == {"meta", "results", "ratios", "checks"}
+    assert set(saved) == {"meta", "results", "ratios", "scaling", "checks"}
+    assert [r["core"] for r in saved["scaling"]] == ["s5", "gru"]
     assert saved["meta"]["settings"]["width"] == 16 and saved["meta"]["core_configs"]["gru"] == {"blocks": 8}
     runs = {(r["core"], r["length"]) for r in saved["results"] if "median_s" in r}
     assert runs == {("s5", 8), ("gru", 8), ("s5", 16), ("gru", 16)}, saved["results"]

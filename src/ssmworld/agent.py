@@ -105,28 +105,6 @@ class Agent(nn.Module):
         return action, {"core": core_state, "z": z, "action": action}
 
     # ---- training ----------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def context_starts(self, z: torch.Tensor, batch: dict[str, Any]) -> tuple[torch.Tensor, ...]:
-        """Drama's imagination starts: for N random steps t of the batch, run the core from its initial state over the
-        C = imagination_context real steps ending at t (inputs (z_{k-1}, a_{k-1}) as in training, resets at episode
-        starts inside the window). z: (B, T, G*C) posterior samples. Returns h (N, H), z (N, G*C), the core state
-        after t (batch N) and start_cont (N,) = 1 - is_terminal at t. N = imagination_starts (None: B*T)."""
-        wm, cfg = self.world_model, self.cfg
-        B, T = z.shape[:2]
-        C = min(cfg.imagination_context, T)
-        n = cfg.imagination_starts or B * T
-        b = torch.randint(B, (n, 1), device=z.device)
-        t = torch.randint(C - 1, T, (n, 1), device=z.device)
-        pos = t - C + 1 + torch.arange(C, device=z.device)  # (N, C)
-        prev = (pos - 1).clamp(min=0)
-        reset = batch["is_first"].bool()[b, pos]
-        reset[:, 0] = True  # the context starts from the initial state
-        keep = (~reset).unsqueeze(-1).to(z.dtype)
-        u = wm.core_input(torch.cat([z[b, prev] * keep, batch["action"][b, prev] * keep], -1))
-        h, state = wm.core(u, wm.core_reset(reset))
-        b, t = b[:, 0], t[:, 0]
-        return h[:, -1], z[b, t], state, 1.0 - batch["is_terminal"].float()[b, t]
-
     def update(self, batch: dict[str, Any]) -> dict[str, float]:
         """One world-model update and one actor-critic update in imagination. batch: see WorldModel.loss."""
         cfg, wm, ac = self.cfg, self.world_model, self.actor_critic
@@ -154,7 +132,9 @@ class Agent(nn.Module):
                 h, z, start_cont = h[pick], z[pick], start_cont[pick]
                 starts = {k: v[pick] for k, v in starts.items()}
         else:
-            h, z, starts, start_cont = self.context_starts(out["z"].detach(), batch)
+            B, T = batch["is_first"].shape
+            h, z, starts, start_cont = wm.context_starts(out["z"].detach(), batch, cfg.imagination_context,
+                                                         cfg.imagination_starts or B * T)
 
         def policy(parts: dict[str, torch.Tensor]) -> torch.Tensor:
             dist = ac.policy(self.features(parts).detach())

@@ -1,4 +1,5 @@
-"""`bench world-model`: one full world-model update of S5 vs GRU (R2I's speed claim, there 'up to 9x' on a GPU).
+"""`bench world-model`: one full world-model update and imagination per core and sequence length: S5 vs GRU (R2I's
+speed claim, there 'up to 9x' on a GPU) and, with ``--cores mamba2,mamba,attention,gru``, Drama's O(n) claim.
 
 Measured per core and sequence length T, each in a fresh worker process (its own peak memory), median of
 ``repeats`` after one warm-up:
@@ -7,8 +8,12 @@ Measured per core and sequence length T, each in a fresh worker process (its own
   step, on a random batch of B sequences of T steps: a 16-dim "vector" observation, 4 discrete actions (one-hot),
   float rewards, ``is_first[:, 0] = True``. Reported as seconds, microseconds per token (B * T) and the peak
   resident memory of the train steps above the memory after building the model and batch.
-- imagination: ``WorldModel.imagine`` in step mode (no grad) from ``imagine_starts`` random posterior states of the
-  same batch, ``horizon`` steps, uniformly random one-hot actions. It does not depend on T.
+- imagination: ``WorldModel.imagine`` in step mode (no grad) from ``imagine_starts`` start states of the same batch,
+  ``horizon`` steps, uniformly random one-hot actions. Starts are posterior states (``imagination="posterior"``, R2I;
+  not for attention, whose per-step states are not materialised) or Drama's ``context`` real steps re-run before
+  each start (``imagination="context"``, included in the time). It does not depend on T.
+- scaling: per core, the time per token at the longest T over that at the shortest (1 = linear cost in T); the
+  check for mamba2 is Drama's claim (<= 2 from T=128 to T=512); attention's is expected to grow with T.
 
 Same width for every core: ``WorldModelConfig(units=width)`` and the core's ``width=width``; latents 32 x 32 as R2I.
 Core layouts are those of `bench cores` (bench.CORE_CONFIGS): S5 with P=64 complex states per layer and 2 layers
@@ -47,8 +52,11 @@ class WorldModelBenchSettings:
     action_dim: int = 4
     imagine_starts: int = 256
     horizon: int = 15
+    imagination: str = "posterior"  # posterior | context (Drama: context 8, horizon 16, 1024 starts)
+    context: int = 8
     all_states: bool = False  # True: loss(all_states=True), the variant Agent.update runs (imagination starts)
     target_speedup: float = 10.0
+    target_scaling: float = 2.0  # Drama: mamba2 time per token at the longest T within 2x of the shortest
     budget_s: float = 120.0  # one timed repeat only once the warm-up step takes longer than this
 
     @classmethod
@@ -101,17 +109,23 @@ def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
     median_s, times, warmup = _median_time(train_step, s["repeats"], s["budget_s"])
     peak_mb = _peak_rss_mb() - base_mb
 
+    def policy(parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        return nn.functional.one_hot(torch.randint(A, (parts["h"].shape[0],)), A).float()
+
     with torch.no_grad():
-        out = wm.observe(batch["obs"], batch["action"], batch["is_first"], all_states=True)
-        pick = torch.randint(B * T, (s["imagine_starts"],))
-        h, z = out["h"].flatten(0, 1)[pick], out["z"].flatten(0, 1)[pick]
-        starts = {k: v.flatten(0, 1)[pick] for k, v in out["state"].items()}
+        context = s["imagination"] == "context"
+        out = wm.observe(batch["obs"], batch["action"], batch["is_first"], all_states=not context)
 
-        def policy(parts: dict[str, torch.Tensor]) -> torch.Tensor:
-            return nn.functional.one_hot(torch.randint(A, (parts["h"].shape[0],)), A).float()
+        def imagine() -> None:
+            if context:
+                h, z, starts, _ = wm.context_starts(out["z"], batch, s["context"], s["imagine_starts"])
+            else:
+                pick = torch.randint(B * T, (s["imagine_starts"],))
+                h, z = out["h"].flatten(0, 1)[pick], out["z"].flatten(0, 1)[pick]
+                starts = {k: v.flatten(0, 1)[pick] for k, v in out["state"].items()}
+            wm.imagine(h, z, starts, policy, s["horizon"])
 
-        imagine_s, imagine_times, _ = _median_time(lambda: wm.imagine(h, z, starts, policy, s["horizon"]),
-                                                   s["repeats"], s["budget_s"])
+        imagine_s, imagine_times, _ = _median_time(imagine, s["repeats"], s["budget_s"])
     return dict(core=core, length=length, median_s=median_s, times_s=times, warmup_s=warmup,
                 us_per_token=median_s / (B * T) * 1e6, peak_mb=peak_mb, peak_rss_mb=_peak_rss_mb(),
                 imagine_s=imagine_s, imagine_times_s=imagine_times,
@@ -148,6 +162,28 @@ def speedups(results: list[dict[str, Any]], settings: WorldModelBenchSettings
     return ratios, checks
 
 
+def scaling(results: list[dict[str, Any]], settings: WorldModelBenchSettings
+            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(per core: time per token, imagination time and peak memory at the longest T over the shortest; the check
+    that mamba2's time per token grows at most ``target_scaling`` times)."""
+    done = {(r["core"], r["length"]): r for r in results if "median_s" in r}
+    short, long = min(settings.lengths), max(settings.lengths)
+    rows, checks = [], []
+    if short == long:
+        return rows, checks
+    for core in settings.cores:
+        a, b = done.get((core, short)), done.get((core, long))
+        if a and b:
+            rows.append(dict(core=core, lengths=[short, long], per_token=b["us_per_token"] / a["us_per_token"],
+                             imagine=b["imagine_s"] / a["imagine_s"],
+                             peak_mb=b["peak_mb"] / a["peak_mb"] if a["peak_mb"] > 0 else None))
+    for r in rows:
+        if r["core"] == "mamba2":
+            checks.append(dict(target=f"mamba2 time per token at T={long} <= {settings.target_scaling:g}x T={short}",
+                               value=r["per_token"], ok=r["per_token"] <= settings.target_scaling))
+    return rows, checks
+
+
 def bench_world_model(settings: WorldModelBenchSettings, json_path: str | None = None,
                       console: Any = None) -> dict[str, Any]:
     """Run the world-model benchmark, print a table and the check, optionally write JSON. Returns the report."""
@@ -166,6 +202,8 @@ def bench_world_model(settings: WorldModelBenchSettings, json_path: str | None =
             status.update(f"[{i}/{len(plan)}] {core} T={T}  ({time.perf_counter() - started:.0f} s)")
             results.append(_run_worker(core, T, settings))
     ratios, checks = speedups(results, settings)
+    growth, scaling_checks = scaling(results, settings)
+    checks += scaling_checks
 
     table = Table(title=f"world-model update (loss+backward+clip+Adam), B={settings.batch}, width "
                         f"{settings.width}, {settings.threads} thread(s); imagination: {settings.imagine_starts} "
@@ -182,6 +220,10 @@ def bench_world_model(settings: WorldModelBenchSettings, json_path: str | None =
     for r in ratios:
         console.print(f"{SLOW}/{FAST} at T={r['length']}: train step {r['train']:.2f}x, imagination "
                       f"{r['imagine']:.2f}x")
+    for r in growth:
+        memory = f", peak memory {r['peak_mb']:.2f}x" if r["peak_mb"] is not None else ""
+        console.print(f"{r['core']} T={r['lengths'][0]} -> T={r['lengths'][1]}: time per token {r['per_token']:.2f}x"
+                      f"{memory}, imagination {r['imagine']:.2f}x")
     for c in checks:
         mark = "[green]ok[/green]" if c["ok"] else "[red]MISSED[/red]"
         console.print(f"{mark}  {c['target']}: {c['value']:.2f}")
@@ -192,7 +234,7 @@ def bench_world_model(settings: WorldModelBenchSettings, json_path: str | None =
                   python=platform.python_version(), torch=_torch_version(),
                   command=" ".join(["ssmworld"] + sys.argv[1:]), wall_s=time.perf_counter() - started,
                   settings=asdict(settings), core_configs={c: CORE_CONFIGS[c] for c in settings.cores}),
-        results=results, ratios=ratios, checks=checks,
+        results=results, ratios=ratios, scaling=growth, checks=checks,
     )
     if json_path:
         _write_json_atomic(json_path, report)

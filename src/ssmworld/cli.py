@@ -7,6 +7,7 @@
     ssmworld plot runs/a runs/b ... --out fig.png [--metric episode/return] [--x step]
     ssmworld bench cores [--quick] [--json PATH] [--threads N] [--cores s5,mamba] [--lengths 64,256]
     ssmworld bench world-model [--quick] [--json PATH] [--lengths 256,1024] [--batch 4] [--width 256]
+                               [--cores mamba2,attention] [--imagination context] [--horizon 16] [--starts 1024]
     ssmworld list cores|envs|presets|keys [suite]
 """
 
@@ -62,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     wm.add_argument("--batch", type=int, help="batch size (default 4, R2I's 4 x 1024)")
     wm.add_argument("--width", type=int, help="width of the core and the world model (default 256)")
     wm.add_argument("--repeats", type=int, help="timed repeats after one warm-up (default 5)")
+    wm.add_argument("--imagination", choices=["posterior", "context"], help="imagination starts: posterior states "
+                    "(R2I, default) or re-run context windows (Drama; needed for attention)")
+    wm.add_argument("--context", type=int, help="real steps before each start with --imagination context (default 8)")
+    wm.add_argument("--horizon", type=int, help="imagination steps (default 15)")
+    wm.add_argument("--starts", type=int, help="imagination start states (default 256)")
 
     train = commands.add_parser("train", help="train an agent (a new run, or --resume one)")
     train.add_argument("--preset", default="r2i", help="r2i | dreamerv3 (see `ssmworld list presets`)")
@@ -271,7 +277,13 @@ def _bench_world_model(args: argparse.Namespace) -> int:
         settings.cores = [c.strip() for c in args.cores.split(",") if c.strip()]
     if args.lengths:
         settings.lengths = args.lengths
-    error = _apply_positive(args, settings, ("batch", "width", "repeats"))
+    if args.imagination:
+        settings.imagination = args.imagination
+    if args.starts is not None:
+        if args.starts <= 0:
+            return _fail(f"--starts must be positive, got {args.starts}")
+        settings.imagine_starts = args.starts
+    error = _apply_positive(args, settings, ("batch", "width", "repeats", "context", "horizon"))
     if error:
         return _fail(error)
     bench_world_model(settings, json_path=args.json)

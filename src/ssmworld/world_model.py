@@ -185,6 +185,28 @@ class WorldModel(nn.Module):
         """The core's reset flags (...) for ``is_first`` (...): is_first itself, or all True without memory."""
         return is_first.bool() if self.cfg.memory else torch.ones_like(is_first, dtype=torch.bool)
 
+    @torch.no_grad()
+    def context_starts(self, z: torch.Tensor, batch: dict[str, Any], context: int, n: int
+                       ) -> tuple[torch.Tensor, torch.Tensor, sequence.State, torch.Tensor]:
+        """Drama's imagination starts: for ``n`` random steps t of the batch, run the core from its initial state over
+        the ``context`` real steps ending at t (inputs (z_{k-1}, a_{k-1}) as in training, resets at episode starts
+        inside the window). z: (B, T, G*C) posterior samples. Returns h (n, H), z (n, G*C), the core state after t
+        (batch n) and start_cont (n,) = 1 - is_terminal at t. Works for every core, including attention, whose
+        per-step states are not materialised."""
+        B, T = z.shape[:2]
+        C = min(context, T)
+        b = torch.randint(B, (n, 1), device=z.device)
+        t = torch.randint(C - 1, T, (n, 1), device=z.device)
+        pos = t - C + 1 + torch.arange(C, device=z.device)  # (n, C)
+        prev = (pos - 1).clamp(min=0)
+        reset = batch["is_first"].bool()[b, pos]
+        reset[:, 0] = True  # the context starts from the initial state
+        keep = (~reset).unsqueeze(-1).to(z.dtype)
+        u = self.core_input(torch.cat([z[b, prev] * keep, batch["action"][b, prev] * keep], -1))
+        h, state = self.core(u, self.core_reset(reset))
+        b, t = b[:, 0], t[:, 0]
+        return h[:, -1], z[b, t], state, 1.0 - batch["is_terminal"].float()[b, t]
+
     def imagine(self, h: torch.Tensor, z: torch.Tensor, state: sequence.State,
                 policy: Callable[[dict[str, torch.Tensor]], torch.Tensor], horizon: int) -> dict[str, torch.Tensor]:
         """Roll the model forward in the core's step mode from N start states, choosing actions with ``policy``.
