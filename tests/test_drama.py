@@ -205,3 +205,35 @@ def test_agent_trains_with_laprop():
     assert type(agent.model_opt).__name__ == "LaProp"
     metrics = agent.update(image_batch())
     assert all(abs(v) < float("inf") for v in metrics.values())
+
+
+def test_trainer_draws_imagination_contexts_from_replay_with_dfs_counts(tmp_path):
+    """drama: every update draws a world-model batch (n_i += 1 at its B starts) and imagination_starts contexts of 8
+    steps (m_i += 1 at their starts) from replay; both counts survive a checkpoint."""
+    import numpy as np
+
+    from ssmworld.train import Trainer
+
+    cfg = load_config("drama", "debug", "builtin:recall/5")
+    assert cfg.train.imagination_contexts == "replay" and cfg.train.sampler == "dfs"
+    cfg.train.steps, cfg.train.eval_episodes = 60, 0
+    trainer = Trainer(cfg, str(tmp_path), quiet=True)
+    trainer.run()
+    assert trainer.updates > 0
+    chunks = list(trainer.replay.chunks)
+    assert sum(int(c.visits.sum()) for c in chunks) == trainer.updates * cfg.train.batch_size
+    assert sum(int(c.contexts.sum()) for c in chunks) == trainer.updates * cfg.agent.imagination_starts
+    resumed = Trainer(cfg, str(tmp_path), resume=True, quiet=True)
+    for a, b in zip(chunks, resumed.replay.chunks):
+        assert np.array_equal(a.contexts, b.contexts) and np.array_equal(a.visits, b.visits)
+
+
+def test_dfs_contexts_need_enough_prefill():
+    from ssmworld.train import Trainer
+
+    cfg = load_config("drama", "debug", "builtin:recall/5", ["train.prefill=20"])
+    with pytest.raises(ValueError, match="train.prefill must be >= 39"):
+        Trainer(cfg, quiet=True)
+    cfg = load_config("r2i", "debug", "builtin:recall/5", ["train.imagination_contexts=replay"])
+    with pytest.raises(ValueError, match="needs agent.imagination=context"):
+        Trainer(cfg, quiet=True)

@@ -86,21 +86,47 @@ def test_dfs_probabilities_hand_computed_and_counts():
     chunks, owner, ends, probs = buffer.dfs_candidates(2)
     assert ends.tolist() == [1, 2, 3, 4]  # sequences of 2 steps end at 1..4
     np.testing.assert_allclose(probs, [0.25] * 4)
-    buffer.chunks[0].visits[[2, 3]] = [10, 20]
+    buffer.chunks[0].visits[[1, 2]] = [10, 20]  # counted at start steps: the sequences ending at 2 and 3
     _, _, _, probs = buffer.dfs_candidates(2)
     expected = np.exp([0.0, -1.0, -2.0, 0.0])
     np.testing.assert_allclose(probs, expected / expected.sum())
     batch = buffer.sample(4, 2)  # all four, each once
     assert sorted(batch["x"][:, -1].tolist()) == [1, 2, 3, 4]
-    assert buffer.chunks[0].visits[:5].tolist() == [0, 1, 11, 21, 1]
+    assert buffer.chunks[0].visits[:5].tolist() == [1, 11, 21, 1, 0]
     with pytest.raises(ValueError, match="without replacement"):
         buffer.sample(5, 2)
     state = buffer.sampler_state()
     other = ReplayBuffer(100, 8, sampler="dfs")
     for t in range(5):
         other.add({"x": np.float32(t), "is_first": np.bool_(t == 0)})
-    other.load_sampler_state(state)
-    assert other.chunks[0].visits[:5].tolist() == [0, 1, 11, 21, 1]
+    buffer.chunks[0].contexts[:5] = [3, 0, 0, 0, 2]
+    other.load_sampler_state(buffer.sampler_state())
+    assert other.chunks[0].visits[:5].tolist() == [1, 11, 21, 1, 0]
+    assert other.chunks[0].contexts[:5].tolist() == [3, 0, 0, 0, 2]
+    other.load_sampler_state(state)  # a checkpoint without m_i counts (older runs) still loads
+    assert other.chunks[0].visits[:5].tolist() == [1, 11, 21, 1, 0]
+
+
+def test_dfs_imagination_contexts_hand_computed():
+    """Contexts: p_i = softmax(-max(0, m_i / r - n_i) / tau), r = contexts per world-model batch; then m_i += 1."""
+    buffer = ReplayBuffer(100, 8, sampler="dfs", seed=0, dfs_temperature=10.0)
+    for t in range(6):
+        buffer.add({"x": np.float32(t), "is_first": np.bool_(t == 0)})
+    chunk = buffer.chunks[0]
+    chunk.visits[:6] = [0, 1, 2, 0, 0, 0]  # n_i at start steps
+    chunk.contexts[:6] = [8, 8, 8, 0, 40, 0]  # m_i; r = 4 -> m / r = [2, 2, 2, 0, 10, 0]
+    _, _, ends, probs = buffer.dfs_candidates(3, contexts=True, ratio=4.0)
+    assert ends.tolist() == [2, 3, 4, 5]  # starts 0..3
+    expected = np.exp([-0.2, -0.1, 0.0, 0.0])  # -max(0, [2-0, 2-1, 2-2, 0-0]) / 10
+    np.testing.assert_allclose(probs, expected / expected.sum())
+    buffer.sample(2, 3)  # a world-model batch of 2 sets r = contexts / 2
+    visits = chunk.visits[:6].copy()
+    batch = buffer.sample_contexts(4, 3)  # all four contexts, each once; r = 4 / 2 = 2
+    assert sorted(batch["x"][:, 0].tolist()) == [0, 1, 2, 3] and batch["is_first"][:, 0].all()
+    assert chunk.contexts[:6].tolist() == [9, 9, 9, 1, 40, 0] and (chunk.visits[:6] == visits).all()
+    uniform = ReplayBuffer(100, 8, seed=0)
+    uniform.add({"x": np.float32(0), "is_first": np.bool_(True)})
+    assert uniform.sample_contexts(3, 1)["x"].shape == (3, 1)
 
 
 def test_dfs_prefers_rarely_sampled_sequences():
@@ -109,9 +135,21 @@ def test_dfs_prefers_rarely_sampled_sequences():
         buffer.add({"x": np.float32(t), "is_first": np.bool_(t == 0)})
     for _ in range(100):  # 400 draws over 47 sequences: each old one is drawn ~8.5 times
         buffer.sample(4, 4)
-    old = buffer.chunks[0].visits[3:50].copy()
+    old = buffer.chunks[0].visits[0:47].copy()  # the 47 sequences start at 0..46
     for t in range(50, 60):  # new data: never sampled
         buffer.add({"x": np.float32(t), "is_first": np.bool_(False)})
     batch = buffer.sample(8, 4)
     assert (batch["x"][:, -1] >= 50).sum() == 8, batch["x"][:, -1]  # weight 1 vs e^-8.5: new sequences first
     assert old.std() < 1.5  # balanced counts (uniform sampling: Poisson, std ~2.9)
+
+
+def test_dfs_counts_at_start_steps_across_chunks():
+    buffer = ReplayBuffer(100, 4, sampler="dfs", seed=0)
+    for t in range(6):  # chunk 0 holds steps 0..3, chunk 1 steps 4..5
+        buffer.add({"x": np.float32(t), "is_first": np.bool_(t == 0)})
+    buffer.chunks[0].visits[3] = 50  # the sequence 3..5 crosses into chunk 1; its count lives at step 3
+    _, _, _, probs = buffer.dfs_candidates(3)
+    assert probs.argmin() == 3 and np.isclose(probs[:3], probs[0]).all()  # ends 2, 3, 4, 5 -> starts 0..3
+    batch = buffer.sample(4, 3)
+    assert sorted(batch["x"][:, 0].tolist()) == [0, 1, 2, 3]
+    assert buffer.chunks[0].visits[:4].tolist() == [1, 1, 1, 51] and buffer.chunks[1].visits[:2].tolist() == [0, 0]

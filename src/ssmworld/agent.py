@@ -105,8 +105,9 @@ class Agent(nn.Module):
         return action, {"core": core_state, "z": z, "action": action}
 
     # ---- training ----------------------------------------------------------------------------------------------
-    def update(self, batch: dict[str, Any]) -> dict[str, float]:
-        """One world-model update and one actor-critic update in imagination. batch: see WorldModel.loss."""
+    def update(self, batch: dict[str, Any], contexts: dict[str, Any] | None = None) -> dict[str, float]:
+        """One world-model update and one actor-critic update in imagination. batch: see WorldModel.loss;
+        contexts: replayed (N, C) windows to start imagination from (imagination="context"; None: windows of batch)."""
         cfg, wm, ac = self.cfg, self.world_model, self.actor_critic
         clock = [_now(batch["action"].device)]
         posterior = cfg.imagination == "posterior"
@@ -131,6 +132,8 @@ class Agent(nn.Module):
                 pick = torch.randperm(h.shape[0], device=h.device)[: cfg.imagination_starts]
                 h, z, start_cont = h[pick], z[pick], start_cont[pick]
                 starts = {k: v[pick] for k, v in starts.items()}
+        elif contexts is not None:
+            h, z, starts, start_cont = wm.context_windows(contexts)
         else:
             B, T = batch["is_first"].shape
             h, z, starts, start_cont = wm.context_starts(out["z"].detach(), batch, cfg.imagination_context,

@@ -46,6 +46,9 @@ class TrainConfig:
     life_loss_terminal: bool = False  # atari: a lost life is a termination target for the world model only (Drama)
     sampler: str = "uniform"  # uniform | recency | dfs (Drama's dynamic frequency-based sampling)
     dfs_temperature: float = 10.0
+    # Where imagination contexts come from with agent.imagination=context: windows of the world-model batch ("batch"),
+    # or separate draws from replay ("replay": with sampler=dfs, Drama's m_i rule; drama.md §4)
+    imagination_contexts: str = "batch"
     eval_every: int = 10_000  # env steps between evaluations (0: only at the end)
     eval_episodes: int = 10
     log_every: int = 1_000  # env steps between train/ and perf/ metric rows

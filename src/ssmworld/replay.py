@@ -8,10 +8,12 @@ chunk once (``save`` skips chunks already on disk) and ``load`` reads them one a
 
 Samplers pick the *last* step of a sequence: ``uniform`` over all stored steps with enough history, ``recency``
 with probability decaying in the step's age (half-life ``recency_half_life`` steps), ``dfs``: Drama's dynamic
-frequency-based sampling (drama.md §4) for world-model batches: every valid sequence keeps a count n_i of the batches
-it was drawn into; a batch draws B distinct sequences with p_i = softmax(-n_i / tau), then n_i += 1, so rarely trained
-sequences (new data) are preferred without starving old ones. (For a fixed length a sequence's last step identifies
-its start, so counting by last step is Drama's per-start count.)
+frequency-based sampling (drama.md §4). Every step i keeps two counts: n_i, world-model sequences that started at i,
+and m_i, imagination contexts that started at i. A world-model batch draws B distinct sequences with
+p_i = softmax(-n_i / tau), then n_i += 1, so rarely trained sequences (new data) are preferred without starving old
+ones. An imagination batch (``sample_contexts``) draws N distinct short contexts with
+p_i = softmax(-max(0, m_i / r - n_i) / tau), r = N / B, then m_i += 1: states imagined more often (scaled) than the
+world model trained on them are down-weighted.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ class Chunk:
     length: int = 0  # filled steps
     saved_length: int = -1  # steps in its file at the last save
     prev: "Chunk | None" = field(default=None, repr=False)
-    visits: np.ndarray | None = None  # dfs: times each step ended a sampled sequence, (chunk_length,) int64
+    visits: np.ndarray | None = None  # dfs n_i: world-model sequences that started at each step, (chunk_length,)
+    contexts: np.ndarray | None = None  # dfs m_i: imagination contexts that started at each step, (chunk_length,)
 
 
 class ReplayBuffer:
@@ -52,6 +55,7 @@ class ReplayBuffer:
         self.current: dict[int, Chunk] = {}  # stream -> chunk being written
         self.steps = 0  # stored steps
         self.next_uid = 0
+        self.last_batch = 0  # size of the last world-model batch (the dfs contexts' ratio r)
 
     def __len__(self) -> int:
         return self.steps
@@ -74,7 +78,8 @@ class ReplayBuffer:
 
     def _new_chunk(self, stream: int, step: Step, prev: Chunk | None) -> Chunk:
         data = {k: np.zeros((self.chunk_length, *np.shape(v)), dtype=np.asarray(v).dtype) for k, v in step.items()}
-        chunk = Chunk(self.next_uid, stream, data, prev=prev, visits=np.zeros(self.chunk_length, np.int64))
+        chunk = Chunk(self.next_uid, stream, data, prev=prev, visits=np.zeros(self.chunk_length, np.int64),
+                      contexts=np.zeros(self.chunk_length, np.int64))
         self.next_uid += 1
         self.chunks.append(chunk)
         self.current[stream] = chunk
@@ -102,7 +107,7 @@ class ReplayBuffer:
         if not chunks:
             raise ValueError(f"replay: no stream has {length} steps yet ({self.steps} stored)")
         if self.sampler == "dfs":
-            return self._sample_dfs(chunks, batch, length)
+            return self._sample_dfs(batch, length)
         sizes = np.array([c.length for c in chunks], dtype=np.float64)
         if self.sampler == "recency":
             ages = np.cumsum(sizes[::-1])[::-1] - sizes  # steps written after each chunk
@@ -121,24 +126,53 @@ class ReplayBuffer:
         result["is_first"][:, 0] = True
         return result
 
-    def dfs_candidates(self, length: int) -> tuple[list[Chunk], np.ndarray, np.ndarray, np.ndarray]:
+    def sample_contexts(self, n: int, length: int) -> dict[str, np.ndarray]:
+        """``n`` imagination contexts of ``length`` steps: (n, length, ...) like ``sample``. With the dfs sampler they
+        follow the m_i rule (module docstring, ratio r = n / the last world-model batch size); otherwise as
+        ``sample``."""
+        if self.sampler != "dfs":
+            return self.sample(n, length)
+        return self._sample_dfs(n, length, contexts=True)
+
+    @staticmethod
+    def _at_starts(chunk: Chunk, first: int, length: int, counter: str) -> np.ndarray:
+        """The ``counter`` values at the start steps of the sequences of ``length`` that end at steps
+        first..chunk.length-1 of ``chunk`` (starts may lie in the previous chunk of the stream)."""
+        prev = chunk.prev
+        offset = prev.length if prev is not None else 0
+        own = getattr(chunk, counter)[:chunk.length]
+        steps = np.concatenate([getattr(prev, counter)[:offset], own]) if prev is not None else own
+        return steps[offset + first - length + 1: offset + chunk.length - length + 1]
+
+    def dfs_candidates(self, length: int, contexts: bool = False, ratio: float = 1.0
+                       ) -> tuple[list[Chunk], np.ndarray, np.ndarray, np.ndarray]:
         """Every valid sequence of ``length`` steps as (chunks, chunk index (N,), last index (N,)) and its DFS
-        probability softmax(-n / tau) (N,)."""
-        chunks, owner, ends, counts = list(self.chunks), [], [], []
+        probability (N,): softmax(-n / tau) for world-model sequences, softmax(-max(0, m / ratio - n) / tau) for
+        imagination ``contexts``."""
+        chunks, owner, ends, scores = list(self.chunks), [], [], []
         for i, chunk in enumerate(chunks):
             first = max(0, length - 1 - (chunk.prev.length if chunk.prev is not None else 0))
             if first < chunk.length:
                 owner.append(np.full(chunk.length - first, i))
                 ends.append(np.arange(first, chunk.length))
-                counts.append(chunk.visits[first:chunk.length])
-        if not counts:
+                n = self._at_starts(chunk, first, length, "visits").astype(np.float64)
+                if contexts:
+                    m = self._at_starts(chunk, first, length, "contexts") / ratio
+                    scores.append(-np.maximum(0.0, m - n))
+                else:
+                    scores.append(-n)
+        if not scores:
             return chunks, np.zeros(0, int), np.zeros(0, int), np.zeros(0)
-        logits = -np.concatenate(counts).astype(np.float64) / self.temperature
+        logits = np.concatenate(scores) / self.temperature
         probs = np.exp(logits - logits.max())
         return chunks, np.concatenate(owner), np.concatenate(ends), probs / probs.sum()
 
-    def _sample_dfs(self, chunks: list[Chunk], batch: int, length: int) -> dict[str, np.ndarray]:
-        chunks, owner, ends, probs = self.dfs_candidates(length)
+    def _sample_dfs(self, batch: int, length: int, contexts: bool = False) -> dict[str, np.ndarray]:
+        if contexts:
+            chunks, owner, ends, probs = self.dfs_candidates(length, True, batch / max(self.last_batch, 1))
+        else:
+            chunks, owner, ends, probs = self.dfs_candidates(length)
+            self.last_batch = batch
         if batch > len(probs):
             raise ValueError(f"replay: dfs draws without replacement: {batch} sequences requested, "
                              f"{len(probs)} available")
@@ -146,7 +180,9 @@ class ReplayBuffer:
         out: dict[str, list[np.ndarray]] = {k: [] for k in chunks[0].data}
         for i in picks:
             chunk, end = chunks[owner[i]], int(ends[i])
-            chunk.visits[end] += 1
+            start = end + 1 - length  # count at the start step, which may lie in the previous chunk
+            owner_chunk, index = (chunk, start) if start >= 0 else (chunk.prev, chunk.prev.length + start)
+            getattr(owner_chunk, "contexts" if contexts else "visits")[index] += 1
             for key, seq in self._window(chunk, end, length).items():
                 out[key].append(seq)
         result = {k: np.stack(v) for k, v in out.items()}
@@ -154,14 +190,18 @@ class ReplayBuffer:
         return result
 
     def sampler_state(self) -> dict[str, np.ndarray]:
-        """The sampler's counters by chunk uid (for checkpoints; chunk files never change, counters do)."""
-        return {str(c.uid): c.visits[:c.length].copy() for c in self.chunks}
+        """The sampler's counters by chunk uid: "<uid>" n_i, "<uid>/contexts" m_i (for checkpoints; chunk files never
+        change, counters do)."""
+        state = {str(c.uid): c.visits[:c.length].copy() for c in self.chunks}
+        state.update({f"{c.uid}/contexts": c.contexts[:c.length].copy() for c in self.chunks})
+        return state
 
     def load_sampler_state(self, state: dict[str, np.ndarray]) -> None:
         for chunk in self.chunks:
-            counts = state.get(str(chunk.uid))
-            if counts is not None:
-                chunk.visits[:len(counts)] = counts[:chunk.length]
+            for key, counter in ((str(chunk.uid), chunk.visits), (f"{chunk.uid}/contexts", chunk.contexts)):
+                counts = state.get(key)
+                if counts is not None:
+                    counter[:len(counts)] = counts[:chunk.length]
 
     @staticmethod
     def _window(chunk: Chunk, end: int, length: int) -> dict[str, np.ndarray]:
@@ -223,7 +263,7 @@ class ReplayBuffer:
                     data[key] = np.zeros((self.chunk_length, *stored.shape[1:]), dtype=stored.dtype)
                     data[key][:length] = stored[:length]
             chunk = Chunk(uid, stream, data, length, saved_length=-1 if lengths else length, prev=by_uid.get(prev),
-                          visits=np.zeros(self.chunk_length, np.int64))
+                          visits=np.zeros(self.chunk_length, np.int64), contexts=np.zeros(self.chunk_length, np.int64))
             by_uid[uid] = chunk
             self.chunks.append(chunk)
             self.current[stream] = chunk

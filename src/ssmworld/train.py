@@ -128,6 +128,17 @@ class Trainer:
         self.seed = tc.seed + 1_000_003 * self.group.rank  # rank 0 = the single-process run
         if tc.sampler not in ReplayBuffer.SAMPLERS:
             raise ValueError(f"train.sampler must be one of {', '.join(ReplayBuffer.SAMPLERS)}, got {tc.sampler!r}")
+        if tc.imagination_contexts not in ("batch", "replay"):
+            raise ValueError(f"train.imagination_contexts must be batch or replay, got {tc.imagination_contexts!r}")
+        if tc.imagination_contexts == "replay":
+            if cfg.agent.imagination != "context":
+                raise ValueError("train.imagination_contexts=replay needs agent.imagination=context")
+            need = (cfg.agent.imagination_starts or tc.batch_size * tc.sequence_length) + tc.envs * (
+                cfg.agent.imagination_context - 1)
+            need *= self.group.world_size  # prefill counts the steps of all ranks
+            if tc.sampler == "dfs" and tc.prefill < need:  # dfs draws the contexts without replacement
+                raise ValueError(f"train.prefill must be >= {need} (imagination starts + envs x (context - 1), per "
+                                 f"rank) for dfs imagination contexts, got {tc.prefill}")
         if min(tc.envs, tc.batch_size, tc.sequence_length, tc.steps) <= 0 or tc.train_ratio < 0:
             raise ValueError("train.envs, batch_size, sequence_length and steps must be positive, train_ratio >= 0")
         self.device = rank_device(resolve_device(tc.device), self.group)
@@ -302,8 +313,13 @@ class Trainer:
         return rows
 
     def _update(self) -> dict[str, float]:
-        batch = batch_to_tensors(self.replay.sample(self.tc.batch_size, self.tc.sequence_length), self.device)
-        metrics = self.agent.update(batch)
+        tc, agent_cfg = self.tc, self.cfg.agent
+        batch = batch_to_tensors(self.replay.sample(tc.batch_size, tc.sequence_length), self.device)
+        contexts = None
+        if tc.imagination_contexts == "replay":  # Drama: contexts drawn apart from the batch (dfs: the m_i rule)
+            n = agent_cfg.imagination_starts or tc.batch_size * tc.sequence_length
+            contexts = batch_to_tensors(self.replay.sample_contexts(n, agent_cfg.imagination_context), self.device)
+        metrics = self.agent.update(batch, contexts)
         self.updates += 1
         bad = [k for k, v in metrics.items() if not np.isfinite(v)]
         if bad:

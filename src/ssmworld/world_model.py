@@ -188,24 +188,38 @@ class WorldModel(nn.Module):
     @torch.no_grad()
     def context_starts(self, z: torch.Tensor, batch: dict[str, Any], context: int, n: int
                        ) -> tuple[torch.Tensor, torch.Tensor, sequence.State, torch.Tensor]:
-        """Drama's imagination starts: for ``n`` random steps t of the batch, run the core from its initial state over
-        the ``context`` real steps ending at t (inputs (z_{k-1}, a_{k-1}) as in training, resets at episode starts
-        inside the window). z: (B, T, G*C) posterior samples. Returns h (n, H), z (n, G*C), the core state after t
-        (batch n) and start_cont (n,) = 1 - is_terminal at t. Works for every core, including attention, whose
-        per-step states are not materialised."""
+        """Drama's imagination starts from a world-model batch: for ``n`` random steps t of the batch, run the core
+        from its initial state over the ``context`` real steps ending at t. z: (B, T, G*C) posterior samples.
+        Returns h (n, H), z (n, G*C), the core state after t (batch n) and start_cont (n,) = 1 - is_terminal at t.
+        Works for every core, including attention, whose per-step states are not materialised."""
         B, T = z.shape[:2]
         C = min(context, T)
         b = torch.randint(B, (n, 1), device=z.device)
         t = torch.randint(C - 1, T, (n, 1), device=z.device)
         pos = t - C + 1 + torch.arange(C, device=z.device)  # (n, C)
-        prev = (pos - 1).clamp(min=0)
-        reset = batch["is_first"].bool()[b, pos]
+        return self._run_context(z[b, pos], batch["action"][b, pos], batch["is_first"].bool()[b, pos],
+                                 batch["is_terminal"][b, pos])
+
+    @torch.no_grad()
+    def context_windows(self, windows: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, sequence.State,
+                                                                   torch.Tensor]:
+        """Imagination starts from replayed context windows (Drama's DFS contexts): ``windows`` is a batch dict of
+        (n, C) sequences (obs, action, is_first, is_terminal); the start is each window's last step. Returns as
+        ``context_starts``."""
+        z = self.latent(self.encode(windows["obs"])).sample().flatten(-2)
+        return self._run_context(z, windows["action"], windows["is_first"].bool(), windows["is_terminal"])
+
+    def _run_context(self, z: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor, is_terminal: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, sequence.State, torch.Tensor]:
+        """The core from its initial state over (n, C) windows with inputs (z_{k-1}, a_{k-1}) as in training, reset
+        at episode starts inside the window."""
+        reset = is_first.clone()
         reset[:, 0] = True  # the context starts from the initial state
         keep = (~reset).unsqueeze(-1).to(z.dtype)
-        u = self.core_input(torch.cat([z[b, prev] * keep, batch["action"][b, prev] * keep], -1))
-        h, state = self.core(u, self.core_reset(reset))
-        b, t = b[:, 0], t[:, 0]
-        return h[:, -1], z[b, t], state, 1.0 - batch["is_terminal"].float()[b, t]
+        prev_z = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], 1) * keep
+        prev_a = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1) * keep
+        h, state = self.core(self.core_input(torch.cat([prev_z, prev_a], -1)), self.core_reset(reset))
+        return h[:, -1], z[:, -1], state, 1.0 - is_terminal[:, -1].float()
 
     def imagine(self, h: torch.Tensor, z: torch.Tensor, state: sequence.State,
                 policy: Callable[[dict[str, torch.Tensor]], torch.Tensor], horizon: int) -> dict[str, torch.Tensor]:
