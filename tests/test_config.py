@@ -107,3 +107,17 @@ def test_r2i_overlays_for_the_other_suites():
     assert load_config("r2i", "paper", "dmc_vision:walker_walk").agent.world_model.cnn_depth == 32
     assert load_config("r2i", "paper", "dmc:walker_walk").agent.world_model.encoder_layers == 5
     assert load_config("r2i", "paper", "atari:Pong").train.env_options == {"noop_max": 30}
+
+
+def test_dreamerv3_overlays_match_r2i_except_the_core():
+    for env in ("memorymaze:9x9", "dmc_vision:walker_walk", "dmc:walker_walk", "atari:Pong"):
+        r2i, dv3 = load_config("r2i", "paper", env), load_config("dreamerv3", "paper", env)
+        assert dv3.agent.world_model.core == "gru" and dv3.agent.policy_input == "output"
+        assert dv3.agent.world_model.core_cfg["width"] == r2i.agent.world_model.core_cfg.get("output_dim"), env
+        for key in ("units", "cnn_depth", "head_layers", "dyn_scale", "rep_scale"):
+            assert getattr(dv3.agent.world_model, key) == getattr(r2i.agent.world_model, key), (env, key)
+        assert (dv3.agent.model_lr, dv3.agent.actor_lr, dv3.agent.actor_critic.entropy) == (
+            r2i.agent.model_lr, r2i.agent.actor_lr, r2i.agent.actor_critic.entropy)
+        assert (dv3.train.train_ratio, dv3.train.envs, dv3.train.env_options) == (
+            r2i.train.train_ratio, r2i.train.envs, r2i.train.env_options)
+        assert (dv3.train.batch_size, dv3.train.sequence_length) == (16, 64)  # DreamerV3's own batch
