@@ -104,7 +104,7 @@ def test_export_and_load_agent_drive_an_env(tmp_path, capsys):
         done, steps = terminated or truncated, steps + 1
     assert steps == 4
     # the exported weights are the run's: same greedy actions as the checkpointed agent
-    from ssmworld.train import load_run
+    from ssmworld.episodes import load_run
 
     import torch
 

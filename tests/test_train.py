@@ -11,7 +11,8 @@ from ssmworld import checkpoint
 from ssmworld.config import load_config
 from ssmworld.logger import read_metrics
 from ssmworld.replay import ReplayBuffer
-from ssmworld.train import Trainer, batch_to_tensors, load_run, to_env_actions, train
+from ssmworld.episodes import load_run, to_env_actions
+from ssmworld.train import Trainer, batch_to_tensors, train
 
 
 def debug_config(env="builtin:recall/2", steps=80, **overrides):
@@ -177,7 +178,7 @@ def test_train_function_returns_a_summary():
 def test_unsupported_spaces_are_named():
     import gymnasium as gym
 
-    from ssmworld.train import space_dims
+    from ssmworld.episodes import space_dims
 
     grid = gym.spaces.Dict({"grid": gym.spaces.Box(0, 1, (8, 8), np.float32)})
     with pytest.raises(ValueError, match="observation 'grid'.*not supported; accepted: flat vectors .* uint8 images"):

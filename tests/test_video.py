@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ssmworld.config import load_config
-from ssmworld.train import build_agent
+from ssmworld.episodes import build_agent
 
 
 def test_video_of_real_and_imagined_frames(tmp_path):

@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = {"load_config": "config", "train": "train", "evaluate": "train", "load_agent": "export"}
+_API = {"load_config": "config", "train": "train", "evaluate": "episodes", "load_agent": "export"}
 
 
 def __getattr__(name: str) -> Any:

@@ -199,7 +199,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import json
 
-    from .train import evaluate, load_run
+    from .episodes import evaluate, load_run
 
     if args.episodes <= 0:
         return _fail(f"--episodes must be positive, got {args.episodes}")

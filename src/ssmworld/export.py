@@ -26,7 +26,7 @@ from . import envs
 from .agent import Agent
 from .config import load_yaml, save_yaml
 from .logger import read_metrics
-from .train import load_run, obs_to_tensors, space_dims, to_env_actions
+from .episodes import load_run, obs_to_tensors, space_dims, to_env_actions
 
 
 def _action_space_json(space: gym.Space) -> dict[str, Any]:

@@ -18,58 +18,11 @@ import numpy as np
 import torch
 
 from . import checkpoint, envs
-from .agent import Agent, AgentConfig
-from .config import Config, load_yaml, save_yaml
+from .config import Config, save_yaml
 from .distributed import Group, rank_device
+from .episodes import build_agent, evaluate, obs_to_tensors, resolve_device, to_env_actions
 from .logger import Logger
 from .replay import ReplayBuffer
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use device=cpu or auto")
-    return device
-
-
-def space_dims(observation_space: gym.Space, action_space: gym.Space
-               ) -> tuple[dict[str, tuple[int, ...]], int, bool]:
-    """(observation shapes by key, action size, discrete?) of one env; ValueError for what we cannot model.
-    Accepted observations: flat float vectors (n,) and uint8 images (H, W, C)."""
-    if not isinstance(observation_space, gym.spaces.Dict):
-        raise ValueError(f"observation space must be a Dict (envs.make returns one), got {observation_space}")
-    shapes = {}
-    for key, space in observation_space.spaces.items():
-        image = isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
-        if not (image or (isinstance(space, gym.spaces.Box) and len(space.shape) == 1)):
-            raise ValueError(f"observation {key!r}: {space} is not supported; accepted: flat vectors (Box of shape "
-                             "(n,)) and uint8 images (Box of shape (H, W, C))")
-        shapes[key] = tuple(int(d) for d in space.shape)
-    if isinstance(action_space, gym.spaces.Discrete):
-        return shapes, int(action_space.n), True
-    if isinstance(action_space, gym.spaces.Box):
-        return shapes, int(np.prod(action_space.shape)), False
-    raise ValueError(f"action space {action_space} is not supported; accepted: Discrete, Box")
-
-
-def obs_to_tensors(obs: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """Env or replay observations -> tensors: images stay uint8 (normalised inside the encoder), the rest float32."""
-    return {k: torch.as_tensor(v, dtype=None if v.dtype == np.uint8 else torch.float32).to(device)
-            for k, v in obs.items()}
-
-
-def build_agent(cfg: AgentConfig, env: gym.Env, device: torch.device | str = "cpu") -> Agent:
-    return Agent(*space_dims(env.observation_space, env.action_space), cfg).to(device)
-
-
-def to_env_actions(action: np.ndarray, space: gym.Space) -> np.ndarray:
-    """Agent actions (..., A) -> env actions: one-hot -> index; [-1, 1] -> the Box bounds."""
-    if isinstance(space, gym.spaces.Discrete):
-        return action.argmax(-1) + int(space.start)
-    low, high = space.low.reshape(-1), space.high.reshape(-1)
-    return (low + (action + 1) / 2 * (high - low)).reshape(*action.shape[:-1], *space.shape).astype(space.dtype)
 
 
 def batch_to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -80,34 +33,6 @@ def batch_to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = 
     return dict(obs=obs_to_tensors({k[4:]: v for k, v in batch.items() if k.startswith("obs/")}, device),
                 action=put(batch["action"], torch.float32), reward=put(batch["reward"], torch.float32),
                 is_first=put(batch["is_first"]), is_terminal=put(batch["is_terminal"]))
-
-
-@torch.no_grad()
-def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0, explore: bool = False,
-             env_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run ``episodes`` episodes with the agent's greedy policy (``explore=False``) in a fresh env."""
-    env = envs.make(env_id, seed=seed, **(env_options or {}))
-    device = next(agent.parameters()).device
-    returns, lengths, successes = [], [], []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        state, is_first, total, length, done, info = None, True, 0.0, 0, False, {}
-        while not done:
-            obs_t = {k: v[None] for k, v in obs_to_tensors(obs, device).items()}
-            action, state = agent.act(obs_t, torch.tensor([is_first], device=device), state, explore=explore)
-            obs, reward, terminated, truncated, info = env.step(to_env_actions(action[0].cpu().numpy(),
-                                                                               env.action_space))
-            total, length, is_first, done = total + float(reward), length + 1, False, terminated or truncated
-        returns.append(total)
-        lengths.append(length)
-        if "success" in info:
-            successes.append(float(info["success"]))
-    env.close()
-    summary = {"episodes": episodes, "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
-               "length_mean": float(np.mean(lengths))}
-    if successes:
-        summary["success_rate"] = float(np.mean(successes))
-    return summary
 
 
 class Trainer:
@@ -419,20 +344,6 @@ def truncate_metrics(path: str, step: int) -> None:
         with open(path + ".tmp", "w") as f:
             f.writelines(keep)
         os.replace(path + ".tmp", path)
-
-
-def load_run(logdir: str, device: str = "cpu") -> tuple[Config, Agent, int]:
-    """(config, agent with the weights of the latest good checkpoint, its env step) of a run directory."""
-    path = os.path.join(logdir, "config.yaml")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {logdir} a run directory?")
-    cfg = load_yaml(path)
-    env = envs.make(cfg.train.env, **cfg.train.env_options)
-    agent = build_agent(cfg.agent, env, device)
-    env.close()
-    _, tensors, state = checkpoint.load_latest(os.path.join(logdir, "checkpoints"), device)
-    agent.load_state_dict(tensors["agent"])
-    return cfg, agent.eval(), int(state["step"])
 
 
 def train(cfg: Config, logdir: str | None = None, resume: bool = False, quiet: bool = True) -> dict[str, Any]:

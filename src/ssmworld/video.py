@@ -18,7 +18,7 @@ import torch
 
 from . import envs
 from .agent import Agent
-from .train import obs_to_tensors, to_env_actions
+from .episodes import obs_to_tensors, to_env_actions
 
 
 def to_uint8(pred: torch.Tensor, style: str) -> np.ndarray:
