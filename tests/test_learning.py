@@ -5,6 +5,8 @@ agent is the r2i preset at the debug size widened to 64 units (S5, 2 layers, P=3
 normal-initialised reward head so that the cue x action interaction is learnable, see WorldModelConfig.reward_init).
 The control is the same agent with its memory removed: the policy sees z only and the core is reset at every step.
 Both train for the same number of env steps; the greedy policy is then evaluated on fresh episodes.
+The pixel test: builtin:recall_image/3 shows the cue as a coloured square in a 16x16 RGB frame (uint8 in replay) and
+asks for it 4 steps later; the same agent learns it through the DreamerV3-style CNN encoder/decoder (depth 8).
 """
 
 import pytest
@@ -22,8 +24,8 @@ AGENT = ["agent.world_model.units=64", "agent.world_model.core_cfg.width=64", "a
 CONTROL = ["agent.policy_input=latent", "agent.world_model.memory=false"]
 
 
-def run(overrides: list[str], seed: int = 0) -> dict:
-    cfg = load_config("r2i", "debug", "builtin:recall/5", AGENT + overrides + [f"train.seed={seed}"])
+def run(overrides: list[str], seed: int = 0, env: str = "builtin:recall/5") -> dict:
+    cfg = load_config("r2i", "debug", env, AGENT + overrides + [f"train.seed={seed}"])
     cfg.train.steps = STEPS
     return Trainer(cfg, quiet=True).run()
 
@@ -38,3 +40,9 @@ def test_r2i_recalls_a_cue_after_six_steps():
 def test_without_memory_the_same_agent_stays_at_chance():
     summary = run(CONTROL)
     assert 0.2 <= summary["eval_success_rate"] <= 0.8, summary
+
+
+@pytest.mark.learning
+def test_r2i_recalls_a_cue_from_pixels():
+    summary = run(["agent.world_model.cnn_depth=8"], env="builtin:recall_image/3")
+    assert summary["eval_success_rate"] >= 0.9, summary
