@@ -49,6 +49,7 @@ class Logger:
         self._last_print = 0.0
         self.fps = self.updates_per_second = 0.0
         self.step = start_step
+        self._rate_mark: tuple[float, int, int] | None = None  # (time, step, updates) at the start of a rate window
         if not quiet and self.console.is_terminal:
             self._progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                                       TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
@@ -70,8 +71,6 @@ class Logger:
             self.returns.append(float(metrics["episode/return"]))
         if metrics.get("episode/success") is not None:
             self.successes.append(float(metrics["episode/success"]))
-        self.fps = metrics.get("perf/fps", self.fps)
-        self.updates_per_second = metrics.get("perf/updates_per_second", self.updates_per_second)
 
     def status(self) -> str:
         parts = [f"{self.fps:.0f} fps", f"{self.updates_per_second:.1f} upd/s"]
@@ -81,11 +80,17 @@ class Logger:
             parts.append(f"success {sum(self.successes) / len(self.successes):.2f}")
         return " | ".join(parts)
 
-    def progress(self, step: int) -> None:
-        """Advance the progress display to ``step`` env steps."""
+    def progress(self, step: int, updates: int = 0) -> None:
+        """Advance the progress display to ``step`` env steps (``updates`` so far: for the update rate)."""
         self.step = step
         if self.quiet:
             return
+        now = time.monotonic()
+        if self._rate_mark is None or now - self._rate_mark[0] >= 5.0:  # current rates over windows of >= 5 s
+            if self._rate_mark is not None:
+                then, step0, updates0 = self._rate_mark
+                self.fps, self.updates_per_second = (step - step0) / (now - then), (updates - updates0) / (now - then)
+            self._rate_mark = (now, step, updates)
         if self._progress is not None:
             self._progress.update(self._task, completed=step, info=self.status())
         elif time.monotonic() - self._last_print >= self.print_every:

@@ -181,7 +181,7 @@ class Trainer:
                     self.save_checkpoint()
                     self._restart_envs()
                     last_checkpoint = time.monotonic()
-                logger.progress(self.step)
+                logger.progress(self.step, self.updates)
             final = self._evaluate() if main else {}
             logger.write(self.step, final)
             if self.logdir:

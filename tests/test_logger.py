@@ -1,0 +1,34 @@
+"""The run logger: metric rows on disk and the console progress line with current rates."""
+
+import io
+
+from rich.console import Console
+
+from ssmworld import logger as logger_module
+from ssmworld.logger import Logger, read_metrics
+
+
+def test_rows_go_to_metrics_jsonl_and_non_finite_values_become_null(tmp_path):
+    log = Logger(str(tmp_path), 100, tensorboard=False, quiet=True)
+    log.write(10, {"episode/return": 1.5, "train/loss": float("nan")})
+    log.close()
+    assert read_metrics(str(tmp_path / "metrics.jsonl")) == [{"step": 10, "episode/return": 1.5, "train/loss": None}]
+
+
+def test_progress_line_shows_rates_of_the_last_window(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(logger_module.time, "monotonic", lambda: now[0])
+    out = io.StringIO()
+    log = Logger(None, 1000, console=Console(file=out, width=200), print_every=30.0)
+    log.progress(0, 0)  # opens the first rate window and prints
+    now[0] = 102.0
+    log.progress(50, 10)  # window too short: rates unchanged
+    assert (log.fps, log.updates_per_second) == (0.0, 0.0)
+    now[0] = 110.0
+    log.progress(100, 40)  # 100 steps and 40 updates in 10 s
+    assert (log.fps, log.updates_per_second) == (10.0, 4.0)
+    now[0] = 140.0
+    log.progress(400, 100)  # 300 steps and 60 updates in 30 s; 30 s since the last line: a new one
+    assert (log.fps, log.updates_per_second) == (10.0, 2.0)
+    lines = out.getvalue().splitlines()
+    assert lines == ["step 0/1000 | 0 fps | 0.0 upd/s", "step 400/1000 | 10 fps | 2.0 upd/s"]
