@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import yaml
 
-from ssmworld.plots import (bootstrap_ci, iqm, moving_average, optimality_gap, plot_runs, stratified_bootstrap_ci,
-                            stratified_resample)
+from ssmworld.plots import (bootstrap_ci, find_runs, iqm, moving_average, optimality_gap, plot_runs,
+                            stratified_bootstrap_ci, stratified_resample)
 
 
-def write_run(path, env, preset, seed, returns, eval_every=0, steps_per_episode=10):
+def write_run(path, env, preset, seed, returns, eval_every=0, steps_per_episode=10, size=None):
     """A fake run directory: one episode row per return, an eval row every ``eval_every`` episodes."""
     path.mkdir(parents=True)
-    (path / "config.yaml").write_text(yaml.safe_dump({"preset": preset, "train": {"env": env, "seed": seed}}))
+    config = {"preset": preset, "train": {"env": env, "seed": seed}, **({"size": size} if size else {})}
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
     rows = []
     for i, ret in enumerate(returns, 1):
         rows.append({"step": i * steps_per_episode, "episode/return": float(ret), "episode/length": steps_per_episode})
@@ -96,3 +97,46 @@ def test_bad_input_is_one_clear_value_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if matplotlib were not installed
     with pytest.raises(ValueError, match="pip install matplotlib"):
         plot_runs([run], str(tmp_path / "x.png"))
+
+
+def test_a_sweep_root_stands_for_its_runs_and_sizes_are_not_seeds(tmp_path):
+    """`ssmworld plot <sweep root>`: run directories found recursively (not inside runs, not in hidden dirs); runs
+    of two sizes of one preset are two curves."""
+    root = tmp_path / "sweep"
+    for size in ("debug", "small"):
+        for seed in (0, 1):
+            write_run(root / f"r2i-{size}" / "builtin_recall_2" / f"seed{seed}", "builtin:recall/2", "r2i", seed,
+                      [1.0 if size == "small" else 0.0] * 20, size=size)
+    (root / "r2i-debug" / "builtin_recall_2" / "seed0" / "checkpoints" / "x").mkdir(parents=True)
+    (root / "r2i-debug" / "builtin_recall_2" / "seed0" / "checkpoints" / "x" / "config.yaml").write_text("{}")
+    (root / ".sweep").mkdir()
+    (root / ".sweep" / "config.yaml").write_text("{}")
+    (root / "sweep.json").write_text("{}")
+    single = str(root / "r2i-small" / "builtin_recall_2" / "seed1")
+    assert find_runs([str(root), single]) == [str(root / f"r2i-{size}" / "builtin_recall_2" / f"seed{seed}")
+                                              for size in ("debug", "small") for seed in (0, 1)] + [single]
+    result = plot_runs([str(root)], str(tmp_path / "sweep.png"), points=5)
+    assert [(c["preset"], c["seeds"]) for c in result["curves"]] == [("r2i-debug", [0, 1]), ("r2i-small", [0, 1])]
+    assert result["curves"][1]["mean"] == pytest.approx([1.0] * 5)
+    only_small = plot_runs([str(root / "r2i-small")], str(tmp_path / "small.png"), points=5)
+    assert [c["preset"] for c in only_small["curves"]] == ["r2i"]  # one size: labelled by the preset as before
+
+
+def test_group_by_a_config_key_splits_the_curves(tmp_path):
+    runs = []
+    for sampler, level in (("uniform", 1.0), ("dfs", 3.0)):
+        for seed in (0, 1):
+            path = tmp_path / f"{sampler}{seed}"
+            write_run(path, "builtin:recall/5", "r2i", seed, [level] * 20)
+            config = yaml.safe_load((path / "config.yaml").read_text())
+            config["train"]["sampler"] = sampler
+            (path / "config.yaml").write_text(yaml.safe_dump(config))
+            runs.append(str(path))
+    result = plot_runs(runs, str(tmp_path / "fig.png"), group_by="train.sampler")
+    by_label = {c["preset"]: c for c in result["curves"]}
+    assert sorted(by_label) == ["r2i sampler=dfs", "r2i sampler=uniform"]
+    assert by_label["r2i sampler=dfs"]["final"] == [3.0, 3.0] and by_label["r2i sampler=uniform"]["seeds"] == [0, 1]
+    merged = plot_runs(runs, str(tmp_path / "fig2.png"))  # without it, the four runs are seeds of one curve
+    assert len(merged["curves"]) == 1 and len(merged["curves"][0]["seeds"]) == 4
+    missing = plot_runs(runs[:1], str(tmp_path / "fig3.png"), group_by="agent.nothing")
+    assert missing["curves"][0]["preset"] == "r2i nothing=?"

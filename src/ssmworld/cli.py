@@ -4,6 +4,8 @@
     ssmworld train --logdir runs/x --resume [--steps N]
     ssmworld eval --logdir runs/x [--episodes 20]
     ssmworld export --logdir runs/x --out DIR
+    ssmworld sweep [--preset r2i,dreamerv3] [--size small] --env 'bsuite:memory_len/{0..22}' [--seeds 5]
+        --root runs/sweep [--steps N] [--address auto] [--cpus-per-run 1] [--gpus-per-run 0] [--retries 2] [a.b=v ...]
     ssmworld plot runs/a runs/b ... --out fig.png [--metric episode/return] [--x step]
     ssmworld bench cores [--quick] [--json PATH] [--threads N] [--cores s5,mamba] [--lengths 64,256]
     ssmworld bench world-model [--quick] [--json PATH] [--lengths 256,1024] [--batch 4] [--width 256]
@@ -82,6 +84,24 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.batch_size=32")
 
+    sweep = commands.add_parser("sweep", help="train a grid of runs (preset x size x env x seed) as Ray tasks")
+    sweep.add_argument("--preset", default="r2i", help="comma-separated presets (default r2i)")
+    sweep.add_argument("--size", default="small", help="comma-separated sizes (default small)")
+    sweep.add_argument("--env", required=True, help="env ids with bash-style braces, e.g. 'bsuite:memory_len/{0..22}'")
+    sweep.add_argument("--seeds", type=int, default=1, help="seeds per (preset, size, env): seed-start .. +N-1")
+    sweep.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    sweep.add_argument("--steps", type=int, help="env steps of every run (default: the preset's)")
+    sweep.add_argument("--root", required=True, help="sweep directory: <preset>-<size>/<env>/seed<k>, sweep.json")
+    sweep.add_argument("--address", help="join this Ray cluster ('auto': the one `ray start` made here); default: "
+                       "start a local one")
+    sweep.add_argument("--cpus-per-run", type=int, default=1, help="Ray CPUs and torch threads of one run (default 1)")
+    sweep.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray GPUs of one run, may be fractional "
+                       "(default 0: runs see no GPU)")
+    sweep.add_argument("--local-cpus", type=int, help="CPUs of the local Ray cluster (default: all)")
+    sweep.add_argument("--retries", type=int, default=2, help="retries (with --resume) of a failed run (default 2)")
+    sweep.add_argument("--quiet", action="store_true", help="print only the final JSON line")
+    sweep.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every run")
+
     evaluate = commands.add_parser("eval", help="evaluate the latest checkpoint of a run; prints a JSON summary")
     evaluate.add_argument("--logdir", required=True)
     evaluate.add_argument("--episodes", type=int, default=20)
@@ -92,11 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--context", type=int, default=5, help="real steps the model sees before imagining (video)")
 
     plot = commands.add_parser("plot", help="learning curves (mean, 95% bootstrap CI over seeds) and aggregates")
-    plot.add_argument("runs", nargs="+", help="run directories (seeds of one env+preset are grouped)")
+    plot.add_argument("runs", nargs="+", help="run directories, or directories holding them such as a sweep root "
+                      "(seeds of one env+preset are grouped)")
     plot.add_argument("--out", required=True, help="figure path (.png, .pdf, .svg)")
     plot.add_argument("--metric", default="episode/return", help="e.g. episode/success, eval/return_mean")
     plot.add_argument("--x", default="step", help="x axis: step or perf/seconds")
     plot.add_argument("--json", metavar="PATH", help="also write the plotted numbers as JSON")
+    plot.add_argument("--group-by", metavar="KEY", help="also split the runs by this config key, e.g. train.sampler")
 
     export = commands.add_parser("export", help="write a run's latest checkpoint as safetensors + config + model card")
     export.add_argument("--logdir", required=True)
@@ -196,6 +218,30 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from .sweep import SweepSettings, make_grid, sweep
+
+    for name, low in (("seeds", 1), ("seed_start", 0), ("cpus_per_run", 1), ("gpus_per_run", 0), ("retries", 0),
+                      ("local_cpus", 1)):
+        value = getattr(args, name)
+        if value is not None and value < low:
+            return _fail(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    if args.address and args.local_cpus:
+        return _fail("--local-cpus sizes a local cluster; with --address the cluster's own resources are used")
+    root = os.path.abspath(args.root)  # Ray workers (maybe on other nodes of a shared filesystem) get absolute paths
+    presets, sizes = ([v.strip() for v in text.split(",") if v.strip()] for text in (args.preset, args.size))
+    seeds = list(range(args.seed_start, args.seed_start + args.seeds))
+    runs = make_grid(root, presets, sizes, args.env, seeds)
+    settings = SweepSettings(root, args.steps, args.overrides, args.address, args.cpus_per_run, args.gpus_per_run,
+                             args.local_cpus, args.retries, args.quiet)
+    summary = sweep(runs, settings)
+    print(json.dumps(summary))
+    return 0 if summary["failed"] == 0 else 1
+
+
 def _eval(args: argparse.Namespace) -> int:
     import json
 
@@ -221,7 +267,7 @@ def _plot(args: argparse.Namespace) -> int:
 
     from .plots import plot_runs
 
-    result = plot_runs(args.runs, args.out, metric=args.metric, x=args.x)
+    result = plot_runs(args.runs, args.out, metric=args.metric, x=args.x, group_by=args.group_by)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
@@ -302,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
             return _bench_world_model(args)
         if args.command == "train":
             return _train(args)
+        if args.command == "sweep":
+            return _sweep(args)
         if args.command == "eval":
             return _eval(args)
         if args.command == "export":

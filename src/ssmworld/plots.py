@@ -1,6 +1,9 @@
 """Learning curves and aggregate statistics over run directories (``ssmworld plot``).
 
-Curves: runs are grouped by (env, preset) from their config.yaml; within a group the runs are seeds. Each seed's metric
+Curves: runs are grouped by (env, preset) from their config.yaml (by (env, preset-size) when the runs span several
+sizes, and also by the value of any config key given as ``group_by``, e.g. train.sampler); within a group the runs
+are seeds. A directory that is not a run (e.g. an `ssmworld sweep` root) stands for
+the run directories found under it. Each seed's metric
 is put on a common grid of x by linear interpolation (``episode/*`` metrics first smoothed by a trailing moving average
 over episodes; other rows, e.g. ``eval/*``, are used as logged) and the curve is the mean across seeds with a 95%
 percentile-bootstrap confidence interval (2000 seeded resamples of the seeds).
@@ -37,6 +40,17 @@ class Run:
     preset: str
     seed: int
     rows: list[dict[str, Any]]
+    size: str = "?"
+    config: dict[str, Any] | None = None
+
+    def setting(self, key: str) -> str:
+        """The value of a dotted config key (e.g. "train.sampler") as text; "?" when the config does not have it."""
+        value: Any = self.config or {}
+        for part in key.split("."):
+            if not isinstance(value, dict) or part not in value:
+                return "?"
+            value = value[part]
+        return str(value)
 
 
 def _count(n: int, noun: str) -> str:
@@ -61,7 +75,26 @@ def load_run(path: str) -> Run:
         raise ValueError(f"{config}: not valid YAML ({e})") from None
     train = cfg.get("train") or {}
     return Run(path, str(train.get("env", "?")), str(cfg.get("preset", "?")), int(train.get("seed", 0)),
-               read_metrics(metrics))
+               read_metrics(metrics), str(cfg.get("size", "?")), cfg)
+
+
+def find_runs(paths: list[str]) -> list[str]:
+    """``paths`` with every directory that is not a run (no config.yaml) replaced by the run directories under it,
+    sorted (hidden directories skipped: an `ssmworld sweep` root keeps its logs in .sweep/). A directory without
+    runs under it is kept, so that loading it reports what is missing."""
+    found = []
+    for path in paths:
+        if not os.path.isdir(path) or os.path.isfile(os.path.join(path, "config.yaml")):
+            found.append(path)
+            continue
+        runs = []
+        for parent, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            if "config.yaml" in files and parent != path:
+                runs.append(parent)
+                dirs[:] = []  # a run's own subdirectories (checkpoints, replay) hold no runs
+        found.extend(runs or [path])
+    return found
 
 
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:
@@ -247,22 +280,29 @@ def _draw(result: dict[str, Any], out: str) -> None:
 
 def plot_runs(run_dirs: list[str], out: str, metric: str = "episode/return", x: str = "step", points: int = 100,
               seed: int = 0, window: int | None = None,
-              references: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+              references: dict[str, tuple[float, float]] | None = None, group_by: str | None = None
+              ) -> dict[str, Any]:
     """Plot learning curves (and aggregates when the runs span >= 2 envs) of ``run_dirs`` to ``out``.
 
-    ``window``: episodes in the moving average of ``episode/*`` metrics (None: automatic); ``references``: {env:
-    (random, best)} for min-max normalisation in the aggregates. Returns the plotted numbers (JSON-able): "curves" (per
+    ``run_dirs``: run directories, or directories to search for them (``find_runs``); ``window``: episodes in the
+    moving average of ``episode/*`` metrics (None: automatic); ``references``: {env: (random, best)} for min-max
+    normalisation in the aggregates; ``group_by``: a dotted config key whose values split the groups (e.g.
+    "train.sampler": one curve per sampler). Returns the plotted numbers (JSON-able): "curves" (per
     (env, preset): grid "x", "mean", "low", "high", per-seed "final" scores), "aggregates" (or None) and "skipped" (runs
     without the metric). Raises ValueError on a directory that is not a run, or when no run has the metric."""
     if not run_dirs:
         raise ValueError("no run directories given")
-    runs = [load_run(d) for d in run_dirs]
+    runs = [load_run(d) for d in find_runs(run_dirs)]
+    several_sizes = len({r.size for r in runs}) > 1  # sizes of one preset are different agents, not seeds
     groups: dict[tuple[str, str], list[tuple[Run, np.ndarray, np.ndarray]]] = {}
     skipped = []
     for run in runs:
         xs, ys = run_series(run.rows, metric, x, window)
         if len(xs):
-            groups.setdefault((run.env, run.preset), []).append((run, xs, ys))
+            label = f"{run.preset}-{run.size}" if several_sizes else run.preset
+            if group_by:
+                label += f" {group_by.split('.')[-1]}={run.setting(group_by)}"
+            groups.setdefault((run.env, label), []).append((run, xs, ys))
         else:
             skipped.append(run.path)
     if not groups:
@@ -285,5 +325,5 @@ def plot_runs(run_dirs: list[str], out: str, metric: str = "episode/return", x: 
     return result
 
 
-__all__ = ["aggregate", "bootstrap_ci", "common_grid", "iqm", "load_run", "moving_average", "normalizer",
+__all__ = ["aggregate", "bootstrap_ci", "common_grid", "find_runs", "iqm", "load_run", "moving_average", "normalizer",
            "optimality_gap", "plot_runs", "run_series", "stratified_bootstrap_ci", "stratified_resample"]

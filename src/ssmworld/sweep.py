@@ -1,0 +1,459 @@
+"""`ssmworld sweep`: a grid of training runs (preset x size x env x seed), each run a Ray task.
+
+Every run is ``python -m ssmworld train ... --quiet`` in a subprocess of a Ray worker, in its own run directory
+``<root>/<preset>-<size>/<env, ':' and '/' -> '_'>/seed<k>``. What a (re-)launch does with a run is read from its
+directory: ``summary.json`` (written last by a run that ended normally) -> skipped; ``config.yaml`` and a checkpoint ->
+``train --resume``; anything else (nothing, or killed before its first checkpoint) -> cleared and started afresh. A
+failed attempt (exit code other than 0 and 2, a signal, a lost Ray worker or node) is retried that way up to
+``retries`` times; exit code 2 (bad input) is final. ``<root>/sweep.json`` holds every run's status and is rewritten
+atomically as runs change; ``<root>/.sweep/`` holds each run's stderr log (all attempts) and, while it trains, its
+process id (``<run>.pid``, which the tests use to kill a run the way a preemption would).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MAX_RUNS = 10_000  # a grid larger than this is almost surely a typo in a brace range
+# What `ssmworld train` writes into a run directory (data-parallel ranks > 0 keep their state in rank-<r>/): a fresh
+# start deletes a directory only if it holds nothing else.
+RUN_FILES = re.compile(r"config\.yaml|metrics\.jsonl|summary\.json(\.tmp)?|replay|checkpoints|tensorboard|debug"
+                       r"|rank-\d+")
+RANGE = re.compile(r"(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?")
+
+
+# ---- the grid -------------------------------------------------------------------------------------------------------
+def _brace_group(pattern: str, start: int) -> tuple[int, list[str]]:
+    """(index of the '}' closing the '{' at ``start``, the group's text split at its top-level commas)."""
+    depth, parts, last = 0, [], start + 1
+    for i in range(start, len(pattern)):
+        depth += {"{": 1, "}": -1}.get(pattern[i], 0)
+        if depth == 0:
+            return i, parts + [pattern[last:i]]
+        if pattern[i] == "," and depth == 1:
+            parts.append(pattern[last:i])
+            last = i + 1
+    raise ValueError(f"unbalanced braces in {pattern!r}: '{{' at {start} is never closed")
+
+
+def _integer_range(match: re.Match[str]) -> list[str]:
+    """The values of a bash range {a..b[..step]}: inclusive, descending when b < a, zero-padded to the widest
+    endpoint when an endpoint has a leading zero."""
+    first, last = int(match[1]), int(match[2])
+    step = abs(int(match[3])) if match[3] else 1
+    if step == 0:
+        raise ValueError(f"brace range {{{match[0]}}} has step 0")
+    values = range(first, last + 1, step) if first <= last else range(first, last - 1, -step)
+    padded = any(re.fullmatch(r"-?0\d+", end) for end in (match[1], match[2]))
+    width = max(len(match[1]), len(match[2])) if padded else 0
+    return [f"{v:0{width}d}" for v in values]
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Bash-style brace expansion: ``{0..22}`` (integer ranges, optional ``..step``, zero padding as in ``{00..10}``,
+    descending as in ``{3..1}``) and ``{a,b,c}`` alternatives (which may nest); several groups give their cartesian
+    product, in bash's order. ValueError for unbalanced braces and for groups that are neither."""
+    start, close = pattern.find("{"), pattern.find("}")
+    if start < 0 or 0 <= close < start:
+        if close >= 0:
+            raise ValueError(f"unbalanced braces in {pattern!r}: '}}' at {close} was never opened")
+        return [pattern]
+    end, parts = _brace_group(pattern, start)
+    body, suffix = pattern[start + 1:end], expand_braces(pattern[end + 1:])
+    if RANGE.fullmatch(body):
+        choices = _integer_range(RANGE.fullmatch(body))
+    elif len(parts) > 1:
+        choices = [text for part in parts for text in expand_braces(part)]
+    else:
+        raise ValueError(f"{{{body}}} in {pattern!r} is neither a range {{a..b}} of integers nor a list {{x,y}}")
+    return [pattern[:start] + choice + rest for choice in choices for rest in suffix]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One grid point: what `ssmworld train` is given, and its run directory."""
+
+    preset: str
+    size: str
+    env: str
+    seed: int
+    logdir: str
+
+    @property
+    def name(self) -> str:
+        """``<preset>-<size>/<env>/seed<k>``: the run directory relative to the sweep root."""
+        return os.path.join(*self.logdir.split(os.sep)[-3:])
+
+
+def run_dir(root: str, preset: str, size: str, env: str, seed: int) -> str:
+    """``<root>/<preset>-<size>/<env with ':' and '/' replaced by '_'>/seed<seed>``."""
+    return os.path.join(root, f"{preset}-{size}", env.replace(":", "_").replace("/", "_"), f"seed{seed}")
+
+
+def make_grid(root: str, presets: list[str], sizes: list[str], env_pattern: str, seeds: list[int]) -> list[RunSpec]:
+    """Every (preset, size, env, seed), in that nesting order; ValueError for an empty, huge or colliding grid."""
+    env_ids = expand_braces(env_pattern)
+    points = list(itertools.product(presets, sizes, env_ids, seeds))
+    if not points:
+        raise ValueError("the sweep grid is empty (no preset, size, env or seed)")
+    if len(points) > MAX_RUNS:
+        raise ValueError(f"the sweep grid has {len(points)} runs, more than {MAX_RUNS}; check the brace ranges")
+    runs, owners = [], {}
+    for preset, size, env, seed in points:
+        run = RunSpec(preset, size, env, seed, run_dir(root, preset, size, env, seed))
+        if run.logdir in owners:
+            raise ValueError(f"runs {owners[run.logdir]} and {env} (seed {seed}) would share {run.logdir}")
+        owners[run.logdir] = env
+        runs.append(run)
+    return runs
+
+
+def validate(runs: list[RunSpec], steps: int | None, overrides: list[str]) -> None:
+    """Build, once per (preset, size, env), the config and what `ssmworld train` builds before writing anything
+    (env, spaces, agent); seeds change neither. Raises ValueError/KeyError on bad input; writes nothing."""
+    from .config import load_config
+    from .train import Trainer
+
+    for preset, size, env in dict.fromkeys((run.preset, run.size, run.env) for run in runs):
+        cfg = load_config(preset, size, env, overrides)
+        if steps is not None:
+            cfg.train.steps = steps
+        cfg.train.device = "cpu"  # the driver may have no GPU while the workers do: devices are checked by the run
+        Trainer(cfg, quiet=True).vec.close()
+
+
+# ---- one run (the body of a Ray task) --------------------------------------------------------------------------------
+@dataclass
+class SweepSettings:
+    """Everything `ssmworld sweep` was given besides the grid."""
+
+    root: str
+    steps: int | None = None
+    overrides: list[str] = field(default_factory=list)
+    address: str | None = None  # an existing Ray cluster ("auto" or host:port); None: a local one
+    cpus_per_run: int = 1  # Ray CPUs of one run, and its torch and OpenMP threads
+    gpus_per_run: float = 0.0
+    local_cpus: int | None = None  # CPUs of the local cluster (default: all)
+    retries: int = 2
+    quiet: bool = False
+
+
+def side_file(root: str, run: RunSpec, suffix: str) -> str:
+    """``<root>/.sweep/<run name><suffix>``: the sweep's own files of a run, kept out of the run directory (a fresh
+    `ssmworld train` needs an empty one)."""
+    return os.path.join(root, ".sweep", run.name + suffix)
+
+
+def latest_checkpoint_step(logdir: str) -> int | None:
+    """Env step of the newest finished checkpoint in ``logdir``, None if there is none."""
+    from .checkpoint import PREFIX, list_checkpoints
+
+    found = list_checkpoints(os.path.join(logdir, "checkpoints"))
+    return int(os.path.basename(found[-1])[len(PREFIX):]) if found else None
+
+
+def run_state(logdir: str) -> str:
+    """"finished" (summary.json), "resume" (config.yaml and a checkpoint) or "fresh" (anything else)."""
+    if os.path.exists(os.path.join(logdir, "summary.json")):
+        return "finished"
+    if os.path.exists(os.path.join(logdir, "config.yaml")) and latest_checkpoint_step(logdir) is not None:
+        return "resume"
+    return "fresh"
+
+
+def clear_run_dir(logdir: str) -> None:
+    """Delete what an unfinished, checkpoint-less `ssmworld train` left in ``logdir``; ValueError (not retried) if it
+    holds anything else, so a wrong --root never deletes foreign files."""
+    if not os.path.isdir(logdir):
+        return
+    foreign = sorted(name for name in os.listdir(logdir) if not RUN_FILES.fullmatch(name))
+    if foreign:
+        raise ValueError(f"{logdir} holds files `ssmworld train` does not write ({', '.join(foreign[:3])}); "
+                         "not clearing it")
+    shutil.rmtree(logdir)
+
+
+def train_command(run: RunSpec, settings: SweepSettings, resume: bool) -> list[str]:
+    """The `ssmworld train` command line of one attempt. The worker's own interpreter: it imported this module, so
+    it can import ssmworld (on a cluster node the driver's path may not exist)."""
+    command = [sys.executable, "-m", "ssmworld", "train", "--logdir", run.logdir, "--quiet",
+               "--threads", str(settings.cpus_per_run)]
+    if settings.steps is not None:
+        command += ["--steps", str(settings.steps)]
+    if resume:
+        return command + ["--resume"]
+    return command + ["--preset", run.preset, "--size", run.size, "--env", run.env, "--seed", str(run.seed),
+                      *settings.overrides]
+
+
+def _die_with_parent() -> Callable[[], Any] | None:
+    """A preexec_fn (Linux) asking the kernel to SIGKILL the trainer when the Ray worker that started it dies, so a
+    crashed or force-cancelled task leaves no trainer writing into the directory its retry will use."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before the fork: the child only makes the call
+    return lambda: prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
+def _last_line(path: str, offset: int) -> str:
+    """The last non-empty line an attempt wrote to its stderr log (from ``offset`` on)."""
+    with open(path, errors="replace") as f:
+        f.seek(offset)
+        lines = deque((line.strip() for line in f if line.strip()), maxlen=1)
+    return lines[0] if lines else ""
+
+
+def execute_run(run: RunSpec, settings: SweepSettings) -> dict[str, Any]:
+    """One attempt at one run, in a Ray worker: resume, or start afresh, `ssmworld train` in a subprocess and wait.
+    Returns {"returncode", "seconds", "resumed_from" (checkpoint step or None), "stderr" (its last line)}."""
+    started = time.monotonic()
+    resume = run_state(run.logdir) == "resume"
+    resumed_from = latest_checkpoint_step(run.logdir) if resume else None
+    if not resume:
+        try:
+            clear_run_dir(run.logdir)
+        except ValueError as err:
+            return {"returncode": 2, "seconds": 0.0, "resumed_from": None, "stderr": str(err)}
+    command = train_command(run, settings, resume)
+    env = dict(os.environ, OMP_NUM_THREADS=str(settings.cpus_per_run))
+    if not settings.gpus_per_run:  # a run that asked Ray for no GPU must not take one (device auto would)
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    log_path, pid_path = side_file(settings.root, run, ".stderr"), side_file(settings.root, run, ".pid")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    with open(log_path, "a") as log:
+        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if resume else 'start'}: "
+                  f"{' '.join(command[1:])}\n")
+        log.flush()
+        offset = log.tell()
+        # A new session: a Ctrl-C in the driver's terminal reaches only the driver, which cancels the tasks.
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=env, start_new_session=True,
+                                preexec_fn=_die_with_parent())
+        try:
+            with open(pid_path + ".tmp", "w") as f:
+                f.write(str(proc.pid))
+            os.replace(pid_path + ".tmp", pid_path)
+            returncode = proc.wait()
+        finally:  # also on a Ray cancellation (a KeyboardInterrupt in this worker)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if os.path.exists(pid_path):
+                os.remove(pid_path)
+    return {"returncode": returncode, "seconds": round(time.monotonic() - started, 1), "resumed_from": resumed_from,
+            "stderr": _last_line(log_path, offset)}
+
+
+# ---- the driver -----------------------------------------------------------------------------------------------------
+@dataclass
+class RunRecord:
+    """The driver's view of one run; a row of sweep.json."""
+
+    logdir: str
+    status: str = "pending"  # pending | running | done | failed | skipped | interrupted
+    attempts: int = 0
+    seconds: float = 0.0  # wall time of all attempts of this launch
+    returncode: int | None = None
+    resumed_from: int | None = None  # checkpoint step the last attempt resumed from
+    stderr: str = ""  # last stderr line of the last attempt
+
+
+def counts(records: dict[RunSpec, RunRecord]) -> dict[str, int]:
+    """Number of runs per status (every status, zeros included)."""
+    statuses = ("done", "running", "pending", "failed", "skipped", "interrupted")
+    return {s: sum(r.status == s for r in records.values()) for s in statuses}
+
+
+def write_report(root: str, records: dict[RunSpec, RunRecord], summary: dict[str, Any]) -> None:
+    """``<root>/sweep.json``: {"summary": ..., "runs": {run name: record}}, written atomically."""
+    path = os.path.join(root, "sweep.json")
+    report = {"summary": summary, "runs": {run.name: asdict(rec) for run, rec in records.items()}}
+    with open(path + ".tmp", "w") as f:
+        json.dump(report, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def summarize(records: dict[RunSpec, RunRecord], seconds: float) -> dict[str, Any]:
+    """The final line: counts, wall seconds of this launch (validation and Ray start included) and the runs it
+    trained to the end per hour."""
+    by_status = counts(records)
+    return {"runs": len(records), **by_status, "seconds": round(seconds, 1),
+            "runs_per_hour": round(3600 * by_status["done"] / seconds, 2) if seconds > 0 else 0.0}
+
+
+class Display:
+    """Progress on stderr: a live line on a terminal, otherwise one line per finished attempt; nothing when quiet."""
+
+    def __init__(self, quiet: bool, started: float):
+        from rich.console import Console
+
+        self.console, self.quiet, self.started, self.live = Console(stderr=True), quiet, started, None
+        if not quiet and self.console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(console=self.console, refresh_per_second=2, transient=False)
+            self.live.start()
+
+    def line(self, records: dict[RunSpec, RunRecord]) -> str:
+        c, elapsed = counts(records), int(time.monotonic() - self.started)
+        return (f"sweep: {c['done']} done | {c['running']} running | {c['pending']} pending | {c['failed']} failed | "
+                f"{c['skipped']} skipped | {elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}")
+
+    def update(self, records: dict[RunSpec, RunRecord], event: str | None = None) -> None:
+        if self.quiet:
+            return
+        if event:
+            self.console.print(event, highlight=False, soft_wrap=True)
+        if self.live is not None:
+            self.live.update(self.line(records))
+        elif event:
+            self.console.print(self.line(records), highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def _import_ray() -> Any:
+    """The ray module; ValueError (exit code 2) when the optional extra is not installed."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("ray is not installed: pip install 'ssmworld[distributed]'") from None
+    return ray
+
+
+def _start_ray(ray: Any, settings: SweepSettings) -> None:
+    """Connect to the cluster at ``settings.address``, or start a local one."""
+    import logging
+
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR if settings.quiet else logging.WARNING}
+    if settings.address:
+        ray.init(address=settings.address, **quiet)
+    else:  # "local": a new instance even when `ray start` left one (or a stale address file) on this machine;
+        # runs pass only small dicts through Ray, so a small object store spares the machine's memory
+        ray.init(address="local", num_cpus=settings.local_cpus or os.cpu_count(), include_dashboard=False,
+                 object_store_memory=100 * 2**20, **quiet)
+
+
+def _room(ray: Any, settings: SweepSettings) -> int:
+    """How many runs the cluster's CPUs and GPUs fit at once."""
+    resources = ray.cluster_resources()
+    fits = int(resources.get("CPU", 0) // settings.cpus_per_run)
+    if settings.gpus_per_run > 0:
+        fits = min(fits, int(resources.get("GPU", 0) // settings.gpus_per_run))
+    return fits
+
+
+def _finish(record: RunRecord, outcome: dict[str, Any], retries: int) -> str:
+    """Fold one attempt's outcome into ``record``; returns "done", "retry" or "failed"."""
+    record.seconds = round(record.seconds + outcome["seconds"], 1)
+    record.returncode, record.resumed_from = outcome["returncode"], outcome["resumed_from"]
+    record.stderr = outcome["stderr"]
+    if record.returncode == 0:
+        return "done"
+    return "retry" if record.returncode != 2 and record.attempts <= retries else "failed"
+
+
+def _event(run: RunSpec, record: RunRecord, verdict: str, retries: int) -> str:
+    """One console line about a finished attempt."""
+    if verdict == "done":
+        return f"done: {run.name} ({record.seconds:.0f} s, {record.attempts} attempt(s))"
+    code = record.returncode
+    why = "Ray lost it" if code is None else f"exit code {code}" if code >= 0 else f"signal {-code}"
+    action = f"retrying (attempt {record.attempts + 1} of {retries + 1})" if verdict == "retry" else "failed"
+    return f"{action}: {run.name}: {why}" + (f": {record.stderr}" if record.stderr else "")
+
+
+def _outcome(ray: Any, ref: Any) -> dict[str, Any]:
+    """The result of a finished task; a lost worker or node, a cancellation or an error in the task as a failed
+    attempt without a return code."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as err:
+        return {"returncode": None, "seconds": 0.0, "resumed_from": None,
+                "stderr": f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"}
+
+
+def _drive(ray: Any, records: dict[RunSpec, RunRecord], pending: deque[RunSpec], settings: SweepSettings,
+           started: float) -> None:
+    """Submit runs as the cluster has room, wait for them, resubmit failed ones, until none is pending or running.
+    On KeyboardInterrupt cancels the tasks in flight and marks their runs "interrupted"."""
+    task = ray.remote(execute_run).options(num_cpus=settings.cpus_per_run, num_gpus=settings.gpus_per_run,
+                                           max_retries=0)  # every retry is the driver's, so attempts are counted
+    in_flight: dict[Any, RunSpec] = {}
+    display, changed = Display(settings.quiet, started), True
+    try:
+        while pending or in_flight:
+            room = max(_room(ray, settings), 1)  # at least 1: a cluster joined with --address may autoscale
+            while pending and len(in_flight) < room:
+                run = pending.popleft()
+                records[run].status, records[run].attempts, changed = "running", records[run].attempts + 1, True
+                in_flight[task.remote(run, settings)] = run
+            if changed:
+                write_report(settings.root, records, summarize(records, time.monotonic() - started))
+            display.update(records)
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            changed = bool(ready)
+            for ref in ready:
+                run = in_flight.pop(ref)
+                verdict = _finish(records[run], _outcome(ray, ref), settings.retries)
+                records[run].status = {"done": "done", "failed": "failed", "retry": "pending"}[verdict]
+                if verdict == "retry":
+                    pending.appendleft(run)
+                display.update(records, _event(run, records[run], verdict, settings.retries))
+    except KeyboardInterrupt:
+        for ref, run in in_flight.items():
+            ray.cancel(ref)
+            records[run].status = "interrupted"
+        raise
+    finally:
+        display.close()
+
+
+def sweep(runs: list[RunSpec], settings: SweepSettings) -> dict[str, Any]:
+    """Train every run of the grid on Ray: validate them all first, skip finished runs (Ray is not even started when
+    all are), retry failed ones, keep ``<root>/sweep.json`` current. Returns the summary (see ``summarize``). On
+    KeyboardInterrupt records the runs in flight as "interrupted", prints the summary on stdout and re-raises."""
+    started = time.monotonic()
+    ray = _import_ray()
+    validate(runs, settings.steps, settings.overrides)
+    records = {run: RunRecord(run.logdir, "skipped" if run_state(run.logdir) == "finished" else "pending")
+               for run in runs}
+    pending = deque(run for run in runs if records[run].status == "pending")
+    if pending:
+        _start_ray(ray, settings)
+        try:
+            if not settings.address and _room(ray, settings) == 0:  # its tasks would wait forever
+                raise ValueError(f"one run needs more than the local cluster has ({settings.cpus_per_run} CPUs, "
+                                 f"{settings.gpus_per_run:g} GPUs per run); see --local-cpus and --gpus-per-run")
+            os.makedirs(settings.root, exist_ok=True)
+            _drive(ray, records, pending, settings, started)
+        except KeyboardInterrupt:
+            summary = summarize(records, time.monotonic() - started)
+            if os.path.isdir(settings.root):  # not yet when interrupted while Ray starts
+                write_report(settings.root, records, summary)
+            print(json.dumps(summary), flush=True)
+            raise
+        finally:
+            ray.shutdown()
+    summary = summarize(records, time.monotonic() - started)
+    write_report(settings.root, records, summary)
+    return summary
+
+
+__all__ = ["RunRecord", "RunSpec", "SweepSettings", "execute_run", "expand_braces", "make_grid", "run_dir",
+           "run_state", "summarize", "sweep", "train_command", "validate"]
