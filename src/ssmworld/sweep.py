@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -396,8 +397,16 @@ def _drive(ray: Any, records: dict[RunSpec, RunRecord], pending: deque[RunSpec],
                                            max_retries=0)  # every retry is the driver's, so attempts are counted
     in_flight: dict[Any, RunSpec] = {}
     display, changed = Display(settings.quiet, started), True
+    # Ctrl-C only sets a flag that the loop checks (at least once a second): a KeyboardInterrupt raised inside one of
+    # Ray's callbacks can be swallowed there (seen as a flaky test), so the interrupt is handled here, in one place.
+    interrupted = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
     try:
         while pending or in_flight:
+            if interrupted.is_set():
+                raise KeyboardInterrupt
             room = max(_room(ray, settings), 1)  # at least 1: a cluster joined with --address may autoscale
             while pending and len(in_flight) < room:
                 run = pending.popleft()
@@ -421,6 +430,8 @@ def _drive(ray: Any, records: dict[RunSpec, RunRecord], pending: deque[RunSpec],
             records[run].status = "interrupted"
         raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         display.close()
 
 
