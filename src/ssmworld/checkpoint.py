@@ -74,6 +74,11 @@ def list_checkpoints(root: str) -> list[str]:
     return [os.path.join(root, n) for n in names]
 
 
+def step_of(path: str) -> int:
+    """The env step of a checkpoint directory ``.../step-<step>``."""
+    return int(os.path.basename(path)[len(PREFIX):])
+
+
 def load(path: str, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
     """(tensors, state) of one checkpoint directory; CheckpointError if it is incomplete or corrupt."""
     try:

@@ -43,13 +43,7 @@ class Group:
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.reshape(-1) for p in params])
-        dist.all_reduce(flat)
-        flat /= self.world_size
-        offset = 0
-        for p in params:
-            p.grad.copy_(flat[offset:offset + p.numel()].view_as(p.grad))
-            offset += p.numel()
+        _all_mean([p.grad for p in params], self.world_size)
 
     def average_buffers(self, module: nn.Module) -> None:
         """Mean over ranks of every floating-point buffer. The EMAs in them are linear in their inputs, so the mean of
@@ -58,13 +52,7 @@ class Group:
             return
         buffers = [b for b in module.buffers() if b.is_floating_point()]
         if buffers:
-            flat = torch.cat([b.reshape(-1) for b in buffers])
-            dist.all_reduce(flat)
-            flat /= self.world_size
-            offset = 0
-            for b in buffers:
-                b.copy_(flat[offset:offset + b.numel()].view_as(b))
-                offset += b.numel()
+            _all_mean(buffers, self.world_size)
 
     def broadcast_module(self, module: nn.Module) -> None:
         """Copy rank 0's parameters and buffers to every rank (the start of a run: initialisations differ)."""
@@ -92,6 +80,17 @@ class Group:
     def barrier(self) -> None:
         if self.active:
             dist.barrier()
+
+
+def _all_mean(tensors: list[torch.Tensor], world_size: int) -> None:
+    """Replace each tensor in place by its mean over ranks: one all-reduce of them flattened together."""
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
 
 
 def setup(device: str = "auto") -> Group:

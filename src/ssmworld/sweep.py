@@ -159,10 +159,10 @@ def side_file(root: str, run: RunSpec, suffix: str) -> str:
 
 def latest_checkpoint_step(logdir: str) -> int | None:
     """Env step of the newest finished checkpoint in ``logdir``, None if there is none."""
-    from .checkpoint import PREFIX, list_checkpoints
+    from .checkpoint import list_checkpoints, step_of
 
     found = list_checkpoints(os.path.join(logdir, "checkpoints"))
-    return int(os.path.basename(found[-1])[len(PREFIX):]) if found else None
+    return step_of(found[-1]) if found else None
 
 
 def run_state(logdir: str) -> str:

@@ -313,7 +313,7 @@ class Trainer:
                 raise ValueError(f"{self.logdir} was trained with {state['world_size']} data-parallel ranks; resume "
                                  f"it with torchrun --nproc_per_node {state['world_size']}")
             return tensors, state
-        paths = {int(os.path.basename(p).split("-")[1]): p for p in checkpoint.list_checkpoints(root)}
+        paths = {checkpoint.step_of(p): p for p in checkpoint.list_checkpoints(root)}
         common = set.intersection(*(set(steps) for steps in self.group.gather(sorted(paths))))
         if not common:
             raise FileNotFoundError(f"no checkpoint step common to all {self.group.world_size} ranks under "
