@@ -11,11 +11,13 @@ from ssmworld.world_model import WorldModelConfig
 from .test_world_model import CORE_CFGS, batch
 
 
-def make_agent(core, discrete=True, policy_input="hidden", starts=None, imagination="posterior"):
+def make_agent(core, discrete=True, policy_input="hidden", starts=None, imagination="posterior",
+               continuous_gradient="dynamics"):
     torch.manual_seed(0)
     cfg = AgentConfig(
         world_model=WorldModelConfig(core=core, core_cfg=CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4),
-        actor_critic=ActorCriticConfig(units=32, layers=1), policy_input=policy_input, horizon=4,
+        actor_critic=ActorCriticConfig(units=32, layers=1, continuous_gradient=continuous_gradient),
+        policy_input=policy_input, horizon=4,
         imagination_starts=starts, imagination=imagination, imagination_context=4)
     return Agent({"vector": 5, "cue": 2}, 4, discrete, cfg)
 
@@ -30,6 +32,15 @@ def test_one_full_update(core, discrete):
     changed = {n.split(".")[0] + "." + n.split(".")[1] for n, p in agent.named_parameters()
                if not torch.equal(before[n], p)}
     assert {"world_model.core", "actor_critic.actor", "actor_critic.critic", "actor_critic.slow_critic"} <= changed
+
+
+def test_one_full_update_with_reinforce_for_continuous_actions():
+    agent = make_agent("s5", discrete=False, continuous_gradient="reinforce")
+    actor = [p.detach().clone() for p in agent.actor_critic.actor.parameters()]
+    metrics = agent.update(batch(continuous=True))
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values()), metrics
+    assert metrics["grad_norm_actor"] > 0
+    assert any(not torch.equal(a, p) for a, p in zip(actor, agent.actor_critic.actor.parameters()))
 
 
 def test_attention_core_needs_context_imagination():

@@ -109,3 +109,42 @@ def test_actor_loss_never_trains_the_critic(discrete):
         assert feat.grad is not None and feat.grad[1:].abs().sum() > 0  # through V(s_t), t >= 1
     critic_loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in ac.critic.parameters())
+
+
+def test_sample_in_bounds_keeps_the_gradient_of_samples_past_the_bounds():
+    from ssmworld.nn import BoundedNormal
+
+    torch.manual_seed(0)
+    mean_raw = torch.zeros(2000, 1, requires_grad=True)
+    dist = BoundedNormal(mean_raw, torch.full((2000, 1), 10.0))  # std ~1: about a third of the samples fall past +-1
+    action = dist.sample_in_bounds()
+    assert action.abs().max() <= 1.0 and (action.abs() == 1.0).float().mean() > 0.2
+    action.sum().backward()  # d action / d mean_raw = tanh'(0) = 1 for every sample, clamped or not
+    torch.testing.assert_close(mean_raw.grad, torch.ones_like(mean_raw))
+
+
+def test_reinforce_moves_a_continuous_policy_towards_the_best_action():
+    ac = make_actor_critic(discrete=False, entropy=0.0, continuous_gradient="reinforce")
+    assert not ac.backprop_dynamics
+    opt = torch.optim.Adam(ac.actor.parameters(), lr=1e-2)
+    feat = torch.ones(2, 256, 3)
+    for _ in range(150):
+        action = ac.policy(feat[0]).sample().clamp(-1, 1).detach()  # no gradient through the "dynamics"
+        reward = -(action - 0.5).square().sum(-1)[None]
+        actor_loss, _, _ = ac.loss(feat, action[None], reward, torch.ones(1, 256))
+        opt.zero_grad()
+        actor_loss.backward()
+        opt.step()
+    torch.testing.assert_close(ac.policy(feat[0, :1]).mode(), torch.full((1, 2), 0.5), atol=0.1, rtol=0)
+
+
+def test_dynamics_gradient_needs_a_differentiable_return():
+    """With backprop through the dynamics and a return that carries no gradient, the actor's mean learns nothing."""
+    ac = make_actor_critic(discrete=False, entropy=0.0)
+    feat = torch.ones(2, 64, 3)
+    action = ac.policy(feat[0]).sample().detach()
+    actor_loss, _, _ = ac.loss(feat, action[None], -(action - 0.5).square().sum(-1)[None], torch.ones(1, 64))
+    actor_loss.backward()
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in ac.actor.parameters())
+    with pytest.raises(ValueError, match="continuous_gradient"):
+        make_actor_critic(discrete=False, continuous_gradient="backprop")

@@ -71,6 +71,11 @@ def test_bernoulli_and_bounded_normal():
     reference = torch.distributions.Normal(n.mean, n.std)
     torch.testing.assert_close(n.log_prob(value), reference.log_prob(value).sum(-1))
     torch.testing.assert_close(n.entropy(), reference.entropy().sum(-1))
+    # values at the bounds (clamped samples) get the tail mass past them: a censored Normal
+    at_bounds = torch.tensor([[1.0, -1.0]])
+    upper = 0.5 * math.erfc((1 - math.tanh(0.5)) / (0.1 * math.sqrt(2)))  # P(X >= 1), mean tanh(0.5), std 0.1
+    lower = 0.5  # P(X <= -1), mean -1, std 1
+    torch.testing.assert_close(n.log_prob(at_bounds), torch.tensor([math.log(upper) + math.log(lower)]))
 
 
 def test_mlp_shapes_and_zero_output():

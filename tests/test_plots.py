@@ -85,6 +85,16 @@ def test_plot_runs_aggregates_over_tasks(tmp_path):
     assert (tmp_path / "agg.png").stat().st_size > 0
 
 
+def test_normalizer_per_suite():
+    from ssmworld.plots import normalizer
+
+    name, norm = normalizer("dmc:cartpole_balance", "eval/return_mean")
+    assert name == "max" and norm(450.0) == pytest.approx(0.45)
+    assert normalizer("dmc_vision:walker_walk", "episode/return")[0] == "max"
+    assert normalizer("dmc:cartpole_balance", "eval/success_rate")[0] == "raw"
+    assert normalizer("dmc:cartpole_balance", "eval/return_mean", {"dmc:cartpole_balance": (0.0, 500.0)})[0] == "min-max"
+
+
 def test_bad_input_is_one_clear_value_error(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no metrics.jsonl"):

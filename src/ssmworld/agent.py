@@ -141,9 +141,9 @@ class Agent(nn.Module):
 
         def policy(parts: dict[str, torch.Tensor]) -> torch.Tensor:
             dist = ac.policy(self.features(parts).detach())
-            return dist.sample() if self.discrete else dist.sample().clamp(-1, 1)
+            return dist.sample() if self.discrete else dist.sample_in_bounds()  # in [-1, 1], as in replay
 
-        with torch.set_grad_enabled(not self.discrete):  # continuous: backprop the return through the dynamics
+        with torch.set_grad_enabled(ac.backprop_dynamics):  # the return's gradient through the dynamics
             traj = wm.imagine(h, z, starts, policy, cfg.horizon)
         clock.append(_now(batch["action"].device))
         feat = self.features(traj)

@@ -68,6 +68,9 @@ class ActorCriticConfig:
     unimix: float = 0.01  # discrete actions
     min_std: float = 0.1  # continuous actions
     max_std: float = 1.0
+    # How continuous actions are trained: "dynamics" = the return's gradient through the imagined dynamics (R2I,
+    # DreamerV3 2023), "reinforce" = the score-function estimator, as for discrete actions (DreamerV3 2024).
+    continuous_gradient: str = "dynamics"
     slow_critic_fraction: float = 0.02  # EMA step of the slow critic after every update
     slow_critic_reg: float = 1.0  # weight of the pull towards the slow critic's prediction
 
@@ -77,10 +80,14 @@ class ActorCritic(nn.Module):
 
     Trajectory convention: states s_0 .. s_H as features (H+1, N, F); a_t ~ pi(s_t) for t < H: (H, N, A); reward and
     continue of the transition s_t -> s_{t+1}: (H, N). Discrete actions are one-hot and trained with REINFORCE;
-    continuous actions with the gradient of the return through the (differentiable) imagined dynamics."""
+    continuous actions with the gradient of the return through the (differentiable) imagined dynamics, or with
+    REINFORCE too (``continuous_gradient``)."""
 
     def __init__(self, feat_dim: int, action_dim: int, discrete: bool, cfg: ActorCriticConfig):
         super().__init__()
+        if cfg.continuous_gradient not in ("dynamics", "reinforce"):
+            raise ValueError(f"actor_critic: continuous_gradient must be 'dynamics' or 'reinforce', "
+                             f"got {cfg.continuous_gradient!r}")
         self.cfg, self.discrete, self.action_dim = cfg, discrete, action_dim
         self.actor = MLP(feat_dim, cfg.units, cfg.layers, action_dim if discrete else 2 * action_dim)
         self.critic = MLP(feat_dim, cfg.units, cfg.layers, 255, zero_output=True)
@@ -95,16 +102,21 @@ class ActorCritic(nn.Module):
         mean, std = out.chunk(2, -1)
         return BoundedNormal(mean, std, self.cfg.min_std, self.cfg.max_std)
 
+    @property
+    def backprop_dynamics(self) -> bool:
+        """Whether the actor learns from the return's gradient through the imagined dynamics (else REINFORCE)."""
+        return not self.discrete and self.cfg.continuous_gradient == "dynamics"
+
     def value(self, feat: torch.Tensor, slow: bool = False) -> torch.Tensor:
         return TwoHot((self.slow_critic if slow else self.critic)(feat)).mean
 
     def loss(self, feat: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, cont: torch.Tensor,
              start_cont: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """feat (H+1, N, F), action (H, N, A), reward and cont (H, N), start_cont (N,) = 1 - is_terminal of s_0.
-        Returns (actor loss, critic loss, metrics). For continuous actions feat, reward and cont must carry gradients
-        from the imagined dynamics back to the actions."""
+        Returns (actor loss, critic loss, metrics). With dynamics gradients (``backprop_dynamics``) feat, reward and
+        cont must carry gradients from the imagined dynamics back to the actions."""
         cfg = self.cfg
-        if self.discrete:  # one critic pass serves the returns (as constants) and the critic loss
+        if not self.backprop_dynamics:  # one critic pass serves the returns (as constants) and the critic loss
             critic_logits = self.critic(feat.detach())
             value = TwoHot(critic_logits).mean.detach()  # (H+1, N)
             critic_dist = TwoHot(critic_logits[:-1])
@@ -118,7 +130,7 @@ class ActorCritic(nn.Module):
         weight = torch.cumprod(torch.cat([start, cfg.gamma * cont[:-1]], 0), 0).detach()
         scale = self.normalizer.update(returns)
         policy = self.policy(feat[:-1].detach())
-        if self.discrete:
+        if not self.backprop_dynamics:
             advantage = ((returns - value[:-1]) / scale).detach()
             objective = policy.log_prob(action.detach()) * advantage
         else:

@@ -9,7 +9,8 @@ over episodes; other rows, e.g. ``eval/*``, are used as logged) and the curve is
 percentile-bootstrap confidence interval (2000 seeded resamples of the seeds).
 
 Aggregates (runs spanning >= 2 envs): per preset, each seed's final score (mean of the last 10% of its curve) per task,
-normalised (Atari returns: human-normalised; otherwise min-max over a given (random, best) pair, else raw), summarised
+normalised (Atari returns: human-normalised; DMC returns: / 1000; otherwise min-max over a given (random, best)
+pair, else raw), summarised
 by the interquartile mean (IQM) and the optimality gap with stratified-bootstrap confidence intervals: runs are
 resampled within each task, as in rliable (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice").
 """
@@ -190,7 +191,8 @@ def stratified_bootstrap_ci(task_scores: dict[str, np.ndarray], statistic: Stati
 def normalizer(env: str, metric: str,
                references: dict[str, tuple[float, float]] | None = None) -> tuple[str, Callable[[float], float]]:
     """(name, score -> normalised score) for one task: "min-max" by a given (random, best), else "human" for Atari
-    returns, else "raw"."""
+    returns, "max" (return / 1000) for DeepMind Control returns (every task's reward is in [0, 1] per control step
+    over 1000 steps, the scale DMC results are reported in), else "raw"."""
     if references and env in references:
         random, best = references[env]
         return "min-max", lambda s: (s - random) / (best - random)
@@ -202,6 +204,8 @@ def normalizer(env: str, metric: str,
         except ValueError:  # a game without reference scores stays raw rather than failing the whole plot
             return "raw", float
         return "human", lambda s: human_normalized(game, s)
+    if suite in ("dmc", "dmc_vision") and "return" in metric:
+        return "max", lambda s: s / 1000.0
     return "raw", float
 
 
@@ -260,8 +264,9 @@ def _draw(result: dict[str, Any], out: str) -> None:
         ax.set_visible(False)
     if agg is not None:
         kinds = set(agg["normalization"].values())
-        scale = {"human": "human-normalised", "min-max": "min-max normalised", "raw": "raw score"}.get(
-            kinds.pop(), "") if len(kinds) == 1 else "mixed normalisation"
+        names_of = {"human": "human-normalised", "min-max": "min-max normalised", "max": "return / 1000",
+                    "raw": "raw score"}
+        scale = names_of.get(kinds.pop(), "") if len(kinds) == 1 else "mixed normalisation"
         names = sorted(agg["presets"])
         for ax, key, label in zip(bottom.subplots(1, 2), ("iqm", "optimality_gap"), ("IQM", "Optimality gap")):
             for i, preset in enumerate(names):  # rliable style: the CI as a bar, the point estimate as a tick

@@ -128,9 +128,21 @@ class BoundedNormal:
     def mode(self) -> torch.Tensor:
         return self.mean
 
+    def sample_in_bounds(self) -> torch.Tensor:
+        """A sample clamped to [-1, 1] (the env's range) with the gradient of the unclamped sample: a plain clamp
+        would zero the gradient of every sample past a bound, i.e. of most samples once the mean saturates. (..., A)."""
+        action = self.sample()
+        return action + (action.clamp(-1, 1) - action).detach()
+
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """log p(value), summed over action dims. Values at the bounds +-1 are what ``sample_in_bounds`` returns for
+        every sample past them, so they get the Normal's tail mass there (a censored Normal): the density instead
+        would bias REINFORCE towards the bounds."""
         z = (value - self.mean) / self.std
-        return (-0.5 * z.square() - self.std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+        density = -0.5 * z.square() - self.std.log() - 0.5 * math.log(2 * math.pi)
+        upper = torch.special.log_ndtr((self.mean - 1) / self.std)  # log P(sample >= 1)
+        lower = torch.special.log_ndtr((-1 - self.mean) / self.std)  # log P(sample <= -1)
+        return torch.where(value >= 1, upper, torch.where(value <= -1, lower, density)).sum(-1)
 
     def entropy(self) -> torch.Tensor:
         return (0.5 + 0.5 * math.log(2 * math.pi) + self.std.log()).sum(-1)
