@@ -3,12 +3,12 @@
     OMP_NUM_THREADS=1 python benchmarks/open_loop.py RUN [RUN ...] [--episodes 2] [--every 25] [--horizon 15]
                                                      [--json benchmarks/open_loop_cartpole.json]
 
-For each run: play ``episodes`` episodes with the run's policy (sampled actions, as in training). Every ``every``
-steps, start imagination from the posterior of the real observation o_t (the core state carried through the episode
-so far) and feed the actions really taken next; decode the prior's (h, z) at k = 1..horizon and compare with the real
-o_{t+k}. Reported: root-mean-square error per observation dimension at k = 1, 5 and ``horizon``, averaged over starts
-(``symexp`` of the decoder's symlog output, in the observation's units). A model whose latent cannot represent the
-state shows a large error already at k = 1.
+The same episodes for every run: uniformly random actions (the prefill behaviour every run trained on), seeds
+0..episodes-1. The posterior is filtered along each episode as in training (z_t from o_t, core input (z_{t-1},
+a_{t-1})); every ``every`` steps, imagination starts from that state and is fed the actions really taken next; the
+prior's (h, z) at k = 1..horizon is decoded and compared with the real o_{t+k}. Reported: root-mean-square error per
+observation dimension at k = 1, 5 and ``horizon`` over the starts (``symexp`` of the decoder's symlog output, in the
+observation's units). A latent that cannot represent the state shows a large error already at k = 1.
 """
 
 from __future__ import annotations
@@ -35,25 +35,31 @@ def open_loop_errors(run: str, episodes: int, every: int, horizon: int, seed: in
         raise ValueError(f"{run}: open-loop errors are measured on one vector observation only")
     ((key, head),) = wm.decoder.items()
     env = envs.make(cfg.train.env, seed=seed, **cfg.train.env_options)
-    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     squared: dict[int, list[np.ndarray]] = {k: [] for k in range(1, horizon + 1)}
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
-        observations, actions, states, state, first, done = [obs], [], [], None, True, False
+        observations, actions, done = [obs], [], False
         while not done:
-            action, state = agent.act({k: v[None] for k, v in obs_to_tensors(obs, "cpu").items()},
-                                      torch.tensor([first]), state, explore=True)
-            states.append(state)  # after o_t: core state, z_t (posterior of o_t), a_t
-            actions.append(action)
-            obs, _, terminated, truncated, _ = env.step(to_env_actions(action[0].numpy(), env.action_space))
+            actions.append(rng.uniform(-1, 1, (1, agent.action_dim)).astype(np.float32))
+            obs, _, terminated, truncated, _ = env.step(to_env_actions(actions[-1][0], env.action_space))
             observations.append(obs)
-            first, done = False, terminated or truncated
-        for t in range(0, len(actions) - horizon, every):
-            core, z = states[t]["core"], states[t]["z"]
+            done = terminated or truncated
+        action = torch.as_tensor(np.concatenate(actions))  # (T, A)
+        core, z, prev = wm.core.initial(1), torch.zeros(1, wm.latent_dim), torch.zeros(1, agent.action_dim)
+        for t in range(len(actions) - horizon):
+            obs_t = {k: v[None] for k, v in obs_to_tensors(observations[t], "cpu").items()}
+            _, core = wm.core.step(wm.core_input(torch.cat([z, prev], -1)), core,
+                                   reset=torch.tensor([t == 0]))  # h_t from (z_{t-1}, a_{t-1})
+            z, prev = wm.latent(wm.encode(obs_t)).sample().flatten(-2), action[t:t + 1]
+            if t % every:
+                continue
+            imagined_core, imagined_z = core, z
             for k in range(1, horizon + 1):  # a_{t+k-1} was taken after o_{t+k-1}
-                h, core = wm.core.step(wm.core_input(torch.cat([z, actions[t + k - 1]], -1)), core)
-                z = wm.latent(wm.prior(h)).sample().flatten(-2)
-                predicted = symexp(head(wm.decoder_features(h, z)))[0].numpy()
+                u = wm.core_input(torch.cat([imagined_z, action[t + k - 1:t + k]], -1))
+                h, imagined_core = wm.core.step(u, imagined_core)
+                imagined_z = wm.latent(wm.prior(h)).sample().flatten(-2)
+                predicted = symexp(head(wm.decoder_features(h, imagined_z)))[0].numpy()
                 squared[k].append((predicted - observations[t + k][key]) ** 2)
     env.close()
     latent = f"{cfg.agent.world_model.latent_groups}x{cfg.agent.world_model.latent_classes}"

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from ssmworld.cli import main
-from ssmworld.sweep import (RunRecord, RunSpec, SweepSettings, _finish, execute_run, expand_braces, make_grid,
-                            run_state, train_command)
+from ssmworld.sweep import RunRecord, SweepSettings, _finish, execute_run, run_state, train_command
+from ssmworld.sweep_grid import RunSpec, expand_braces, make_grid
 
 RUN = ["--size", "debug", "--local-cpus", "2"]
 OVERRIDES = ["train.prefill=30", "train.eval_episodes=2"]  # positional: after the options

@@ -222,7 +222,8 @@ def _sweep(args: argparse.Namespace) -> int:
     import json
     import os
 
-    from .sweep import SweepSettings, make_grid, sweep
+    from .sweep import SweepSettings, sweep
+    from .sweep_grid import make_grid
 
     for name, low in (("seeds", 1), ("seed_start", 0), ("cpus_per_run", 1), ("gpus_per_run", 0), ("retries", 0),
                       ("local_cpus", 1)):
