@@ -170,5 +170,6 @@ def test_missing_rom_or_extra_names_the_fix(monkeypatch):
     with pytest.raises(ValueError, match=r"atari:Pong: ROM pong\.bin not found; install ale-py>=0\.9"):
         envs.make("atari:Pong")
     monkeypatch.setitem(sys.modules, "ale_py", None)  # `import ale_py` fails as if not installed
-    with pytest.raises(ValueError, match=r"atari:Pong needs the atari extra: pip install 'ssmworld\[atari\]'"):
+    with pytest.raises(ValueError, match=r"atari:Pong needs the atari extra: pip install -c constraints.txt "
+                                         r"-e '\.\[atari\]'"):
         envs.make("atari:Pong")

@@ -34,7 +34,8 @@ def test_train_resume_and_eval(tmp_path, capsys):
     assert code == 0 and json.loads(out.strip().splitlines()[-1])["steps"] == 100
     code, out, _ = run_cli(capsys, "eval", "--logdir", logdir, "--episodes", "4")
     result = json.loads(out)
-    assert code == 0 and result["episodes"] == 4 and result["step"] == 100 and 0 <= result["success_rate"] <= 1
+    assert code == 0 and result["eval_episodes"] == 4 and result["steps"] == 100
+    assert 0 <= result["eval_success_rate"] <= 1
 
 
 @pytest.mark.parametrize("args,message", [

@@ -223,7 +223,8 @@ def test_bad_suite_ids_give_one_clear_error(bad, message):
 def test_missing_extra_gives_pip_hint(monkeypatch, env_id, module):
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail as if it were not installed
     extra = env_id.split(":")[0]
-    with pytest.raises(ValueError, match=rf"needs the {extra} extra: pip install 'ssmworld\[{extra}\]'"):
+    with pytest.raises(ValueError, match=rf"needs the {extra} extra: pip install -c constraints.txt "
+                                         rf"-e '\.\[{extra}\]'"):
         envs.make(env_id)
 
 

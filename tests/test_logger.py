@@ -22,8 +22,8 @@ def test_progress_line_shows_rates_of_the_last_window(monkeypatch):
     log = Logger(None, 1000, console=Console(file=out, width=200), print_every=30.0)
     log.progress(0, 0)  # opens the first rate window and prints
     now[0] = 102.0
-    log.progress(50, 10)  # window too short: rates unchanged
-    assert (log.fps, log.updates_per_second) == (0.0, 0.0)
+    log.progress(50, 10)  # window too short: no rate yet
+    assert log.fps is None
     now[0] = 110.0
     log.progress(100, 40)  # 100 steps and 40 updates in 10 s
     assert (log.fps, log.updates_per_second) == (10.0, 4.0)
@@ -31,4 +31,22 @@ def test_progress_line_shows_rates_of_the_last_window(monkeypatch):
     log.progress(400, 100)  # 300 steps and 60 updates in 30 s; 30 s since the last line: a new one
     assert (log.fps, log.updates_per_second) == (10.0, 2.0)
     lines = out.getvalue().splitlines()
-    assert lines == ["step 0/1000 | 0 fps | 0.0 upd/s", "step 400/1000 | 10 fps | 2.0 upd/s"]
+    assert lines == ["step 0/1000 | measuring speed", "step 400/1000 | 10 fps | 2.0 upd/s | ETA 0:01:00"]
+
+
+def test_progress_line_during_prefill_shows_no_rate_or_eta(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(logger_module.time, "monotonic", lambda: now[0])
+    out = io.StringIO()
+    log = Logger(None, 1000, console=Console(file=out, width=200), print_every=0.0, learning_starts=500)
+    log.progress(100, 0)
+    now[0] = 110.0
+    log.progress(400, 0)  # fast random steps: no rate, no ETA
+    assert log.fps is None
+    log.progress(500, 1)  # learning starts: the rate window opens here
+    now[0] = 120.0
+    log.progress(520, 10)
+    assert log.fps == 2.0
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == [f"step {n}/1000 | prefill (random actions) to step 500" for n in (100, 400)]
+    assert lines[-1] == "step 520/1000 | 2 fps | 0.9 upd/s | ETA 0:04:00"

@@ -96,7 +96,7 @@ def test_bad_ids_and_options_give_one_clear_error(bad, options, message):
 
 def test_missing_extra_gives_pip_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "labmaze", None)  # as if not installed
-    hint = r"memorymaze:9x9 needs the memorymaze extra: pip install 'ssmworld\[memorymaze\]'"
+    hint = r"memorymaze:9x9 needs the memorymaze extra: pip install -c constraints.txt -e '\.\[memorymaze\]'"
     with pytest.raises(ValueError, match=hint):
         envs.make("memorymaze:9x9")
 

@@ -107,6 +107,6 @@ def test_bad_ids_and_options_give_one_clear_error(bad, options, message):
 
 def test_missing_extra_gives_pip_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "minigrid", None)  # as if not installed
-    hint = r"minigrid:MemoryS7 needs the minigrid extra: pip install 'ssmworld\[minigrid\]'"
+    hint = r"minigrid:MemoryS7 needs the minigrid extra: pip install -c constraints.txt -e '\.\[minigrid\]'"
     with pytest.raises(ValueError, match=hint):
         envs.make("minigrid:MemoryS7")

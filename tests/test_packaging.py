@@ -46,7 +46,9 @@ def test_cli_bad_input_exits_2_with_one_line():
 
 def test_cli_lists_cores():
     proc = run_cli("list", "cores")
-    assert proc.returncode == 0 and proc.stdout.split() == ["attention", "gru", "mamba", "mamba2", "s5"]
+    names = [line[:-1] for line in proc.stdout.splitlines() if not line.startswith(" ")]
+    assert proc.returncode == 0 and names == ["attention", "gru", "mamba", "mamba2", "s5"]
+    assert "  state_size = 64  # P, complex states per layer" in proc.stdout  # each core's options, described
 
 
 def test_quickstart_train_command_is_valid():
@@ -62,5 +64,5 @@ def test_quickstart_train_command_is_valid():
     words = shlex.split(readme_commands()[0].split("&&")[-1])
     args = _parser().parse_args(words[words.index("ssmworld") + 1:])
     assert args.command == "train" and args.steps > 0
-    cfg = load_config(args.preset, args.size, args.env, args.overrides)
+    cfg = load_config(args.preset or "r2i", args.size or "small", args.env, args.overrides)
     Trainer(cfg, quiet=True).vec.close()

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 ARGS = ["--size", "debug", "--env", "builtin:recall/3", "--steps", "700", "--quiet", "train.prefill=40",
         "train.checkpoint_every=60", "train.log_every=20", "train.eval_every=150", "train.eval_episodes=3",
         "train.sampler=dfs"]
@@ -24,7 +26,10 @@ def comparable(logdir: str) -> list[dict]:
     return [{k: v for k, v in row.items() if not k.startswith("perf/") and "seconds_" not in k} for row in rows]
 
 
-def test_sigkill_and_resume_give_the_metrics_of_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
+def test_kill_or_interrupt_and_resume_give_the_metrics_of_an_uninterrupted_run(tmp_path, sig):
+    """SIGKILL: resume from the last periodic checkpoint; SIGINT/SIGTERM: the run writes a checkpoint where it stops
+    (with its episodes in progress) and exits with 128 + the signal. The kill time is seeded: a failure replays."""
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
     reference = start(*ARGS, "--logdir", whole)
     victim = start(*ARGS, "--logdir", killed)
@@ -34,12 +39,15 @@ def test_sigkill_and_resume_give_the_metrics_of_an_uninterrupted_run(tmp_path):
                                                   for n in os.listdir(checkpoints))):
         assert victim.poll() is None and time.time() < deadline, victim.stderr.read() if victim.poll() else "timeout"
         time.sleep(0.05)
-    time.sleep(random.Random().uniform(0.0, 1.0))
-    victim.send_signal(signal.SIGKILL)
-    assert victim.wait() == -signal.SIGKILL
+    time.sleep(random.Random(int(sig)).uniform(0.0, 1.0))
+    victim.send_signal(sig)
+    code = victim.wait()
+    assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 128 + sig), victim.stderr.read()
     assert reference.wait() == 0, reference.stderr.read()
     rows_before = comparable(killed)
     assert rows_before[-1]["step"] < 700  # it really was interrupted
+    if sig != signal.SIGKILL:
+        assert "--resume" in victim.stderr.read()  # the message says how to continue
     resumed = start("--logdir", killed, "--resume", "--quiet")
     assert resumed.wait() == 0, resumed.stderr.read()
     expected, got = comparable(whole), comparable(killed)

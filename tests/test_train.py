@@ -219,7 +219,7 @@ def test_life_loss_is_a_world_model_termination_target_only(flag):
     trainer = Trainer(cfg, quiet=True)
     trainer.vec = gym.vector.SyncVectorEnv([LifeLossEnv], autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
     trainer.obs, _ = trainer.vec.reset(seed=0)
-    trainer._evaluate = lambda: {}
+    trainer._evaluate = lambda *args, **kwargs: {}
     trainer.run()
     data = trainer.replay.chunks[0].data
     assert data["is_last"][:14].tolist() == [t in (6, 13) for t in range(14)]  # the episode went on after the loss

@@ -11,6 +11,7 @@ from torch import nn
 
 from .behavior import ActorCritic, ActorCriticConfig
 from .distributed import Group
+from .errors import UserError
 from .optim import LaProp
 from .world_model import WorldModel, WorldModelConfig
 
@@ -23,22 +24,22 @@ class AgentConfig:
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
     policy_input: str = "hidden"  # R2I: "output" (h, z), "hidden" (z, x), "full" (h, z, x); control: "latent" (z)
-    horizon: int = 15
+    horizon: int = 15  # imagination steps per start state
     # Where imagination starts: "posterior" = the core state at every step of the training pass (R2I), or "context" =
     # a fresh core pass over the last ``imagination_context`` real steps before a random step of the batch (Drama;
     # works for every core, including attention, whose per-step states are not materialised).
     imagination: str = "posterior"
-    imagination_context: int = 8
+    imagination_context: int = 8  # real steps re-encoded before each imagination start (agent.imagination=context)
     imagination_starts: int | None = None  # random subset of the B*T posterior states (None: all, as R2I)
-    model_lr: float = 1e-4
-    model_eps: float = 1e-8
-    model_clip: float = 1000.0
+    model_lr: float = 1e-4  # world-model learning rate
+    model_eps: float = 1e-8  # world-model optimiser epsilon
+    model_clip: float = 1000.0  # world-model gradient-norm clip
     model_warmup: int = 0  # updates of linear learning-rate warm-up for the world model (Drama: 1000)
     optimizer: str = "adam"  # adam | laprop (Drama's option; ssmworld/optim.py), for all three parts
-    actor_lr: float = 3e-5
-    critic_lr: float = 3e-5
-    actor_critic_eps: float = 1e-5
-    actor_critic_clip: float = 100.0
+    actor_lr: float = 3e-5  # actor learning rate
+    critic_lr: float = 3e-5  # critic learning rate
+    actor_critic_eps: float = 1e-5  # actor and critic optimiser epsilon
+    actor_critic_clip: float = 100.0  # actor and critic gradient-norm clip
 
 
 class Agent(nn.Module):
@@ -47,9 +48,9 @@ class Agent(nn.Module):
         """obs_shapes: vector sizes (n,) or image shapes (H, W, C) by key (see WorldModel)."""
         super().__init__()
         if cfg.policy_input not in POLICY_INPUTS:
-            raise ValueError(f"agent: policy_input must be one of {sorted(POLICY_INPUTS)}, got {cfg.policy_input!r}")
+            raise UserError(f"agent: policy_input must be one of {sorted(POLICY_INPUTS)}, got {cfg.policy_input!r}")
         if cfg.imagination not in ("posterior", "context") or cfg.imagination_context < 1:
-            raise ValueError(f"agent: imagination must be 'posterior' or 'context' (with imagination_context >= 1), "
+            raise UserError(f"agent: imagination must be 'posterior' or 'context' (with imagination_context >= 1), "
                              f"got {cfg.imagination!r}, {cfg.imagination_context}")
         self.cfg, self.discrete, self.action_dim = cfg, discrete, action_dim
         self.world_model = WorldModel(obs_shapes, action_dim, cfg.world_model)
@@ -60,7 +61,7 @@ class Agent(nn.Module):
         ac = self.actor_critic
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # in checkpoints: the warm-up resumes
         if cfg.optimizer not in ("adam", "laprop"):
-            raise ValueError(f"agent: optimizer must be 'adam' or 'laprop', got {cfg.optimizer!r}")
+            raise UserError(f"agent: optimizer must be 'adam' or 'laprop', got {cfg.optimizer!r}")
         optimizer = torch.optim.Adam if cfg.optimizer == "adam" else LaProp
         self.model_opt = optimizer(self.world_model.parameters(), cfg.model_lr, eps=cfg.model_eps)
         self.actor_opt = optimizer(ac.actor.parameters(), cfg.actor_lr, eps=cfg.actor_critic_eps)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .errors import UserError
 from .nn import MLP, BoundedNormal, TwoHot
 from .nn.distributions import onehot, sample_index
 
@@ -60,14 +61,14 @@ class ReturnNormalizer(nn.Module):
 
 @dataclass
 class ActorCriticConfig:
-    units: int = 256
-    layers: int = 2
-    gamma: float = 1 - 1 / 333
-    lam: float = 0.95
-    entropy: float = 3e-4
+    units: int = 256  # hidden units of the actor and critic MLPs
+    layers: int = 2  # hidden layers of the actor and critic MLPs
+    gamma: float = 1 - 1 / 333  # discount per step (DreamerV3: 1 - 1/333)
+    lam: float = 0.95  # lambda of the lambda-returns
+    entropy: float = 3e-4  # actor entropy bonus (scaled by the return normalisation)
     unimix: float = 0.01  # discrete actions
     min_std: float = 0.1  # continuous actions
-    max_std: float = 1.0
+    max_std: float = 1.0  # largest std of the continuous-action Normal
     # How continuous actions are trained: "dynamics" = the return's gradient through the imagined dynamics (R2I,
     # DreamerV3 2023), "reinforce" = the score-function estimator, as for discrete actions (DreamerV3 2024).
     continuous_gradient: str = "dynamics"
@@ -86,7 +87,7 @@ class ActorCritic(nn.Module):
     def __init__(self, feat_dim: int, action_dim: int, discrete: bool, cfg: ActorCriticConfig):
         super().__init__()
         if cfg.continuous_gradient not in ("dynamics", "reinforce"):
-            raise ValueError(f"actor_critic: continuous_gradient must be 'dynamics' or 'reinforce', "
+            raise UserError(f"actor_critic: continuous_gradient must be 'dynamics' or 'reinforce', "
                              f"got {cfg.continuous_gradient!r}")
         self.cfg, self.discrete, self.action_dim = cfg, discrete, action_dim
         self.actor = MLP(feat_dim, cfg.units, cfg.layers, action_dim if discrete else 2 * action_dim)

@@ -35,7 +35,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .bench import CORE_CONFIGS, _peak_rss_mb, _rss_mb, _torch_version, _write_json_atomic
+from .bench import (
+    CORE_CONFIGS,
+    _peak_rss_mb,
+    _rss_mb,
+    _torch_version,
+    _write_json_atomic,
+)
+from .errors import UserError
 
 FAST, SLOW = "s5", "gru"  # the ratio reported is SLOW / FAST
 
@@ -193,7 +200,7 @@ def bench_world_model(settings: WorldModelBenchSettings, json_path: str | None =
     console = console or Console()
     unknown = [c for c in settings.cores if c not in CORE_CONFIGS]
     if unknown:
-        raise ValueError(f"unknown core(s) {unknown}; available: {', '.join(CORE_CONFIGS)}")
+        raise UserError(f"unknown core(s) {unknown}; available: {', '.join(CORE_CONFIGS)}")
     plan = [(c, T) for T in settings.lengths for c in settings.cores]
     results: list[dict[str, Any]] = []
     started = time.perf_counter()

@@ -21,10 +21,12 @@ from typing import Any
 
 import torch
 
+from .errors import UserError
+
 PREFIX = "step-"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """No loadable checkpoint."""
 
 

@@ -10,16 +10,21 @@
     ssmworld bench cores [--quick] [--json PATH] [--threads N] [--cores s5,mamba] [--lengths 64,256]
     ssmworld bench world-model [--quick] [--json PATH] [--lengths 256,1024] [--batch 4] [--width 256]
                                [--cores mamba2,attention] [--imagination context] [--horizon 16] [--starts 1024]
-    ssmworld list cores|envs|presets|keys [suite]
+    ssmworld list cores|envs|presets [suite]
+    ssmworld list keys [--preset P] [--size S] [--env E]
+    ssmworld config [--preset P] [--size S] [--env E] [a.b=value ...] | --logdir runs/x
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import os
+import signal
 import sys
 
 from . import __version__
+from .errors import Interrupted, UserError
 
 
 def _int_list(text: str) -> list[int]:
@@ -37,6 +42,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _preset_names() -> list[str]:
+    """The presets' names, read without importing torch (config.preset_names does the same via the config module)."""
+    from importlib import resources
+
+    return sorted(p.name[:-5] for p in resources.files("ssmworld.presets").iterdir() if p.name.endswith(".yaml"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,8 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     wm.add_argument("--starts", type=int, help="imagination start states (default 256)")
 
     train = commands.add_parser("train", help="train an agent (a new run, or --resume one)")
-    train.add_argument("--preset", default="r2i", help="r2i | dreamerv3 (see `ssmworld list presets`)")
-    train.add_argument("--size", default="small", help="debug | small | paper (default small: CPU-practical)")
+    train.add_argument("--preset", help=f"{' | '.join(_preset_names())} (default r2i; `ssmworld list presets`)")
+    train.add_argument("--size", help="debug | small | paper (default small: CPU-practical)")
     train.add_argument("--env", help="suite:task, e.g. bsuite:memory_len/10 (see `ssmworld list envs`)")
     train.add_argument("--steps", type=int, help="env steps (default: the preset's)")
     train.add_argument("--seed", type=int, help="seed of everything in the run (default 0)")
@@ -111,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
                           "the world model's open-loop imagination (image envs)")
     evaluate.add_argument("--context", type=int, default=5, help="real steps the model sees before imagining (video)")
 
-    plot = commands.add_parser("plot", help="learning curves (mean, 95% bootstrap CI over seeds) and aggregates")
+    plot = commands.add_parser("plot", help="learning curves (mean, 95%% bootstrap CI over seeds) and aggregates")
     plot.add_argument("runs", nargs="+", help="run directories, or directories holding them such as a sweep root "
                       "(seeds of one env+preset are grouped)")
     plot.add_argument("--out", required=True, help="figure path (.png, .pdf, .svg)")
@@ -127,6 +139,18 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list available components")
     listing.add_argument("what", choices=["cores", "envs", "presets", "keys"])
     listing.add_argument("suite", nargs="?", help="with `envs`: list the tasks of this suite")
+    for name, text in (("--preset", "with `keys`: the preset whose values are shown (default r2i)"),
+                       ("--size", "with `keys`: the size (default small)"),
+                       ("--env", "with `keys`: the env id, which selects the suite overlay")):
+        listing.add_argument(name, help=text)
+
+    config = commands.add_parser("config", help="print the resolved configuration of a run, each value with the "
+                                 "layer that set it (preset, size, suite overlay, command line)")
+    config.add_argument("--preset", help="preset (default r2i)")
+    config.add_argument("--size", help="debug | small | paper (default small)")
+    config.add_argument("--env", help="suite:task (selects the suite overlay)")
+    config.add_argument("--logdir", help="print this run's config.yaml instead (sources are not recorded)")
+    config.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, as for train")
     return parser
 
 
@@ -172,7 +196,6 @@ def _bench_cores(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     import json
-    import os
 
     from .config import load_config, load_yaml
     from .distributed import setup
@@ -184,23 +207,33 @@ def _train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if os.path.exists(args.logdir) and not os.path.isdir(args.logdir):
+        return _fail(f"--logdir {args.logdir} is a file; give a directory (it is created if missing)")
     if args.resume:
         path = os.path.join(args.logdir, "config.yaml")
         if not os.path.exists(path):
             return _fail(f"--resume: {path} not found; start a new run without --resume")
-        if args.overrides or args.env or args.seed is not None:
-            return _fail("--resume keeps the run's config; only --steps may change")
+        given = [f"--{name}" for name in ("preset", "size", "env", "seed") if getattr(args, name) is not None]
+        if args.overrides or given:
+            return _fail(f"--resume keeps the run's config ({', '.join(given + args.overrides)} given); only "
+                         "--steps, --device and --threads may change")
         cfg = load_yaml(path)
         if args.steps is not None:
             cfg.train.steps = args.steps
         if args.device:  # a run may move between machines
             cfg.train.device = args.device
         group = setup(cfg.train.device)  # data-parallel ranks under torchrun; a single process otherwise
-        trainer = Trainer(cfg, args.logdir, resume=True, quiet=args.quiet, group=group)
+        fresh = not _has_checkpoint(args.logdir)
+        if fresh and group.main:  # stopped before its first checkpoint: start it again, from its own config
+            print(f"ssmworld: {args.logdir} has no checkpoint yet: starting the run again from step 0", file=sys.stderr)
+            _clear_run(args.logdir)
+        group.barrier()
+        trainer = Trainer(cfg, args.logdir, resume=not fresh, quiet=args.quiet, group=group)
     else:
         if os.path.isdir(args.logdir) and os.listdir(args.logdir):
-            return _fail(f"logdir {args.logdir} is not empty; use --resume to continue it or choose another --logdir")
-        cfg = load_config(args.preset, args.size, args.env, args.overrides)
+            return _fail(f"logdir {args.logdir} is not empty; continue its run with `ssmworld train --logdir "
+                         f"{args.logdir} --resume`, or choose another --logdir (or delete it: rm -r {args.logdir})")
+        cfg = load_config(args.preset or "r2i", args.size or "small", args.env, args.overrides)
         if args.steps is not None:
             cfg.train.steps = args.steps
         if args.seed is not None:
@@ -212,10 +245,31 @@ def _train(args: argparse.Namespace) -> int:
         trainer = Trainer(cfg, quiet=args.quiet, group=group)  # validates env, spaces, options before the logdir
         os.makedirs(args.logdir, exist_ok=True)
         trainer.logdir = args.logdir
-    summary = trainer.run()
+    summary = trainer.run(handle_signals=True)
     if group.main:
         print(json.dumps(summary))
+        if not args.quiet:
+            print(f"ssmworld: run in {args.logdir} (metrics.jsonl, checkpoints). Next: ssmworld eval --logdir "
+                  f"{args.logdir} | ssmworld plot {args.logdir} --out {os.path.join(args.logdir, 'curves.png')} | "
+                  f"ssmworld export --logdir {args.logdir} --out exported/ | more steps: ssmworld train --logdir "
+                  f"{args.logdir} --resume --steps N", file=sys.stderr)
     return 0
+
+
+def _has_checkpoint(logdir: str) -> bool:
+    from .checkpoint import list_checkpoints
+
+    return bool(list_checkpoints(os.path.join(logdir, "checkpoints")))
+
+
+def _clear_run(logdir: str) -> None:
+    """Remove what a run that never checkpointed wrote (metrics, replay, events), keeping config.yaml."""
+    import shutil
+
+    for name in os.listdir(logdir):
+        if name != "config.yaml":
+            path = os.path.join(logdir, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -259,7 +313,9 @@ def _eval(args: argparse.Namespace) -> int:
         result["video"] = dict(path=args.video, **record_episode(
             agent, cfg.train.env, args.video, seed=args.seed, context=args.context, explore=args.explore,
             env_options=cfg.train.env_options))
-    print(json.dumps({"logdir": args.logdir, "env": cfg.train.env, "step": step, **result}))
+    # the keys of train's summary: env, steps, eval_<metric>
+    print(json.dumps({"logdir": args.logdir, "env": cfg.train.env, "steps": step,
+                      **{f"eval_{k}" if k != "video" else k: v for k, v in result.items()}}))
     return 0
 
 
@@ -285,20 +341,29 @@ def _export(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     if args.what == "cores":
-        from .sequence import CORES
+        import dataclasses
 
-        print("\n".join(sorted(CORES)))
+        from .config_docs import field_descriptions
+        from .sequence import CORES, core_class
+
+        for name in sorted(CORES):  # each core's options: sequence.make(name, input_dim, **options)
+            cls = core_class(name).Config
+            print(f"{name}:")
+            for f in dataclasses.fields(cls):
+                print(f"  {f.name} = {f.default!r}  # {field_descriptions(cls).get(f.name, '')}")
     elif args.what == "presets":
         from .config import preset_names, read_preset
 
         for name in preset_names():
             print(f"{name:12s} {read_preset(name).get('description', '')}")
     elif args.what == "keys":
-        from .config import Config, _get, leaf_keys
+        from .config import load_config
+        from .config_docs import config_rows
 
-        default = Config()
-        for key in leaf_keys():
-            print(f"{key} = {_get(default, key)!r}")
+        cfg = load_config(args.preset or "r2i", args.size or "small", args.env)
+        print(f"# keys of {cfg.preset}/{cfg.size} on {cfg.train.env}: key = value  # description")
+        for key, value, _, description in config_rows(cfg):
+            print(f"{key} = {value!r}  # {description}")
     else:
         from .envs import SUITES, list_tasks
 
@@ -310,8 +375,33 @@ def _list(args: argparse.Namespace) -> int:
                     raise
                 print(f"{suite}:  ({err})")
                 continue
-            shown = tasks if args.suite else tasks[:5] + ([f"... {len(tasks) - 5} more"] if len(tasks) > 5 else [])
+            if args.suite:  # one id per line: greppable
+                print("\n".join(f"{suite}:{task}" for task in tasks))
+                continue
+            shown = tasks[:5] + ([f"... {len(tasks) - 5} more"] if len(tasks) > 5 else [])
             print(f"{suite}:  " + "  ".join(shown))
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from .config import load_config, load_yaml
+    from .config_docs import config_rows
+
+    sources: dict[str, str] = {}
+    if args.logdir:
+        if args.preset or args.size or args.env or args.overrides:
+            return _fail("--logdir prints a run's config; it takes no --preset, --size, --env or overrides")
+        path = os.path.join(args.logdir, "config.yaml")
+        if not os.path.exists(path):
+            return _fail(f"{path} not found: is {args.logdir} a run directory?")
+        cfg = load_yaml(path)
+        sources = {"": path}
+    else:
+        cfg = load_config(args.preset or "r2i", args.size or "small", args.env, args.overrides, sources)
+    rows = config_rows(cfg, sources)
+    width = max(len(f"{key} = {value!r}") for key, value, _, _ in rows)
+    for key, value, source, _ in rows:
+        print(f"{f'{key} = {value!r}':{width}}  # {source if source != 'default' or not args.logdir else path}")
     return 0
 
 
@@ -340,7 +430,13 @@ def _bench_world_model(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from .runtime import tune_cpu_allocator
 
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse stops collecting key=value overrides at the first option after them: take the later ones too
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     tune_cpu_allocator()
     try:
         if args.command == "bench" and args.what == "cores":
@@ -359,10 +455,19 @@ def main(argv: list[str] | None = None) -> int:
             return _plot(args)
         if args.command == "list":
             return _list(args)
-    except (ValueError, KeyError, FileNotFoundError) as err:  # bad input: config, env id, spaces, checkpoints
-        return _fail(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err))
+        if args.command == "config":
+            return _config(args)
+    except UserError as err:  # bad input: config, env id, spaces, files; anything else is a bug: a traceback
+        return _fail(str(err))
+    except Interrupted as err:  # SIGINT / SIGTERM during training: a checkpoint was written
+        print(f"ssmworld: interrupted: {err}", file=sys.stderr)
+        return 128 + err.signum
     except KeyboardInterrupt:
-        return _fail("interrupted")
+        print("ssmworld: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except BrokenPipeError:  # `ssmworld list envs | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
     except FloatingPointError as err:  # a diverged run: not bad input, but one clear line too
         print(f"ssmworld: error: training diverged: {err}", file=sys.stderr)
         return 1

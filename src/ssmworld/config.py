@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from .agent import AgentConfig
+from .errors import UserError
 
 SIZES = ("debug", "small", "paper")
 
@@ -35,7 +36,7 @@ class TrainConfig:
     env: str = "builtin:recall/5"  # suite:task (see `ssmworld list envs`)
     env_options: dict[str, Any] = field(default_factory=dict)  # suite options, e.g. {sticky: 0.25} for atari
     steps: int = 50_000  # env steps, summed over envs
-    seed: int = 0
+    seed: int = 0  # seeds everything in the run: weights, envs, replay sampling, actions
     envs: int = 1  # environments stepped together (gymnasium vector API)
     batch_size: int = 16  # B sequences per update
     sequence_length: int = 64  # T steps per sequence
@@ -43,31 +44,40 @@ class TrainConfig:
     prefill: int = 1000  # env steps with uniform random actions before learning starts
     replay_capacity: int = 1_000_000  # steps (FIFO)
     replay_chunk: int = 256  # steps per replay chunk (>= sequence_length)
+    # What a training sequence remembers from before its first step: "window" = nothing (it starts from the core's
+    # initial state), "episode" = the episode so far: the core state entering its first step is recomputed without
+    # gradient over up to context_length earlier steps of its episode (gradients stay inside the window).
+    context: str = "window"
+    context_length: int = 4096  # train.context=episode: at most this many earlier steps of the episode are replayed
     life_loss_terminal: bool = False  # atari: a lost life is a termination target for the world model only (Drama)
     sampler: str = "uniform"  # uniform | recency | dfs (Drama's dynamic frequency-based sampling)
-    dfs_temperature: float = 10.0
+    dfs_temperature: float = 10.0  # tau of DFS: p_i = softmax(-n_i / tau); larger is closer to uniform
     # Where imagination contexts come from with agent.imagination=context: windows of the world-model batch ("batch"),
     # or separate draws from replay ("replay": with sampler=dfs, Drama's m_i rule; drama.md §4)
     imagination_contexts: str = "batch"
     eval_every: int = 10_000  # env steps between evaluations (0: only at the end)
-    eval_episodes: int = 10
+    eval_episodes: int = 10  # greedy-policy episodes per evaluation
     log_every: int = 1_000  # env steps between train/ and perf/ metric rows
     checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints (and one at the end)
     checkpoint_every: int = 0  # also every this many env steps (0: off); deterministic, for exact-resume tests
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # newest checkpoints kept on disk (older ones are deleted)
+    # Stop when solved (as SB3's StopTrainingOnRewardThreshold): end the run at the first evaluation whose
+    # stop_metric (success_rate | return_mean) is >= stop_at; None: train for all the steps
+    stop_at: float | None = None
+    stop_metric: str = "success_rate"  # the evaluation metric train.stop_at compares: success_rate | return_mean
     minutes: float = 0.0  # wall-clock budget of this invocation: stop (evaluate, checkpoint) after it; 0 = none
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
 
 
 @dataclass
 class Config:
-    preset: str = "r2i"
-    size: str = "small"
+    preset: str = "r2i"  # the preset the run was built from (presets/<name>.yaml)
+    size: str = "small"  # debug | small | paper: the preset size (tests, CPU-practical, the published sizes)
     train: TrainConfig = field(default_factory=TrainConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A bad preset, key or value. The message is one line saying what is wrong and what is accepted."""
 
 
@@ -79,7 +89,9 @@ def preset_names() -> list[str]:
 def read_preset(name: str) -> dict[str, Any]:
     names = preset_names()
     if name not in names:
-        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(names)}")
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"unknown preset {name!r}; {hint}available: {', '.join(names)}")
     data = yaml.safe_load(resources.files("ssmworld.presets").joinpath(f"{name}.yaml").read_text()) or {}
     unknown = set(data) - {"description", "extends", "base", "sizes", "suites"}
     if unknown:
@@ -106,20 +118,30 @@ def preset_layers(name: str, size: str, suite: str, seen: tuple[str, ...] = ()) 
 
 
 def load_config(preset: str = "r2i", size: str = "small", env: str | None = None,
-                overrides: list[str] | dict[str, Any] | None = None) -> Config:
-    """Build the config of a run (see the module docstring for the order of layers)."""
+                overrides: list[str] | dict[str, Any] | None = None, sources: dict[str, str] | None = None
+                ) -> Config:
+    """Build the config of a run (see the module docstring for the order of layers). ``sources``, if given, is filled
+    with {dotted key: the layer that last set it} (``ssmworld config``)."""
+    sources = {} if sources is None else sources
     if size not in SIZES:
-        raise ConfigError(f"unknown size {size!r}; available: {', '.join(SIZES)}")
+        close = difflib.get_close_matches(size, SIZES, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"unknown size {size!r}; {hint}available: {', '.join(SIZES)}")
     cfg = Config(preset=preset, size=size)
     if env is not None:
         cfg.train.env = env
     suite = cfg.train.env.partition(":")[0]
     for origin, layer in preset_layers(preset, size, suite):
         apply_overrides(cfg, layer, origin=origin)
+        sources.update(dict.fromkeys(layer, origin))
+    sources.update(preset="--preset", size="--size")
     if env is not None:
         cfg.train.env = env
+        sources["train.env"] = "--env"
     if overrides:
         apply_overrides(cfg, overrides)
+        items = [parse_override(o)[0] for o in overrides] if isinstance(overrides, list) else list(overrides)
+        sources.update(dict.fromkeys(items, "command line"))
         if cfg.train.env.partition(":")[0] != suite:
             raise ConfigError("set the env with --env (it selects the suite overlay), not with train.env=")
     return cfg

@@ -13,6 +13,7 @@ import torch
 from . import checkpoint, envs
 from .agent import Agent, AgentConfig
 from .config import Config, load_yaml
+from .errors import UserError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -20,7 +21,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use device=cpu or auto")
+        raise UserError(f"device {name!r} requested but CUDA is not available; use device=cpu or auto")
     return device
 
 
@@ -29,19 +30,19 @@ def space_dims(observation_space: gym.Space, action_space: gym.Space
     """(observation shapes by key, action size, discrete?) of one env; ValueError for what we cannot model.
     Accepted observations: flat float vectors (n,) and uint8 images (H, W, C)."""
     if not isinstance(observation_space, gym.spaces.Dict):
-        raise ValueError(f"observation space must be a Dict (envs.make returns one), got {observation_space}")
+        raise UserError(f"observation space must be a Dict (envs.make returns one), got {observation_space}")
     shapes = {}
     for key, space in observation_space.spaces.items():
         image = isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
         if not (image or (isinstance(space, gym.spaces.Box) and len(space.shape) == 1)):
-            raise ValueError(f"observation {key!r}: {space} is not supported; accepted: flat vectors (Box of shape "
+            raise UserError(f"observation {key!r}: {space} is not supported; accepted: flat vectors (Box of shape "
                              "(n,)) and uint8 images (Box of shape (H, W, C))")
         shapes[key] = tuple(int(d) for d in space.shape)
     if isinstance(action_space, gym.spaces.Discrete):
         return shapes, int(action_space.n), True
     if isinstance(action_space, gym.spaces.Box):
         return shapes, int(np.prod(action_space.shape)), False
-    raise ValueError(f"action space {action_space} is not supported; accepted: Discrete, Box")
+    raise UserError(f"action space {action_space} is not supported; accepted: Discrete, Box")
 
 
 def obs_to_tensors(obs: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
@@ -94,7 +95,7 @@ def load_run(logdir: str, device: str = "cpu") -> tuple[Config, Agent, int]:
     """(config, agent with the weights of the latest good checkpoint, its env step) of a run directory."""
     path = os.path.join(logdir, "config.yaml")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {logdir} a run directory?")
+        raise UserError(f"{path} not found: is {logdir} a run directory?")
     cfg = load_yaml(path)
     env = envs.make(cfg.train.env, **cfg.train.env_options)
     agent = build_agent(cfg.agent, env, device)

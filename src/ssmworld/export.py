@@ -4,6 +4,7 @@
     policy = ssmworld.load_agent("exported/x")
     obs, _ = env.reset(); state = None
     action, state = policy.act(obs, state)          # env action (int or array) and the carried core state
+    action, state = policy.predict(obs, state)      # the same, stable-baselines3's form
 
 An export directory holds ``model.safetensors`` (every weight and statistic of the agent), ``config.yaml``,
 ``spaces.json`` (observation shapes and the env's action space) and ``README.md`` (a model card: env, steps, evaluation,
@@ -25,23 +26,15 @@ import torch
 from . import envs
 from .agent import Agent
 from .config import load_yaml, save_yaml
-from .logger import read_metrics
+from .envs.gym_adapter import (
+    DictObservation,
+    observation_converter,
+    space_from_json,
+    space_to_json,
+)
 from .episodes import load_run, obs_to_tensors, space_dims, to_env_actions
-
-
-def _action_space_json(space: gym.Space) -> dict[str, Any]:
-    if isinstance(space, gym.spaces.Discrete):
-        return {"type": "discrete", "n": int(space.n), "start": int(space.start)}
-    return {"type": "box", "shape": list(space.shape), "low": np.asarray(space.low).reshape(-1).tolist(),
-            "high": np.asarray(space.high).reshape(-1).tolist()}
-
-
-def _action_space(data: dict[str, Any]) -> gym.Space:
-    if data["type"] == "discrete":
-        return gym.spaces.Discrete(data["n"], start=data["start"])
-    shape = tuple(data["shape"])
-    return gym.spaces.Box(np.array(data["low"], np.float32).reshape(shape),
-                          np.array(data["high"], np.float32).reshape(shape), dtype=np.float32)
+from .errors import UserError
+from .logger import read_metrics
 
 
 def export_run(logdir: str, out: str) -> str:
@@ -51,13 +44,15 @@ def export_run(logdir: str, out: str) -> str:
     cfg, agent, step = load_run(logdir)
     env = envs.make(cfg.train.env, **cfg.train.env_options)
     obs_shapes, _, _ = space_dims(env.observation_space, env.action_space)
-    spaces = {"observation": {k: list(v) for k, v in obs_shapes.items()},
-              "action": _action_space_json(env.action_space)}
+    spaces = {"observation": {k: list(v) for k, v in obs_shapes.items()}, "action": space_to_json(env.action_space)}
+    if isinstance(env, DictObservation):  # a gym: env: the policy also takes the env's own observations
+        spaces["env_observation"] = space_to_json(env.env.observation_space)
     env.close()
     tmp = out.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     save_file({k: v.contiguous() for k, v in agent.state_dict().items()}, os.path.join(tmp, "model.safetensors"))
+    os.chmod(os.path.join(tmp, "model.safetensors"), 0o644)  # safetensors writes 0600; an export is for sharing
     save_yaml(cfg, os.path.join(tmp, "config.yaml"))
     with open(os.path.join(tmp, "spaces.json"), "w") as f:
         json.dump(spaces, f, indent=1)
@@ -85,25 +80,45 @@ def _model_card(logdir: str, cfg: Any, step: int) -> str:
               f"ssmworld train --preset {cfg.preset} --size {cfg.size} --env {cfg.train.env} "
               f"--steps {cfg.train.steps} --seed {cfg.train.seed} --logdir runs/reproduce", "```", "",
               "Use:", "", "```python", "import ssmworld", "", "policy = ssmworld.load_agent('<this directory>')",
-              "action, state = policy.act(obs, state=None)  # obs: the env's dict observation", "```", ""]
+              "action, state = policy.act(obs, state=None)  # obs: the env's observation; state=None starts an episode",
+              "```", ""]
     return "\n".join(lines)
 
 
 class Policy:
-    """A loaded agent that acts in one env. ``act(obs, state)``: obs is the env's dict observation (no batch dim);
-    ``state=None`` starts an episode. Returns (env action, new state)."""
+    """A loaded agent that acts in one env, one step at a time.
 
-    def __init__(self, agent: Agent, action_space: gym.Space, device: torch.device):
+    ``act(obs, state)``: ``obs`` is the env's observation without a batch dim, either ssmworld's dict (what
+    ``ssmworld.envs.make`` returns) or, for a ``gym:`` env, the env's own observation (as ``gym.make`` returns it);
+    ``state=None`` starts an episode. Returns (env action, new state). ``predict`` is the same with
+    stable-baselines3's signature."""
+
+    def __init__(self, agent: Agent, action_space: gym.Space, device: torch.device,
+                 env_observation: gym.Space | None = None):
         self.agent, self.action_space, self.device = agent.eval(), action_space, device
+        self.observation_keys = set(agent.world_model.obs_shapes)
+        self._convert = observation_converter(env_observation)[1] if env_observation is not None else None
+
+    def _as_dict(self, obs: Any) -> dict[str, np.ndarray]:
+        if isinstance(obs, dict) and set(obs) == self.observation_keys:
+            return {k: np.asarray(v) for k, v in obs.items()}
+        if self._convert is not None:
+            return self._convert(obs)
+        raise UserError(f"policy: expected a dict observation with keys {sorted(self.observation_keys)} (what "
+                        f"ssmworld.envs.make returns), got {type(obs).__name__}")
 
     @torch.no_grad()
-    def act(self, obs: dict[str, np.ndarray], state: Any = None, explore: bool = False) -> tuple[Any, Any]:
-        batch = {k: v[None] for k, v in obs_to_tensors({k: np.asarray(v) for k, v in obs.items()},
-                                                       self.device).items()}
+    def act(self, obs: Any, state: Any = None, explore: bool = False) -> tuple[Any, Any]:
+        batch = {k: v[None] for k, v in obs_to_tensors(self._as_dict(obs), self.device).items()}
         is_first = torch.tensor([state is None], device=self.device)
         action, state = self.agent.act(batch, is_first, state, explore=explore)
         env_action = to_env_actions(action[0].cpu().numpy(), self.action_space)
         return (int(env_action) if np.ndim(env_action) == 0 else env_action), state
+
+    def predict(self, observation: Any, state: Any = None, episode_start: bool | None = None,
+                deterministic: bool = True) -> tuple[Any, Any]:
+        """stable-baselines3's form: (action, state); ``episode_start`` True (or state None) starts an episode."""
+        return self.act(observation, None if episode_start else state, explore=not deterministic)
 
 
 def load_agent(directory: str, device: str = "cpu") -> Policy:
@@ -112,14 +127,15 @@ def load_agent(directory: str, device: str = "cpu") -> Policy:
 
     for name in ("model.safetensors", "config.yaml", "spaces.json"):
         if not os.path.exists(os.path.join(directory, name)):
-            raise FileNotFoundError(f"{directory}: {name} missing; is this an `ssmworld export` directory?")
+            raise UserError(f"{directory}: {name} missing; is this an `ssmworld export` directory?")
     cfg = load_yaml(os.path.join(directory, "config.yaml"))
     with open(os.path.join(directory, "spaces.json")) as f:
         spaces = json.load(f)
-    action_space = _action_space(spaces["action"])
+    action_space = space_from_json(spaces["action"])
     discrete = isinstance(action_space, gym.spaces.Discrete)
     action_dim = int(action_space.n) if discrete else int(np.prod(action_space.shape))
     obs_shapes = {k: tuple(v) for k, v in spaces["observation"].items()}
     agent = Agent(obs_shapes, action_dim, discrete, cfg.agent).to(device)
     agent.load_state_dict(load_file(os.path.join(directory, "model.safetensors"), device=str(device)))
-    return Policy(agent, action_space, torch.device(device))
+    env_observation = space_from_json(spaces["env_observation"]) if "env_observation" in spaces else None
+    return Policy(agent, action_space, torch.device(device), env_observation)

@@ -15,7 +15,7 @@ from collections import deque
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 
 def _json_value(value: Any) -> Any:
@@ -30,8 +30,10 @@ class Logger:
     env steps, FPS, updates/s, ETA and the mean of the recent episode returns."""
 
     def __init__(self, logdir: str | None, total_steps: int, start_step: int = 0, console: Console | None = None,
-                 tensorboard: bool = True, print_every: float = 30.0, quiet: bool = False):
+                 tensorboard: bool = True, print_every: float = 30.0, quiet: bool = False, learning_starts: int = 0):
         self.logdir, self.total = logdir, total_steps
+        # random-action prefill runs far faster than learning: no ETA until learning starts, then from its pace
+        self.learning_starts = learning_starts
         self.console = console or Console(stderr=True)
         self.quiet, self.print_every = quiet, print_every
         self.returns: deque[float] = deque(maxlen=20)
@@ -47,13 +49,13 @@ class Logger:
                 self._tb = SummaryWriter(os.path.join(logdir, "tensorboard"))
         self._progress: Progress | None = None
         self._last_print = 0.0
-        self.fps = self.updates_per_second = 0.0
+        self.fps: float | None = None  # None until the first rate window has been measured
+        self.updates_per_second = 0.0
         self.step = start_step
         self._rate_mark: tuple[float, int, int] | None = None  # (time, step, updates) at the start of a rate window
         if not quiet and self.console.is_terminal:
             self._progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                                      console=self.console, transient=False)
+                                      TextColumn("{task.fields[info]}"), console=self.console, transient=False)
             self._task = self._progress.add_task("train", total=total_steps, completed=start_step, info="")
             self._progress.start()
 
@@ -73,7 +75,14 @@ class Logger:
             self.successes.append(float(metrics["episode/success"]))
 
     def status(self) -> str:
-        parts = [f"{self.fps:.0f} fps", f"{self.updates_per_second:.1f} upd/s"]
+        if self.step < self.learning_starts:
+            parts = [f"prefill (random actions) to step {self.learning_starts}"]
+        elif self.fps is None:
+            parts = ["measuring speed"]
+        else:
+            parts = [f"{self.fps:.0f} fps", f"{self.updates_per_second:.1f} upd/s"]
+            if self.fps > 0:
+                parts.append(f"ETA {_duration((self.total - self.step) / self.fps)}")
         if self.returns:
             parts.append(f"return {sum(self.returns) / len(self.returns):.3g}")
         if self.successes:
@@ -86,7 +95,9 @@ class Logger:
         if self.quiet:
             return
         now = time.monotonic()
-        if self._rate_mark is None or now - self._rate_mark[0] >= 5.0:  # current rates over windows of >= 5 s
+        if step < self.learning_starts:
+            self._rate_mark = None  # rates are measured from the first learning step
+        elif self._rate_mark is None or now - self._rate_mark[0] >= 5.0:  # current rates over windows of >= 5 s
             if self._rate_mark is not None:
                 then, step0, updates0 = self._rate_mark
                 self.fps, self.updates_per_second = (step - step0) / (now - then), (updates - updates0) / (now - then)
@@ -111,6 +122,11 @@ class Logger:
         if self._tb:
             self._tb.close()
             self._tb = None
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def read_metrics(path: str) -> list[dict[str, Any]]:

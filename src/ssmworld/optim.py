@@ -14,12 +14,14 @@ from collections.abc import Iterable
 
 import torch
 
+from .errors import UserError
+
 
 class LaProp(torch.optim.Optimizer):
     def __init__(self, params: Iterable, lr: float = 4e-4, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-15):
         if lr <= 0 or eps < 0 or not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"LaProp: need lr > 0, eps >= 0, 0 <= betas < 1; got {lr}, {eps}, {betas}")
+            raise UserError(f"LaProp: need lr > 0, eps >= 0, 0 <= betas < 1; got {lr}, {eps}, {betas}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
 
     @torch.no_grad()

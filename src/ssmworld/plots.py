@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from .errors import UserError, install_hint
 from .logger import read_metrics
 
 RESAMPLES = 2000
@@ -66,14 +67,14 @@ def load_run(path: str) -> Run:
     """A run directory's metric rows and its (env, preset, seed) from config.yaml."""
     metrics, config = os.path.join(path, "metrics.jsonl"), os.path.join(path, "config.yaml")
     if not os.path.isfile(metrics):
-        raise ValueError(f"{path}: no metrics.jsonl; give run directories of `ssmworld train --logdir`")
+        raise UserError(f"{path}: no metrics.jsonl; give run directories of `ssmworld train --logdir`")
     if not os.path.isfile(config):
-        raise ValueError(f"{path}: no config.yaml, so its env and preset (how runs are grouped) are unknown")
+        raise UserError(f"{path}: no config.yaml, so its env and preset (how runs are grouped) are unknown")
     try:
         with open(config) as f:
             cfg = yaml.safe_load(f) or {}
     except yaml.YAMLError as e:
-        raise ValueError(f"{config}: not valid YAML ({e})") from None
+        raise UserError(f"{config}: not valid YAML ({e})") from None
     train = cfg.get("train") or {}
     return Run(path, str(train.get("env", "?")), str(cfg.get("preset", "?")), int(train.get("seed", 0)),
                read_metrics(metrics), str(cfg.get("size", "?")), cfg)
@@ -235,7 +236,7 @@ def _matplotlib() -> tuple[Any, Any]:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise ValueError("ssmworld plot needs matplotlib: pip install matplotlib") from None
+        raise UserError(f"ssmworld plot needs matplotlib: {install_hint('plot')}") from None
     return Figure, FigureCanvasAgg
 
 
@@ -296,7 +297,7 @@ def plot_runs(run_dirs: list[str], out: str, metric: str = "episode/return", x: 
     (env, preset): grid "x", "mean", "low", "high", per-seed "final" scores), "aggregates" (or None) and "skipped" (runs
     without the metric). Raises ValueError on a directory that is not a run, or when no run has the metric."""
     if not run_dirs:
-        raise ValueError("no run directories given")
+        raise UserError("no run directories given")
     runs = [load_run(d) for d in find_runs(run_dirs)]
     several_sizes = len({r.size for r in runs}) > 1  # sizes of one preset are different agents, not seeds
     groups: dict[tuple[str, str], list[tuple[Run, np.ndarray, np.ndarray]]] = {}
@@ -312,7 +313,7 @@ def plot_runs(run_dirs: list[str], out: str, metric: str = "episode/return", x: 
             skipped.append(run.path)
     if not groups:
         found = sorted({k for r in runs for row in r.rows for k, v in row.items() if _number(v)} - {"step"})
-        raise ValueError(f"no run has metric {metric!r} with x {x!r}; metrics found: {', '.join(found) or 'none'}")
+        raise UserError(f"no run has metric {metric!r} with x {x!r}; metrics found: {', '.join(found) or 'none'}")
     curves = []
     for (env, preset), members in sorted(groups.items()):
         grid = common_grid([xs for _, xs, _ in members], points)

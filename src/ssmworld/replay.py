@@ -2,9 +2,11 @@
 
 Each env stream writes its steps into fixed-size chunks (numpy arrays, images stay uint8). A chunk links to the
 previous chunk of its stream, so a sampled sequence of T <= chunk_length steps may cross a chunk boundary and episode
-boundaries (``is_first`` marks starts; it is forced True at index 0 because every training sequence starts from the
-core's initial state). Capacity is FIFO over whole chunks. Sealed chunks never change, so a checkpoint can write each
-chunk once (``save`` skips chunks already on disk) and ``load`` reads them one at a time (never two copies in memory).
+boundaries (``is_first`` marks starts; it is forced True at index 0 because a training sequence starts from the
+core's initial state, unless the sampler is asked for its episode context: ``context`` > 0 adds the steps of the
+sequence's episode before its first step, see ``episode_prefix``). Capacity is FIFO over whole chunks. Sealed chunks
+never change, so a checkpoint can write each chunk once (``save`` skips chunks already on disk) and ``load`` reads them
+one at a time (never two copies in memory).
 
 Samplers pick the *last* step of a sequence: ``uniform`` over all stored steps with enough history, ``recency``
 with probability decaying in the step's age (half-life ``recency_half_life`` steps), ``dfs``: Drama's dynamic
@@ -23,6 +25,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .errors import UserError
 
 Step = dict[str, np.ndarray]
 
@@ -45,9 +49,9 @@ class ReplayBuffer:
     def __init__(self, capacity: int, chunk_length: int = 256, sampler: str = "uniform",
                  recency_half_life: float = 1e5, seed: int = 0, dfs_temperature: float = 10.0):
         if sampler not in self.SAMPLERS:
-            raise ValueError(f"replay: unknown sampler {sampler!r}; available: {', '.join(self.SAMPLERS)}")
+            raise UserError(f"replay: unknown sampler {sampler!r}; available: {', '.join(self.SAMPLERS)}")
         if capacity < chunk_length:
-            raise ValueError(f"replay: capacity ({capacity}) must hold at least one chunk ({chunk_length} steps)")
+            raise UserError(f"replay: capacity ({capacity}) must hold at least one chunk ({chunk_length} steps)")
         self.capacity, self.chunk_length = capacity, chunk_length
         self.sampler, self.half_life, self.temperature = sampler, recency_half_life, dfs_temperature
         self.rng = np.random.default_rng(seed)
@@ -99,40 +103,38 @@ class ReplayBuffer:
         """Steps available up to and including index ``end`` of ``chunk``, counting one previous chunk."""
         return end + 1 + (chunk.prev.length if chunk.prev is not None else 0)
 
-    def sample(self, batch: int, length: int) -> dict[str, np.ndarray]:
-        """``batch`` sequences of ``length`` contiguous steps of one stream each: dict of (batch, length, ...)."""
+    def sample(self, batch: int, length: int, context: int = 0) -> dict[str, np.ndarray]:
+        """``batch`` sequences of ``length`` contiguous steps of one stream each: dict of (batch, length, ...).
+        ``context`` > 0: also each sequence's episode context, "prefix/<key>" (batch, P, ...) (``episode_prefix``)."""
         if length > self.chunk_length:
             raise ValueError(f"replay: sequence length {length} exceeds chunk_length {self.chunk_length}")
         chunks = [c for c in self.chunks if c.length and self._history(c, c.length - 1) >= length]
         if not chunks:
             raise ValueError(f"replay: no stream has {length} steps yet ({self.steps} stored)")
         if self.sampler == "dfs":
-            return self._sample_dfs(batch, length)
+            return self._sample_dfs(batch, length, context=context)
         sizes = np.array([c.length for c in chunks], dtype=np.float64)
         if self.sampler == "recency":
             ages = np.cumsum(sizes[::-1])[::-1] - sizes  # steps written after each chunk
             weights = sizes * np.exp2(-ages / self.half_life)
         else:
             weights = sizes
-        out: dict[str, list[np.ndarray]] = {k: [] for k in chunks[0].data}
-        while len(out["is_first"]) < batch:
+        picks: list[tuple[Chunk, int]] = []
+        while len(picks) < batch:
             chunk = chunks[self.rng.choice(len(chunks), p=weights / weights.sum())]
-            end = self.rng.integers(chunk.length)
+            end = int(self.rng.integers(chunk.length))
             if self._history(chunk, end) < length:
                 continue  # too close to the start of its stream: draw again
-            for key, seq in self._window(chunk, end, length).items():
-                out[key].append(seq)
-        result = {k: np.stack(v) for k, v in out.items()}
-        result["is_first"][:, 0] = True
-        return result
+            picks.append((chunk, end))
+        return self._gather(picks, length, context)
 
-    def sample_contexts(self, n: int, length: int) -> dict[str, np.ndarray]:
+    def sample_contexts(self, n: int, length: int, context: int = 0) -> dict[str, np.ndarray]:
         """``n`` imagination contexts of ``length`` steps: (n, length, ...) like ``sample``. With the dfs sampler they
         follow the m_i rule (module docstring, ratio r = n / the last world-model batch size); otherwise as
         ``sample``."""
         if self.sampler != "dfs":
-            return self.sample(n, length)
-        return self._sample_dfs(n, length, contexts=True)
+            return self.sample(n, length, context)
+        return self._sample_dfs(n, length, contexts=True, context=context)
 
     @staticmethod
     def _at_starts(chunk: Chunk, first: int, length: int, counter: str) -> np.ndarray:
@@ -167,7 +169,8 @@ class ReplayBuffer:
         probs = np.exp(logits - logits.max())
         return chunks, np.concatenate(owner), np.concatenate(ends), probs / probs.sum()
 
-    def _sample_dfs(self, batch: int, length: int, contexts: bool = False) -> dict[str, np.ndarray]:
+    def _sample_dfs(self, batch: int, length: int, contexts: bool = False, context: int = 0
+                    ) -> dict[str, np.ndarray]:
         if contexts:
             chunks, owner, ends, probs = self.dfs_candidates(length, True, batch / max(self.last_batch, 1))
         else:
@@ -176,18 +179,70 @@ class ReplayBuffer:
         if batch > len(probs):
             raise ValueError(f"replay: dfs draws without replacement: {batch} sequences requested, "
                              f"{len(probs)} available")
-        picks = self.rng.choice(len(probs), size=batch, replace=False, p=probs)
-        out: dict[str, list[np.ndarray]] = {k: [] for k in chunks[0].data}
-        for i in picks:
+        picks = []
+        for i in self.rng.choice(len(probs), size=batch, replace=False, p=probs):
             chunk, end = chunks[owner[i]], int(ends[i])
             start = end + 1 - length  # count at the start step, which may lie in the previous chunk
             owner_chunk, index = (chunk, start) if start >= 0 else (chunk.prev, chunk.prev.length + start)
             getattr(owner_chunk, "contexts" if contexts else "visits")[index] += 1
-            for key, seq in self._window(chunk, end, length).items():
-                out[key].append(seq)
-        result = {k: np.stack(v) for k, v in out.items()}
-        result["is_first"][:, 0] = True
+            picks.append((chunk, end))
+        return self._gather(picks, length, context)
+
+    def _gather(self, picks: list[tuple[Chunk, int]], length: int, context: int) -> dict[str, np.ndarray]:
+        """The sequences of ``length`` ending at each (chunk, last index), stacked; with ``context`` > 0 each one's
+        episode prefix, left-padded with zeros to the longest (is_first marks where each real prefix starts)."""
+        windows = [self._window(chunk, end, length) for chunk, end in picks]
+        result = {k: np.stack([w[k] for w in windows]) for k in windows[0]}
+        if context <= 0:
+            result["is_first"][:, 0] = True
+            return result
+        prefixes = [self.episode_prefix(chunk, end + 1 - length, context) for chunk, end in picks]
+        width = max(len(p["is_first"]) for p in prefixes)
+        for key in windows[0]:
+            padded = np.zeros((len(picks), width, *result[key].shape[2:]), result[key].dtype)
+            for row, prefix in enumerate(prefixes):
+                n = len(prefix[key])
+                if n:
+                    padded[row, width - n:] = prefix[key]
+            result[f"prefix/{key}"] = padded
+        # a sequence without a prefix starts from the initial state: at an episode start, or where the stream's earlier
+        # steps are gone (evicted) or absent
+        result["is_first"][:, 0] |= np.array([len(p["is_first"]) == 0 for p in prefixes])
         return result
+
+    def episode_prefix(self, chunk: Chunk, start: int, limit: int) -> dict[str, np.ndarray]:
+        """The steps of the episode before index ``start`` of ``chunk`` (negative: in earlier chunks of its stream),
+        oldest first: from the episode's first step, or the ``limit`` latest steps (then is_first is set on the
+        oldest, which starts from the initial state), or as far back as the stream is stored (likewise). Empty when
+        ``start`` is itself an episode start. dict of (n, ...) arrays, n <= limit."""
+        while start < 0 and chunk.prev is not None:
+            chunk, start = chunk.prev, start + chunk.prev.length
+        if start < 0 or chunk.data["is_first"][start]:
+            return {k: v[:0] for k, v in chunk.data.items()}
+        pieces: list[dict[str, np.ndarray]] = []
+        need, end, found = limit, start, False
+        while need > 0:
+            if end == 0:
+                if chunk.prev is None:
+                    break
+                chunk, end = chunk.prev, chunk.prev.length
+                continue
+            begin = max(0, end - need)
+            firsts = np.flatnonzero(chunk.data["is_first"][begin:end])
+            if len(firsts):
+                begin, found = begin + int(firsts[-1]), True
+            pieces.append({k: v[begin:end] for k, v in chunk.data.items()})
+            need -= end - begin
+            end = begin
+            if found:
+                break
+        if not pieces:
+            return {k: v[:0] for k, v in chunk.data.items()}
+        prefix = {k: np.concatenate([p[k] for p in reversed(pieces)]) for k in pieces[0]}
+        if not found:
+            prefix["is_first"] = prefix["is_first"].copy()
+            prefix["is_first"][0] = True
+        return prefix
 
     def sampler_state(self) -> dict[str, np.ndarray]:
         """The sampler's counters by chunk uid: "<uid>" n_i, "<uid>/contexts" m_i (for checkpoints; chunk files never
@@ -252,7 +307,7 @@ class ReplayBuffer:
                 uid, stream, length, prev = (int(v) for v in f["__meta__"])
                 if lengths is not None:
                     if lengths[str(uid)] > length:
-                        raise ValueError(f"replay: chunk {name} has {length} steps, the checkpoint expects "
+                        raise UserError(f"replay: chunk {name} has {length} steps, the checkpoint expects "
                                          f"{lengths[str(uid)]}")
                     length = lengths[str(uid)]
                 data = {}
@@ -271,4 +326,4 @@ class ReplayBuffer:
             self.next_uid = max(self.next_uid, uid + 1)
         missing = set(lengths or {}) - {str(uid) for uid in by_uid}
         if missing:
-            raise ValueError(f"replay: chunk file(s) {sorted(missing)} missing from {directory}")
+            raise UserError(f"replay: chunk file(s) {sorted(missing)} missing from {directory}")

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .errors import UserError, install_hint
 from .sweep_grid import RunSpec, validate
 
 # What `ssmworld train` writes into a run directory (data-parallel ranks > 0 keep their state in rank-<r>/): a fresh
@@ -80,7 +81,7 @@ def clear_run_dir(logdir: str) -> None:
         return
     foreign = sorted(name for name in os.listdir(logdir) if not RUN_FILES.fullmatch(name))
     if foreign:
-        raise ValueError(f"{logdir} holds files `ssmworld train` does not write ({', '.join(foreign[:3])}); "
+        raise UserError(f"{logdir} holds files `ssmworld train` does not write ({', '.join(foreign[:3])}); "
                          "not clearing it")
     shutil.rmtree(logdir)
 
@@ -232,7 +233,7 @@ def _import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise ValueError("ray is not installed: pip install 'ssmworld[distributed]'") from None
+        raise UserError(f"ray is not installed: {install_hint('distributed')}") from None
     return ray
 
 
@@ -348,7 +349,7 @@ def sweep(runs: list[RunSpec], settings: SweepSettings) -> dict[str, Any]:
         _start_ray(ray, settings)
         try:
             if not settings.address and _room(ray, settings) == 0:  # its tasks would wait forever
-                raise ValueError(f"one run needs more than the local cluster has ({settings.cpus_per_run} CPUs, "
+                raise UserError(f"one run needs more than the local cluster has ({settings.cpus_per_run} CPUs, "
                                  f"{settings.gpus_per_run:g} GPUs per run); see --local-cpus and --gpus-per-run")
             os.makedirs(settings.root, exist_ok=True)
             _drive(ray, records, pending, settings, started)

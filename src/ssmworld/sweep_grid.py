@@ -8,6 +8,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from .errors import UserError
+
 MAX_RUNS = 10_000  # a grid larger than this is almost surely a typo in a brace range
 RANGE = re.compile(r"(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?")
 
@@ -22,7 +24,7 @@ def _brace_group(pattern: str, start: int) -> tuple[int, list[str]]:
         if pattern[i] == "," and depth == 1:
             parts.append(pattern[last:i])
             last = i + 1
-    raise ValueError(f"unbalanced braces in {pattern!r}: '{{' at {start} is never closed")
+    raise UserError(f"unbalanced braces in {pattern!r}: '{{' at {start} is never closed")
 
 
 def _integer_range(match: re.Match[str]) -> list[str]:
@@ -31,7 +33,7 @@ def _integer_range(match: re.Match[str]) -> list[str]:
     first, last = int(match[1]), int(match[2])
     step = abs(int(match[3])) if match[3] else 1
     if step == 0:
-        raise ValueError(f"brace range {{{match[0]}}} has step 0")
+        raise UserError(f"brace range {{{match[0]}}} has step 0")
     values = range(first, last + 1, step) if first <= last else range(first, last - 1, -step)
     padded = any(re.fullmatch(r"-?0\d+", end) for end in (match[1], match[2]))
     width = max(len(match[1]), len(match[2])) if padded else 0
@@ -45,7 +47,7 @@ def expand_braces(pattern: str) -> list[str]:
     start, close = pattern.find("{"), pattern.find("}")
     if start < 0 or 0 <= close < start:
         if close >= 0:
-            raise ValueError(f"unbalanced braces in {pattern!r}: '}}' at {close} was never opened")
+            raise UserError(f"unbalanced braces in {pattern!r}: '}}' at {close} was never opened")
         return [pattern]
     end, parts = _brace_group(pattern, start)
     body, suffix = pattern[start + 1:end], expand_braces(pattern[end + 1:])
@@ -54,7 +56,7 @@ def expand_braces(pattern: str) -> list[str]:
     elif len(parts) > 1:
         choices = [text for part in parts for text in expand_braces(part)]
     else:
-        raise ValueError(f"{{{body}}} in {pattern!r} is neither a range {{a..b}} of integers nor a list {{x,y}}")
+        raise UserError(f"{{{body}}} in {pattern!r} is neither a range {{a..b}} of integers nor a list {{x,y}}")
     return [pattern[:start] + choice + rest for choice in choices for rest in suffix]
 
 
@@ -84,14 +86,14 @@ def make_grid(root: str, presets: list[str], sizes: list[str], env_pattern: str,
     env_ids = expand_braces(env_pattern)
     points = list(itertools.product(presets, sizes, env_ids, seeds))
     if not points:
-        raise ValueError("the sweep grid is empty (no preset, size, env or seed)")
+        raise UserError("the sweep grid is empty (no preset, size, env or seed)")
     if len(points) > MAX_RUNS:
-        raise ValueError(f"the sweep grid has {len(points)} runs, more than {MAX_RUNS}; check the brace ranges")
+        raise UserError(f"the sweep grid has {len(points)} runs, more than {MAX_RUNS}; check the brace ranges")
     runs, owners = [], {}
     for preset, size, env, seed in points:
         run = RunSpec(preset, size, env, seed, run_dir(root, preset, size, env, seed))
         if run.logdir in owners:
-            raise ValueError(f"runs {owners[run.logdir]} and {env} (seed {seed}) would share {run.logdir}")
+            raise UserError(f"runs {owners[run.logdir]} and {env} (seed {seed}) would share {run.logdir}")
         owners[run.logdir] = env
         runs.append(run)
     return runs

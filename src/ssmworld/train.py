@@ -8,8 +8,12 @@ terminal state; time-limit truncation is NOT termination, so the critic bootstra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import sys
+import threading
 import time
 from typing import Any
 
@@ -17,22 +21,34 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from . import checkpoint, envs
+from . import acting_state, checkpoint, envs
 from .config import Config, save_yaml
 from .distributed import Group, rank_device
-from .episodes import build_agent, evaluate, obs_to_tensors, resolve_device, to_env_actions
+from .episodes import (
+    build_agent,
+    evaluate,
+    obs_to_tensors,
+    resolve_device,
+    to_env_actions,
+)
+from .errors import Interrupted, UserError
 from .logger import Logger
 from .replay import ReplayBuffer
 
 
 def batch_to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Replay arrays (B, T, ...) -> the world model's batch dict of tensors."""
+    """Replay arrays (B, T, ...) -> the world model's batch dict of tensors; "prefix/<key>" arrays (the episode
+    context, train.context=episode) -> a nested batch dict under "prefix"."""
     def put(x, dtype=None):
         return torch.as_tensor(x, dtype=dtype).to(device)
 
-    return dict(obs=obs_to_tensors({k[4:]: v for k, v in batch.items() if k.startswith("obs/")}, device),
-                action=put(batch["action"], torch.float32), reward=put(batch["reward"], torch.float32),
-                is_first=put(batch["is_first"]), is_terminal=put(batch["is_terminal"]))
+    out = dict(obs=obs_to_tensors({k[4:]: v for k, v in batch.items() if k.startswith("obs/")}, device),
+               action=put(batch["action"], torch.float32), reward=put(batch["reward"], torch.float32),
+               is_first=put(batch["is_first"]), is_terminal=put(batch["is_terminal"]))
+    prefix = {k[7:]: v for k, v in batch.items() if k.startswith("prefix/")}
+    if prefix:
+        out["prefix"] = batch_to_tensors(prefix, device)
+    return out
 
 
 class Trainer:
@@ -52,20 +68,33 @@ class Trainer:
         self.group = group or Group()
         self.seed = tc.seed + 1_000_003 * self.group.rank  # rank 0 = the single-process run
         if tc.sampler not in ReplayBuffer.SAMPLERS:
-            raise ValueError(f"train.sampler must be one of {', '.join(ReplayBuffer.SAMPLERS)}, got {tc.sampler!r}")
+            raise UserError(f"train.sampler must be one of {', '.join(ReplayBuffer.SAMPLERS)}, got {tc.sampler!r}")
         if tc.imagination_contexts not in ("batch", "replay"):
-            raise ValueError(f"train.imagination_contexts must be batch or replay, got {tc.imagination_contexts!r}")
+            raise UserError(f"train.imagination_contexts must be batch or replay, got {tc.imagination_contexts!r}")
         if tc.imagination_contexts == "replay":
             if cfg.agent.imagination != "context":
-                raise ValueError("train.imagination_contexts=replay needs agent.imagination=context")
+                raise UserError("train.imagination_contexts=replay needs agent.imagination=context")
             need = (cfg.agent.imagination_starts or tc.batch_size * tc.sequence_length) + tc.envs * (
                 cfg.agent.imagination_context - 1)
             need *= self.group.world_size  # prefill counts the steps of all ranks
             if tc.sampler == "dfs" and tc.prefill < need:  # dfs draws the contexts without replacement
-                raise ValueError(f"train.prefill must be >= {need} (imagination starts + envs x (context - 1), per "
+                raise UserError(f"train.prefill must be >= {need} (imagination starts + envs x (context - 1), per "
                                  f"rank) for dfs imagination contexts, got {tc.prefill}")
-        if min(tc.envs, tc.batch_size, tc.sequence_length, tc.steps) <= 0 or tc.train_ratio < 0:
-            raise ValueError("train.envs, batch_size, sequence_length and steps must be positive, train_ratio >= 0")
+        if tc.context not in ("window", "episode") or tc.context_length < 1:
+            raise UserError(f"train.context must be window or episode (with context_length >= 1), got {tc.context!r}")
+        if tc.context == "episode" and cfg.agent.imagination == "context" and tc.imagination_contexts == "batch":
+            raise UserError("train.context=episode with agent.imagination=context needs "
+                             "train.imagination_contexts=replay (batch contexts start from the initial state)")
+        if tc.stop_at is not None and (tc.stop_metric not in ("success_rate", "return_mean") or tc.eval_every <= 0
+                                       or tc.eval_episodes <= 0):
+            raise UserError("train.stop_at needs train.stop_metric success_rate or return_mean and evaluations "
+                             f"(train.eval_every and eval_episodes > 0), got {tc.stop_metric!r}, {tc.eval_every}, "
+                             f"{tc.eval_episodes}")
+        for name in ("envs", "batch_size", "sequence_length", "steps"):
+            if getattr(tc, name) <= 0:
+                raise UserError(f"train.{name} must be positive, got {getattr(tc, name)}")
+        if tc.train_ratio < 0:
+            raise UserError(f"train.train_ratio must be >= 0 (0: no updates), got {tc.train_ratio}")
         self.device = rank_device(resolve_device(tc.device), self.group)
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
@@ -85,11 +114,15 @@ class Trainer:
         self.started = time.perf_counter()
         self.window_sums: dict[str, float] = {}  # train metrics summed since the last train/ row
         self.window_count, self.window_step = 0, 0
+        self.saved_acting: tuple[dict[str, Any], dict[str, Any]] | None = None  # (tensors, state) from a checkpoint
+        self.interrupted = 0  # the signal that asked the run to stop (run(handle_signals=True))
         if resume:
             self._restore()
         self.vec = gym.vector.SyncVectorEnv([lambda: envs.make(tc.env, **tc.env_options) for _ in range(tc.envs)],
                                             autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
         self._restart_envs()
+        if self.saved_acting is not None:  # the checkpoint holds the episodes in progress: continue them
+            self._set_acting_state(*self.saved_acting)
 
     @property
     def step_size(self) -> int:
@@ -112,15 +145,63 @@ class Trainer:
         self.episode_return, self.episode_length = np.zeros(n), np.zeros(n, int)
         self.policy_state = None
 
+    _ACTING_ARRAYS = ("reward", "is_first", "is_last", "is_terminal", "episode_return", "episode_length")
+
+    def _acting_state(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The episodes in progress and the agent's state in them (acting_state.capture), or None."""
+        arrays = {"obs": dict(self.obs), **{k: getattr(self, k) for k in self._ACTING_ARRAYS}}
+        return acting_state.capture(self.vec, arrays, self.policy_state)
+
+    def _set_acting_state(self, tensors: dict[str, Any], state: dict[str, Any]) -> None:
+        arrays, self.policy_state = acting_state.restore(self.vec, tensors, state)
+        self.obs = arrays.pop("obs")
+        for key in self._ACTING_ARRAYS:
+            setattr(self, key, arrays[key])
+
     # ---- the loop --------------------------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self, handle_signals: bool = False) -> dict[str, Any]:
+        """Train to train.steps env steps (or until train.minutes or train.stop_at), evaluate, checkpoint; returns
+        the summary (also written to summary.json). ``handle_signals``: SIGINT/SIGTERM let the current step finish,
+        write a checkpoint and raise ``Interrupted`` (the command line exits with 128 + the signal's number)."""
         tc, main = self.tc, self.group.main
-        logger = Logger(self.logdir if main else None, tc.steps, self.step, quiet=self.quiet or not main)
+        if self.step >= tc.steps and self.logdir and os.path.exists(os.path.join(self.logdir, "summary.json")):
+            if not self.quiet:  # resumed a finished run: nothing to do
+                print(f"ssmworld: the run already ended at step {self.step}; pass --steps N (> {self.step}) to train "
+                      "it further", file=sys.stderr)
+            with open(os.path.join(self.logdir, "summary.json")) as f:
+                return json.load(f)
+        logger = Logger(self.logdir if main else None, tc.steps, self.step, quiet=self.quiet or not main,
+                        learning_starts=max(tc.prefill, tc.sequence_length))
         if self.logdir and main:
             save_yaml(self.cfg, os.path.join(self.logdir, "config.yaml"))
             if os.path.exists(os.path.join(self.logdir, "summary.json")):  # resumed with more steps: not ended yet
                 os.remove(os.path.join(self.logdir, "summary.json"))
-        counts = self.agent.world_model.parameter_counts()
+        self._print_banner(logger)
+        self.started = time.perf_counter()
+        try:
+            with _stop_on_signals(self, handle_signals):
+                final, solved = self._loop(logger)
+            if self.interrupted:
+                if self.logdir:
+                    self.save_checkpoint(acting=True)
+                raise Interrupted(self.interrupted, self.step, self.logdir)
+            if self.logdir:
+                self.save_checkpoint()
+        finally:
+            logger.close()
+            self.vec.close()
+        summary = {"env": tc.env, "preset": self.cfg.preset, "size": self.cfg.size, "steps": self.step,
+                   "updates": self.updates, "episodes": self.episodes, "solved": solved,
+                   "seconds": round(self.seconds_before + time.perf_counter() - self.started, 1),  # all sessions
+                   **{k.replace("eval/", "eval_"): v for k, v in final.items()}}
+        if self.logdir and main:  # written last, atomically: its presence marks a run that ended normally (sweeps skip it)
+            with open(os.path.join(self.logdir, "summary.json.tmp"), "w") as f:
+                json.dump(summary, f)
+            os.replace(os.path.join(self.logdir, "summary.json.tmp"), os.path.join(self.logdir, "summary.json"))
+        return summary
+
+    def _print_banner(self, logger: Logger) -> None:
+        tc = self.tc
         logger.print(f"ssmworld: {self.cfg.preset}/{self.cfg.size} on {tc.env}, {tc.steps} env steps, device "
                      f"{self.device}" + (f", resumed at step {self.step}" if self.step else "")
                      + (f", {self.group.world_size} data-parallel ranks" if self.group.active else ""))
@@ -128,76 +209,79 @@ class Trainer:
         def size(n: int) -> str:
             return f"{n / 1e6:.2f}M" if n >= 100_000 else f"{n / 1e3:.1f}k"
 
+        counts = self.agent.world_model.parameter_counts()
         ac = self.agent.actor_critic
         actor, critic = (sum(p.numel() for p in m.parameters()) for m in (ac.actor, ac.critic))
         logger.print(f"world model {size(counts.pop('total'))} parameters (" + ", ".join(
             f"{k} {size(v)}" for k, v in counts.items() if v) + f"); actor {size(actor)}, critic {size(critic)}")
-        window_start, window_steps, window_updates = time.perf_counter(), self.step, self.updates
+        learning_starts = max(tc.prefill, tc.sequence_length)
+        if tc.steps <= learning_starts:
+            logger.print(f"ssmworld: warning: {tc.steps} env steps end before learning starts (train.prefill="
+                         f"{tc.prefill}, train.sequence_length={tc.sequence_length}): no updates will run")
+
+    def _loop(self, logger: Logger) -> tuple[dict[str, Any], bool]:
+        """Act, update at the train ratio, log, evaluate and checkpoint until the end. Returns (the final
+        evaluation's row, whether train.stop_at was met); on an interrupt ({}, False) with ``self.interrupted`` set."""
+        tc, main = self.tc, self.group.main
+        window = _Window(self.step, self.updates)
         last_checkpoint, started = time.monotonic(), time.perf_counter()
-        self.started = started
-        try:
-            env_seconds = 0.0
-            while self.step < tc.steps:
-                out_of_time = bool(tc.minutes) and time.perf_counter() - started >= 60 * tc.minutes
-                checkpoint_time = time.monotonic() - last_checkpoint >= 60 * tc.checkpoint_minutes
-                # wall-clock decisions differ between ranks: rank 0's count (one small broadcast per env step)
-                decision = self.group.agree(2 * out_of_time + checkpoint_time, self.device)
-                if decision & 2:
-                    logger.print(f"ssmworld: time budget of {tc.minutes:g} minutes reached at step {self.step}")
-                    break
-                tick = time.perf_counter()
-                rows = self._env_step()
-                env_seconds += time.perf_counter() - tick
-                for row in rows:
-                    logger.write(self.step, row)
-                if self.step >= tc.prefill and self.step >= tc.sequence_length:
-                    self.update_credit += tc.envs * tc.train_ratio / (tc.batch_size * tc.sequence_length)
-                    while self.update_credit >= 1:
-                        self.update_credit -= 1
-                        for key, value in self._update().items():
-                            self.window_sums[key] = self.window_sums.get(key, 0.0) + value
-                        self.window_count += 1
-                # train/ rows at fixed multiples of log_every, so a resumed run writes the same rows
-                if self.step // tc.log_every != self.window_step // tc.log_every or self.step >= tc.steps:
-                    seconds = time.perf_counter() - window_start
-                    count = self.window_count
-                    row = {f"train/{k}": v / count for k, v in self.window_sums.items()} if count else {}
-                    row.update({"perf/fps": (self.step - window_steps) / seconds,
-                                "perf/updates_per_second": (self.updates - window_updates) / seconds,
-                                "perf/seconds": self.seconds_before + time.perf_counter() - started,
-                                "perf/acting_fraction": env_seconds / seconds,  # acting + env + replay writes
-                                "replay/steps": len(self.replay), "train/updates": self.updates})
-                    logger.write(self.step, row)
-                    self.window_sums, self.window_count, self.window_step = {}, 0, self.step
-                    window_start, window_steps, window_updates = time.perf_counter(), self.step, self.updates
-                    env_seconds = 0.0
-                if self.next_eval is not None and self.step >= self.next_eval and self.step < tc.steps:
-                    self.next_eval += tc.eval_every
-                    if main:
-                        logger.write(self.step, self._evaluate())
-                due = (tc.checkpoint_every and self.step // tc.checkpoint_every != (self.step - self.step_size)
-                       // tc.checkpoint_every) or decision & 1
-                if self.logdir and due and self.step < tc.steps:
-                    self.save_checkpoint()
-                    self._restart_envs()
-                    last_checkpoint = time.monotonic()
-                logger.progress(self.step, self.updates)
-            final = self._evaluate() if main else {}
-            logger.write(self.step, final)
-            if self.logdir:
-                self.save_checkpoint()
-        finally:
-            logger.close()
-            self.vec.close()
-        summary = {"env": tc.env, "preset": self.cfg.preset, "size": self.cfg.size, "steps": self.step,
-                   "updates": self.updates, "episodes": self.episodes,
-                   "seconds": round(time.perf_counter() - started, 1),
-                   **{k.replace("eval/", "eval_"): v for k, v in final.items()}}
-        if self.logdir and main:  # written last, atomically: its presence marks a run that ended normally (sweeps skip it)
-            with open(os.path.join(self.logdir, "summary.json.tmp"), "w") as f:
-                json.dump(summary, f)
-            os.replace(os.path.join(self.logdir, "summary.json.tmp"), os.path.join(self.logdir, "summary.json"))
-        return summary
+        while self.step < tc.steps:
+            out_of_time = bool(tc.minutes) and time.perf_counter() - started >= 60 * tc.minutes
+            checkpoint_time = time.monotonic() - last_checkpoint >= 60 * tc.checkpoint_minutes
+            # wall-clock decisions and signals differ between ranks: rank 0's (one small broadcast per env step)
+            decision = self.group.agree(4 * bool(self.interrupted) + 2 * out_of_time + checkpoint_time, self.device)
+            if decision & 4:
+                self.interrupted = self.interrupted or signal.SIGTERM
+                return {}, False
+            if decision & 2:
+                logger.print(f"ssmworld: time budget of {tc.minutes:g} minutes reached at step {self.step}")
+                break
+            tick = time.perf_counter()
+            for row in self._env_step():
+                logger.write(self.step, row)
+            window.env_seconds += time.perf_counter() - tick
+            if self.step >= tc.prefill and self.step >= tc.sequence_length:
+                self.update_credit += tc.envs * tc.train_ratio / (tc.batch_size * tc.sequence_length)
+                while self.update_credit >= 1:
+                    self.update_credit -= 1
+                    for key, value in self._update().items():
+                        self.window_sums[key] = self.window_sums.get(key, 0.0) + value
+                    self.window_count += 1
+            # train/ rows at fixed multiples of log_every, so a resumed run writes the same rows
+            if self.step // tc.log_every != self.window_step // tc.log_every or self.step >= tc.steps:
+                logger.write(self.step, self._train_row(window))
+            if self.next_eval is not None and self.step >= self.next_eval and self.step < tc.steps:
+                self.next_eval += tc.eval_every
+                result = self._evaluate(logger) if main else {}
+                logger.write(self.step, result)
+                if tc.stop_at is not None and self.group.agree(int(self._solved(result)), self.device):
+                    logger.print(f"ssmworld: solved at step {self.step} (eval {tc.stop_metric} "
+                                 f"{result.get(f'eval/{tc.stop_metric}', 0):g} >= train.stop_at={tc.stop_at:g})")
+                    return result, True  # the evaluation that met the target is the final one
+            due = (tc.checkpoint_every and self.step // tc.checkpoint_every != (self.step - self.step_size)
+                   // tc.checkpoint_every) or decision & 1
+            if self.logdir and due and self.step < tc.steps:
+                if not self.save_checkpoint(acting=True):
+                    self._restart_envs()  # envs that cannot be saved restart, in the resumed run too
+                last_checkpoint = time.monotonic()
+            logger.progress(self.step, self.updates)
+        final = self._evaluate(logger, final=True) if main else {}
+        logger.write(self.step, final)
+        return final, False
+
+    def _train_row(self, window: "_Window") -> dict[str, Any]:
+        """The train/ and perf/ row of the updates since the last one; starts a new window."""
+        seconds = time.perf_counter() - window.start
+        count = self.window_count
+        row = {f"train/{k}": v / count for k, v in self.window_sums.items()} if count else {}
+        row.update({"perf/fps": (self.step - window.steps) / seconds,
+                    "perf/updates_per_second": (self.updates - window.updates) / seconds,
+                    "perf/seconds": self.seconds_before + time.perf_counter() - self.started,
+                    "perf/acting_fraction": window.env_seconds / seconds,  # acting + env + replay writes
+                    "replay/steps": len(self.replay), "train/updates": self.updates})
+        self.window_sums, self.window_count, self.window_step = {}, 0, self.step
+        window.__init__(self.step, self.updates)
+        return row
 
     def _env_step(self) -> list[dict[str, Any]]:
         """Act in all envs, store the transitions, step. Returns the episode rows of episodes that ended."""
@@ -239,11 +323,13 @@ class Trainer:
 
     def _update(self) -> dict[str, float]:
         tc, agent_cfg = self.tc, self.cfg.agent
-        batch = batch_to_tensors(self.replay.sample(tc.batch_size, tc.sequence_length), self.device)
+        context = tc.context_length if tc.context == "episode" else 0
+        batch = batch_to_tensors(self.replay.sample(tc.batch_size, tc.sequence_length, context), self.device)
         contexts = None
         if tc.imagination_contexts == "replay":  # Drama: contexts drawn apart from the batch (dfs: the m_i rule)
             n = agent_cfg.imagination_starts or tc.batch_size * tc.sequence_length
-            contexts = batch_to_tensors(self.replay.sample_contexts(n, agent_cfg.imagination_context), self.device)
+            contexts = batch_to_tensors(self.replay.sample_contexts(n, agent_cfg.imagination_context, context),
+                                        self.device)
         metrics = self.agent.update(batch, contexts)
         self.updates += 1
         bad = [k for k, v in metrics.items() if not np.isfinite(v)]
@@ -258,30 +344,43 @@ class Trainer:
                                      f"{self.step}){where}")
         return metrics
 
-    def _evaluate(self) -> dict[str, Any]:
+    def _solved(self, result: dict[str, Any]) -> bool:
+        """Whether an evaluation meets train.stop_at (on rank 0, whose result is broadcast)."""
+        value = result.get(f"eval/{self.tc.stop_metric}")
+        return value is not None and value >= self.tc.stop_at
+
+    def _evaluate(self, logger: Logger | None = None, final: bool = False) -> dict[str, Any]:
         if self.tc.eval_episodes <= 0:
             return {}
+        if logger is not None:  # an evaluation can take minutes (long episodes): say so
+            logger.print(f"ssmworld: {'final ' if final else ''}evaluation at step {self.step}: "
+                         f"{self.tc.eval_episodes} episodes of the greedy policy")
         result = evaluate(self.agent, self.tc.env, self.tc.eval_episodes, seed=self.tc.seed + 10_000 + self.step,
                           env_options=self.tc.env_options)
         return {f"eval/{k}": v for k, v in result.items()}
 
     # ---- checkpoints -----------------------------------------------------------------------------------------------
-    def save_checkpoint(self) -> str:
+    def save_checkpoint(self, acting: bool = False) -> bool:
         """Replay first (incremental), then model/optimisers/RNG/counters atomically; the checkpoint records the replay
-        content it belongs to, so a crash in between cannot mismatch them."""
+        content it belongs to, so a crash in between cannot mismatch them. ``acting``: also the episodes in progress
+        where the envs allow it (acting_state); returns whether they were saved (else a resume restarts them)."""
         self.replay.save(os.path.join(self.state_dir(), "replay"))
         tensors = {"agent": self.agent.state_dict(),
                    "optimizers": {k: o.state_dict() for k, o in self.agent.optimizers().items()},
                    "torch_rng": torch.get_rng_state(),
                    "replay_visits": {k: torch.from_numpy(v) for k, v in self.replay.sampler_state().items()}}
+        saved = self._acting_state() if acting else None
+        if saved is not None:
+            tensors["acting"] = saved[0]
         state = {"updates": self.updates, "episodes": self.episodes, "update_credit": self.update_credit,
                  "seconds": self.seconds_before + time.perf_counter() - self.started,
                  "window_sums": self.window_sums, "window_count": self.window_count, "window_step": self.window_step,
                  "next_eval": self.next_eval, "rng": self.rng.bit_generator.state,
                  "replay_rng": self.replay.rng.bit_generator.state, "replay_lengths": self.replay.lengths(),
-                 "world_size": self.group.world_size}
-        return checkpoint.save(os.path.join(self.state_dir(), "checkpoints"), self.step, tensors, state,
-                               self.tc.keep_checkpoints)
+                 "world_size": self.group.world_size, "acting": saved[1] if saved is not None else None}
+        checkpoint.save(os.path.join(self.state_dir(), "checkpoints"), self.step, tensors, state,
+                        self.tc.keep_checkpoints)
+        return saved is not None
 
     def _restore(self) -> None:
         if not self.logdir:
@@ -300,6 +399,8 @@ class Trainer:
         self.seconds_before = state.get("seconds", 0.0)
         self.window_sums, self.window_count = state["window_sums"], state["window_count"]
         self.window_step = state["window_step"]
+        if state.get("acting") is not None:
+            self.saved_acting = (tensors["acting"], state["acting"])
         if self.group.main:
             truncate_metrics(os.path.join(self.logdir, "metrics.jsonl"), self.step)
 
@@ -310,20 +411,48 @@ class Trainer:
         if not self.group.active:
             _, tensors, state = checkpoint.load_latest(root, self.device)
             if state.get("world_size", 1) != 1:
-                raise ValueError(f"{self.logdir} was trained with {state['world_size']} data-parallel ranks; resume "
+                raise UserError(f"{self.logdir} was trained with {state['world_size']} data-parallel ranks; resume "
                                  f"it with torchrun --nproc_per_node {state['world_size']}")
             return tensors, state
         paths = {checkpoint.step_of(p): p for p in checkpoint.list_checkpoints(root)}
         common = set.intersection(*(set(steps) for steps in self.group.gather(sorted(paths))))
         if not common:
-            raise FileNotFoundError(f"no checkpoint step common to all {self.group.world_size} ranks under "
+            raise UserError(f"no checkpoint step common to all {self.group.world_size} ranks under "
                                     f"{self.logdir} (rank {self.group.rank} has {sorted(paths)}); was the run trained "
                                     "with this many ranks?")
         tensors, state = checkpoint.load(paths[max(common)], self.device)
         if state.get("world_size", 1) != self.group.world_size:
-            raise ValueError(f"{self.logdir} was trained with {state.get('world_size', 1)} ranks; resume it with "
+            raise UserError(f"{self.logdir} was trained with {state.get('world_size', 1)} ranks; resume it with "
                              f"the same number")
         return tensors, state
+
+
+class _Window:
+    """Counters of the current train/ row window."""
+
+    def __init__(self, steps: int, updates: int):
+        self.start, self.steps, self.updates, self.env_seconds = time.perf_counter(), steps, updates, 0.0
+
+
+@contextlib.contextmanager
+def _stop_on_signals(trainer: Trainer, enabled: bool):
+    """While enabled (and in the main thread): the first SIGINT/SIGTERM sets ``trainer.interrupted`` (the loop stops
+    after the current step); a second one raises KeyboardInterrupt at once."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        trainer.interrupted = signum
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def truncate_metrics(path: str, step: int) -> None:

@@ -6,7 +6,7 @@ For envs with image observations (atari:, dmc_vision:, memorymaze:, minigrid:), 
 observation on the left and, on the right, the world model's prediction: after ``context`` real steps the model
 continues in its step mode with the actions the agent actually took, never seeing another real frame, and its decoder
 draws each imagined state. Where the two halves part is where the model's memory or dynamics fail. Written with
-imageio (``pip install 'ssmworld[video]'``; .mp4 needs imageio-ffmpeg, .gif needs only pillow).
+imageio (``pip install -c constraints.txt -e '.[video]'``; .mp4 needs imageio-ffmpeg, .gif needs only pillow).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 from . import envs
 from .agent import Agent
 from .episodes import obs_to_tensors, to_env_actions
+from .errors import UserError, install_hint
 
 
 def to_uint8(pred: torch.Tensor, style: str) -> np.ndarray:
@@ -34,7 +35,7 @@ def record_episode(agent: Agent, env_id: str, path: str, seed: int = 0, context:
     "context"}. ValueError if the env has no image observation."""
     wm = agent.world_model
     if not wm.image_keys:
-        raise ValueError(f"video needs image observations; {env_id} has {sorted(wm.obs_shapes)} (use atari:, "
+        raise UserError(f"video needs image observations; {env_id} has {sorted(wm.obs_shapes)} (use atari:, "
                          "dmc_vision:, memorymaze: or minigrid: envs)")
     key = wm.image_keys[0]
     device = next(agent.parameters()).device
@@ -75,7 +76,7 @@ def _write(path: str, frames: np.ndarray, fps: int) -> None:
     try:
         import imageio.v2 as imageio
     except ImportError:
-        raise ValueError("videos need imageio: pip install 'ssmworld[video]'") from None
+        raise UserError(f"videos need imageio: {install_hint('video')}") from None
     frames = np.repeat(np.repeat(frames, 4, 1), 4, 2) if frames.shape[1] <= 128 else frames  # 64 px is tiny
     try:
         if path.endswith(".gif"):
@@ -83,5 +84,5 @@ def _write(path: str, frames: np.ndarray, fps: int) -> None:
         else:
             imageio.mimsave(path, list(frames), fps=fps, macro_block_size=1)
     except (ImportError, RuntimeError, ValueError) as err:
-        raise ValueError(f"could not write {path} ({err}); .mp4 needs imageio-ffmpeg "
-                         "(pip install 'ssmworld[video]'), or write a .gif") from None
+        raise UserError(f"could not write {path} ({err}); .mp4 needs imageio-ffmpeg "
+                         f"({install_hint('video')}), or write a .gif") from None

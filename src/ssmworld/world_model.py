@@ -20,26 +20,36 @@ import torch
 from torch import nn
 
 from . import sequence
-from .nn import MLP, Bernoulli, CategoricalLatent, ImageDecoder, ImageEncoder, TwoHot, dense_block, symlog
+from .errors import UserError
+from .nn import (
+    MLP,
+    Bernoulli,
+    CategoricalLatent,
+    ImageDecoder,
+    ImageEncoder,
+    TwoHot,
+    dense_block,
+    symlog,
+)
 
 
 @dataclass
 class WorldModelConfig:
-    core: str = "s5"
+    core: str = "s5"  # the sequence core: s5 | mamba | mamba2 | gru | attention (`ssmworld list cores`)
     core_cfg: dict[str, Any] = field(default_factory=dict)
     units: int = 256  # encoder, heads and the core's input width
-    encoder_layers: int = 2
-    head_layers: int = 2
-    latent_groups: int = 32
-    latent_classes: int = 32
-    unimix: float = 0.01
-    free_bits: float = 1.0
-    dyn_scale: float = 0.5
-    rep_scale: float = 0.1
-    decoder_scale: float = 1.0
-    reward_scale: float = 1.0
-    cont_scale: float = 1.0
-    reward_bins: int = 255
+    encoder_layers: int = 2  # hidden layers of the vector encoder MLP
+    head_layers: int = 2  # hidden layers of the decoder, reward and continue heads
+    latent_groups: int = 32  # categorical latents per step (G)
+    latent_classes: int = 32  # classes per categorical latent (C); z has G * C one-hot entries
+    unimix: float = 0.01  # uniform mixture in the latent distributions (DreamerV3: 1%)
+    free_bits: float = 1.0  # KL below this many nats per step is not penalised
+    dyn_scale: float = 0.5  # weight of the dynamics KL, KL[sg(q) || p]
+    rep_scale: float = 0.1  # weight of the representation KL, KL[q || sg(p)]
+    decoder_scale: float = 1.0  # weight of the observation reconstruction loss
+    reward_scale: float = 1.0  # weight of the reward prediction loss
+    cont_scale: float = 1.0  # weight of the continue-flag prediction loss
+    reward_bins: int = 255  # two-hot bins of the symlog reward and value distributions
     image_style: str = "dreamerv3"  # CNN encoder/decoder for image observations: dreamerv3 | drama (nn/conv.py)
     cnn_depth: int | None = None  # channel multiplier (None: the style's default, 32 / 16)
     # Output-layer init of the reward head: 0 = zeros (DreamerV3: no reward is predicted before any is seen). A zero
@@ -77,11 +87,11 @@ class WorldModel(nn.Module):
         action_dim: one-hot size (discrete) or action dims."""
         super().__init__()
         if not obs_shapes:
-            raise ValueError("world model: needs at least one observation key")
+            raise UserError("world model: needs at least one observation key")
         shapes = {k: (v,) if isinstance(v, int) else tuple(v) for k, v in obs_shapes.items()}
         bad = {k: v for k, v in shapes.items() if len(v) not in (1, 3)}
         if bad:
-            raise ValueError(f"world model: observations must be vectors (n,) or images (H, W, C), got {bad}")
+            raise UserError(f"world model: observations must be vectors (n,) or images (H, W, C), got {bad}")
         self.cfg, self.obs_shapes, self.action_dim = cfg, shapes, action_dim
         self.vector_keys = [k for k, v in shapes.items() if len(v) == 1]
         self.image_keys = [k for k, v in shapes.items() if len(v) == 3]
@@ -97,7 +107,7 @@ class WorldModel(nn.Module):
                                      ("head_input", cfg.head_input, ("hz", "h")),
                                      ("decoder_input", cfg.decoder_input, ("hz", "z"))):
             if value not in allowed:
-                raise ValueError(f"world model: {name} must be one of {allowed}, got {value!r}")
+                raise UserError(f"world model: {name} must be one of {allowed}, got {value!r}")
 
         def logits_layer(in_dim: int) -> nn.Module:
             if not cfg.latent_hidden:
@@ -166,20 +176,51 @@ class WorldModel(nn.Module):
         return loss
 
     def observe(self, obs: dict[str, torch.Tensor], action: torch.Tensor, is_first: torch.Tensor,
-                state: sequence.State | None = None, all_states: bool = False) -> dict[str, Any]:
+                state: sequence.State | None = None, all_states: bool = False,
+                prev: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, Any]:
         """Posterior pass over a (B, T) batch in parallel mode.
 
         obs: {key: (B, T, dim)}; action: (B, T, A), action[t] taken after o_t; is_first: (B, T) bool.
+        state, prev: the core state entering step 0 and the (z, a) of the step before it, (B, G*C), (B, A) (the
+        episode context, ``episode_context``); None: the initial state and zeros.
         Returns h (B, T, H), z (B, T, G*C) sampled posterior, post/prior logits (B, T, G*C) and the final core state,
         or with ``all_states`` the core state after every step {key: (B, T, ...)} (imagination starts)."""
         post_logits = self.encode(obs)
         z = self.latent(post_logits).sample().flatten(-2)  # (B, T, G*C), straight-through
-        keep = (~is_first.bool()).unsqueeze(-1).to(z.dtype)
-        prev_z = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], 1) * keep
-        prev_a = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1) * keep
+        u = self.core_inputs(z, action, is_first.bool(), prev)
         run = self.core.forward_states if all_states else self.core
-        h, core_state = run(self.core_input(torch.cat([prev_z, prev_a], -1)), self.core_reset(is_first), state)
+        h, core_state = run(u, self.core_reset(is_first), state)
         return dict(h=h, z=z, post_logits=post_logits, prior_logits=self.prior(h), state=core_state)
+
+    def core_inputs(self, z: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
+                    prev: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """u_t = stem(z_{t-1}, a_{t-1}), zeroed where is_first_t: (B, T, G*C), (B, T, A), (B, T) -> (B, T, units).
+        ``prev``: the (z, a) before step 0, (B, G*C), (B, A) (None: zeros)."""
+        prev_z0, prev_a0 = prev if prev is not None else (torch.zeros_like(z[:, 0]), torch.zeros_like(action[:, 0]))
+        keep = (~is_first).unsqueeze(-1).to(z.dtype)
+        prev_z = torch.cat([prev_z0.unsqueeze(1), z[:, :-1]], 1) * keep
+        prev_a = torch.cat([prev_a0.unsqueeze(1).to(action.dtype), action[:, :-1]], 1) * keep
+        return self.core_input(torch.cat([prev_z, prev_a], -1))
+
+    @torch.no_grad()
+    def episode_context(self, prefix: dict[str, Any]) -> tuple[sequence.State, tuple[torch.Tensor, torch.Tensor]]:
+        """The episode context of a batch (train.context=episode): ``prefix`` holds each sequence's episode steps
+        before its first step, (B, P) left-padded (replay.episode_prefix). A gradient-free pass of the core over them
+        (exact: the pad is cut off by the reset at each real prefix's first step) gives the state entering the batch's
+        first step, and (z, a) of the step before it. Returns (state, (z (B, G*C), a (B, A)))."""
+        z = self._posterior_sample(prefix["obs"])
+        _, _, state, _ = self._run_context(z, prefix["action"], prefix["is_first"].bool(), prefix["is_terminal"])
+        return state, (z[:, -1], prefix["action"][:, -1].float())
+
+    def _posterior_sample(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """z (..., G*C) sampled from q(z | o) with the encoder in eval mode (batch-norm layers use their running
+        statistics and are not updated by context steps, as when acting)."""
+        training = self.training
+        self.eval()
+        try:
+            return self.latent(self.encode(obs)).sample().flatten(-2)
+        finally:
+            self.train(training)
 
     def core_reset(self, is_first: torch.Tensor) -> torch.Tensor:
         """The core's reset flags (...) for ``is_first`` (...): is_first itself, or all True without memory."""
@@ -206,19 +247,21 @@ class WorldModel(nn.Module):
         """Imagination starts from replayed context windows (Drama's DFS contexts): ``windows`` is a batch dict of
         (n, C) sequences (obs, action, is_first, is_terminal); the start is each window's last step. Returns as
         ``context_starts``."""
+        state = prev = None
+        if "prefix" in windows and windows["prefix"]["is_first"].shape[1]:  # train.context=episode
+            state, prev = self.episode_context(windows["prefix"])
         z = self.latent(self.encode(windows["obs"])).sample().flatten(-2)
-        return self._run_context(z, windows["action"], windows["is_first"].bool(), windows["is_terminal"])
+        return self._run_context(z, windows["action"], windows["is_first"].bool(), windows["is_terminal"], state, prev)
 
-    def _run_context(self, z: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor, is_terminal: torch.Tensor
+    def _run_context(self, z: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor, is_terminal: torch.Tensor,
+                     state: sequence.State | None = None, prev: tuple[torch.Tensor, torch.Tensor] | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, sequence.State, torch.Tensor]:
-        """The core from its initial state over (n, C) windows with inputs (z_{k-1}, a_{k-1}) as in training, reset
-        at episode starts inside the window."""
+        """The core over (n, C) windows with inputs (z_{k-1}, a_{k-1}) as in training, reset at episode starts inside
+        the window; from its initial state (``state`` None) or from ``state`` with ``prev`` as in ``observe``."""
         reset = is_first.clone()
-        reset[:, 0] = True  # the context starts from the initial state
-        keep = (~reset).unsqueeze(-1).to(z.dtype)
-        prev_z = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], 1) * keep
-        prev_a = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1) * keep
-        h, state = self.core(self.core_input(torch.cat([prev_z, prev_a], -1)), self.core_reset(reset))
+        if state is None:
+            reset[:, 0] = True  # the context starts from the initial state
+        h, state = self.core(self.core_inputs(z, action, reset, prev), self.core_reset(reset), state)
         return h[:, -1], z[:, -1], state, 1.0 - is_terminal[:, -1].float()
 
     def imagine(self, h: torch.Tensor, z: torch.Tensor, state: sequence.State,
@@ -246,10 +289,14 @@ class WorldModel(nn.Module):
 
     def loss(self, batch: dict[str, Any], all_states: bool = False
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
-        """batch: obs {key: (B, T, dim)}, action (B, T, A), reward (B, T), is_first (B, T), is_terminal (B, T).
+        """batch: obs {key: (B, T, dim)}, action (B, T, A), reward (B, T), is_first (B, T), is_terminal (B, T);
+        optionally "prefix", the sequences' episode context (a batch dict of (B, P) steps, see ``episode_context``).
         Returns (scalar loss, metrics, the observe() outputs; ``all_states`` as in observe)."""
         cfg = self.cfg
-        out = self.observe(batch["obs"], batch["action"], batch["is_first"], all_states=all_states)
+        state = prev = None
+        if "prefix" in batch and batch["prefix"]["is_first"].shape[1]:  # train.context=episode
+            state, prev = self.episode_context(batch["prefix"])
+        out = self.observe(batch["obs"], batch["action"], batch["is_first"], state, all_states, prev)
         feat = self.head_features(out["h"], out["z"])
         decoder = self.decoder_loss(self.decoder_features(out["h"], out["z"]), batch["obs"])
         reward = -TwoHot(self.reward_head(feat)).log_prob(batch["reward"].float())

@@ -12,7 +12,8 @@
 
 ``list_tasks(suite)`` lists a suite's task ids. ``make(env_id, seed, **options)`` passes options to the suite's
 builder (e.g. ``make("atari:Pong", sticky=0.25)``); a suite rejects options it does not take. Suites other
-than builtin and gym need their optional extra (`pip install 'ssmworld[<suite>]'`, or `[all]`).
+than builtin and gym need their optional extra (`pip install -c constraints.txt -e '.[<suite>]'`, or
+`[all]`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable
 
 import gymnasium as gym
 
+from ..errors import UserError
 from .atari import atari_tasks, make_atari
 from .bsuite_adapter import bsuite_tasks, make_bsuite
 from .dmc import dmc_tasks, make_dmc, make_dmc_vision
@@ -36,14 +38,14 @@ def _make_builtin(task: str, size: int = 16) -> gym.Env:
     """recall/<delay>[/<n_cues>] (vector observations) or recall_image/<delay>[/<n_cues>] (pixels, option size)."""
     name, *args = task.split("/")
     if name not in ("recall", "recall_image"):
-        raise ValueError(f"builtin:{task}: unknown task {name!r}; available: recall/<delay>[/<n_cues>], "
+        raise UserError(f"builtin:{task}: unknown task {name!r}; available: recall/<delay>[/<n_cues>], "
                          "recall_image/<delay>[/<n_cues>]")
     try:
         numbers = [int(a) for a in args]
     except ValueError:
-        raise ValueError(f"builtin:{task}: expected {name}/<delay>[/<n_cues>] with integers") from None
+        raise UserError(f"builtin:{task}: expected {name}/<delay>[/<n_cues>] with integers") from None
     if len(numbers) > 2:
-        raise ValueError(f"builtin:{task}: expected {name}/<delay>[/<n_cues>]")
+        raise UserError(f"builtin:{task}: expected {name}/<delay>[/<n_cues>]")
     return RecallCueImage(*numbers, size=size) if name == "recall_image" else RecallCue(*numbers)
 
 
@@ -66,7 +68,7 @@ def list_tasks(suite: str) -> list[str]:
         "memorymaze": memorymaze_tasks,
     }
     if suite not in listers:
-        raise ValueError(f"unknown env suite {suite!r}; available: {', '.join(sorted(listers))}")
+        raise UserError(f"unknown env suite {suite!r}; available: {', '.join(sorted(listers))}")
     return listers[suite]()
 
 
@@ -78,7 +80,7 @@ def _check_options(suite: str, builder: Callable[..., gym.Env], options: dict) -
     accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ValueError(f"env suite {suite!r} does not take option(s) {', '.join(unknown)}; "
+        raise UserError(f"env suite {suite!r} does not take option(s) {', '.join(unknown)}; "
                          f"accepted: {', '.join(accepted) or 'none'}")
 
 
@@ -87,9 +89,9 @@ def make(env_id: str, seed: int | None = None, **options) -> gym.Env:
     action space."""
     suite, sep, task = env_id.partition(":")
     if not sep or not task:
-        raise ValueError(f"env id {env_id!r} must look like 'suite:task'; suites: {', '.join(sorted(SUITES))}")
+        raise UserError(f"env id {env_id!r} must look like 'suite:task'; suites: {', '.join(sorted(SUITES))}")
     if suite not in SUITES:
-        raise ValueError(f"unknown env suite {suite!r} in {env_id!r}; available: {', '.join(sorted(SUITES))}")
+        raise UserError(f"unknown env suite {suite!r} in {env_id!r}; available: {', '.join(sorted(SUITES))}")
     _check_options(suite, SUITES[suite], options)
     env = SUITES[suite](task, **options)
     if seed is not None:

@@ -30,6 +30,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ..errors import UserError, install_hint
+
 FRAME_SKIP = 4
 
 ATARI100K_GAMES = [
@@ -55,7 +57,7 @@ def human_normalized(game: str, score: float) -> float:
     """(score - random) / (human - random) with the Atari 100k reference scores; ``game`` as in ``atari:<Game>``."""
     names = {_key(name): name for name in ATARI_SCORES}
     if _key(game) not in names:
-        raise ValueError(f"no reference scores for {game!r}; accepted: the Atari 100k games {', '.join(ATARI_SCORES)}")
+        raise UserError(f"no reference scores for {game!r}; accepted: the Atari 100k games {', '.join(ATARI_SCORES)}")
     random, human = ATARI_SCORES[names[_key(game)]]
     return (float(score) - random) / (human - random)
 
@@ -65,7 +67,7 @@ def _ale_py(what: str = "atari:"):
         import ale_py
         import cv2  # noqa: F401  (checked here so a missing cv2 gives the same hint, not an error mid-episode)
     except ImportError:
-        raise ValueError(f"{what} needs the atari extra: pip install 'ssmworld[atari]'") from None
+        raise UserError(f"{what} needs the atari extra: {install_hint('atari')}") from None
     gym.register_envs(ale_py)
     return ale_py
 
@@ -87,7 +89,7 @@ def _resolve(game: str) -> tuple[str, str]:
     games = atari_games()
     by_key = {_key(name): name for name in games} | {_key(rom): name for name, rom in games.items()}
     if _key(game) not in by_key:
-        raise ValueError(f"atari:{game}: unknown Atari game; accepted: an ALE game name such as Pong, Breakout or "
+        raise UserError(f"atari:{game}: unknown Atari game; accepted: an ALE game name such as Pong, Breakout or "
                          "MontezumaRevenge (or ALE/Pong-v5); list them with ssmworld list envs atari")
     name = by_key[_key(game)]
     ale_py = _ale_py()
@@ -98,8 +100,8 @@ def _resolve(game: str) -> tuple[str, str]:
         except OSError:  # missing folder or a ROM whose hash does not match
             path = None
     if path is None or not path.exists():
-        raise ValueError(f"atari:{game}: ROM {games[name]}.bin not found; install ale-py>=0.9, whose wheels ship the "
-                         "ROMs (pip install 'ssmworld[atari]'), or set ALE_ROMS_DIR to a folder that holds it")
+        raise UserError(f"atari:{game}: ROM {games[name]}.bin not found; install ale-py>=0.9, whose wheels ship the "
+                         f"ROMs ({install_hint('atari')}), or set ALE_ROMS_DIR to a folder that holds it")
     return name, games[name]
 
 
@@ -111,13 +113,13 @@ class AtariEnv(gym.Env):
     def __init__(self, game: str, size: int = 64, sticky: float = 0.0, noop_max: int = 0, life_loss: bool = True,
                  max_frames: int = 108_000):
         if not isinstance(size, int) or not 8 <= size <= 256 or size & (size - 1):
-            raise ValueError(f"atari:{game}: size must be a power of two in 8..256, got {size!r}")
+            raise UserError(f"atari:{game}: size must be a power of two in 8..256, got {size!r}")
         if not 0.0 <= float(sticky) < 1.0:
-            raise ValueError(f"atari:{game}: sticky must be a probability in [0, 1), e.g. 0.25, got {sticky!r}")
+            raise UserError(f"atari:{game}: sticky must be a probability in [0, 1), e.g. 0.25, got {sticky!r}")
         if not isinstance(noop_max, int) or noop_max < 0:
-            raise ValueError(f"atari:{game}: noop_max must be an integer >= 0, got {noop_max!r}")
+            raise UserError(f"atari:{game}: noop_max must be an integer >= 0, got {noop_max!r}")
         if not isinstance(max_frames, int) or max_frames < 1:
-            raise ValueError(f"atari:{game}: max_frames must be an integer >= 1, got {max_frames!r}")
+            raise UserError(f"atari:{game}: max_frames must be an integer >= 1, got {max_frames!r}")
         self.game, rom = _resolve(game)
         import cv2
         self._cv2 = cv2

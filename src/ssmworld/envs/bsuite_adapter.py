@@ -26,6 +26,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ..errors import UserError, install_hint
+
 _SUCCESS_EXPERIMENTS = ("memory_len", "memory_size")  # binary recall tasks: final reward +1 right, -1 wrong
 
 
@@ -45,7 +47,7 @@ def _action_space(spec: Any) -> gym.Space:
         low = np.broadcast_to(np.asarray(spec.minimum, np.float32), spec.shape)
         high = np.broadcast_to(np.asarray(spec.maximum, np.float32), spec.shape)
         return gym.spaces.Box(low, high, dtype=np.float32)
-    raise ValueError(f"unsupported dm_env action spec {spec!r}; accepted: DiscreteArray, BoundedArray")
+    raise UserError(f"unsupported dm_env action spec {spec!r}; accepted: DiscreteArray, BoundedArray")
 
 
 class DmEnvAdapter(gym.Env):
@@ -102,7 +104,7 @@ def _import_bsuite(what: str):
         bsuite = importlib.import_module("bsuite")
         return bsuite, importlib.import_module("bsuite.sweep")
     except ImportError:
-        raise ValueError(f"{what} needs the bsuite extra: pip install 'ssmworld[bsuite]'") from None
+        raise UserError(f"{what} needs the bsuite extra: {install_hint('bsuite')}") from None
 
 
 def bsuite_tasks() -> list[str]:
@@ -137,13 +139,13 @@ def make_bsuite(task: str) -> gym.Env:
     experiment, _, index = task.partition("/")
     experiments = sorted({bsuite_id.split("/")[0] for bsuite_id in sweep.SWEEP})
     if experiment not in experiments:
-        raise ValueError(f"bsuite:{task}: unknown experiment {experiment!r}; expected <experiment>/<index> with "
+        raise UserError(f"bsuite:{task}: unknown experiment {experiment!r}; expected <experiment>/<index> with "
                          f"experiment one of {', '.join(experiments)}")
     count = sum(1 for bsuite_id in sweep.SWEEP if bsuite_id.split("/")[0] == experiment)
     if not index.isdigit() or int(index) >= count:
-        raise ValueError(f"bsuite:{task}: index must be an integer in 0..{count - 1} for {experiment}")
+        raise UserError(f"bsuite:{task}: index must be an integer in 0..{count - 1} for {experiment}")
     build = _loader(bsuite, experiment, dict(sweep.SETTINGS[f"{experiment}/{int(index)}"]))
     try:
         return DmEnvAdapter(build, success_info=experiment in _SUCCESS_EXPERIMENTS)
     except OSError as err:  # mnist* fetch their data set at construction
-        raise ValueError(f"bsuite:{task}: could not load the experiment's data ({err})") from None
+        raise UserError(f"bsuite:{task}: could not load the experiment's data ({err})") from None

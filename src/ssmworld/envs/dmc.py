@@ -33,6 +33,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ..errors import UserError, install_hint
 from .bsuite_adapter import DmEnvAdapter
 
 _GL_FIX = ("fix: MUJOCO_GL=egl with the EGL libraries (apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri "
@@ -52,7 +53,7 @@ def _suite(what: str):
         from dm_control import suite
     except ImportError as err:
         if getattr(err, "name", "") and err.name.split(".")[0] in ("dm_control", "mujoco"):
-            raise ValueError(f"{what} needs the dmc extra: pip install 'ssmworld[dmc]'") from None
+            raise UserError(f"{what} needs the dmc extra: {install_hint('dmc')}") from None
         raise _gl_error(what, err) from None
     except (RuntimeError, AttributeError, OSError) as err:  # an unknown MUJOCO_GL, or osmesa without libOSMesa
         raise _gl_error(what, err) from None
@@ -68,7 +69,7 @@ def _resolve(suite_name: str, name: str) -> tuple[str, str]:
     """"ball_in_cup_catch" -> ("ball_in_cup", "catch"): split against the suite's list, as domains hold underscores."""
     tasks = {f"{d}_{t}".lower(): (d, t) for d, t in _suite(f"{suite_name}:{name}").ALL_TASKS}
     if name.lower() not in tasks:
-        raise ValueError(f"{suite_name}:{name}: unknown DMC task; expected <domain>_<task> of dm_control.suite, e.g. "
+        raise UserError(f"{suite_name}:{name}: unknown DMC task; expected <domain>_<task> of dm_control.suite, e.g. "
                          "walker_walk, cartpole_balance, cheetah_run or ball_in_cup_catch; list them with "
                          f"ssmworld list envs {suite_name}")
     return tasks[name.lower()]
@@ -91,9 +92,9 @@ class DmcEnv(DmEnvAdapter):
                  camera: int | None = None):
         name = f"{'dmc_vision' if vision else 'dmc'}:{domain}_{task}"
         if not isinstance(repeat, int) or repeat < 1:
-            raise ValueError(f"{name}: repeat must be an integer >= 1, got {repeat!r}")
+            raise UserError(f"{name}: repeat must be an integer >= 1, got {repeat!r}")
         if vision and (not isinstance(size, int) or not 8 <= size <= 480):
-            raise ValueError(f"{name}: size must be an integer in 8..480, got {size!r}")
+            raise UserError(f"{name}: size must be an integer in 8..480, got {size!r}")
         self.name, self.domain, self.task, self.repeat = name, domain, task, repeat
         self.vision, self.size = vision, size
         self.camera = (2 if domain == "quadruped" else 0) if camera is None else camera
@@ -102,8 +103,8 @@ class DmcEnv(DmEnvAdapter):
         try:
             super().__init__(self._load)
         except AttributeError as err:  # mujoco 4 with dm_control 1.0.50: "MjModel has no attribute flex_vertedge"
-            raise ValueError(f"{name}: dm_control could not load the model ({err}); pin mujoco<4 "
-                             "(pip install 'ssmworld[dmc]')") from None
+            raise UserError(f"{name}: dm_control could not load the model ({err}); pin mujoco<4 "
+                             f"({install_hint('dmc')})") from None
         spec = self._env.action_spec()
         self._low = np.broadcast_to(np.asarray(spec.minimum, np.float64), spec.shape)
         self._high = np.broadcast_to(np.asarray(spec.maximum, np.float64), spec.shape)
@@ -111,7 +112,7 @@ class DmcEnv(DmEnvAdapter):
         if vision:
             cameras = self._env.physics.model.ncam
             if not isinstance(self.camera, int) or not -1 <= self.camera < cameras:
-                raise ValueError(f"{name}: camera must be an integer in -1..{cameras - 1} (-1: the free camera), "
+                raise UserError(f"{name}: camera must be an integer in -1..{cameras - 1} (-1: the free camera), "
                                  f"got {camera!r}")
             self.observation_space = gym.spaces.Dict(
                 {"image": gym.spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)})

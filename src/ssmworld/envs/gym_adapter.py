@@ -1,9 +1,16 @@
-"""`gym:<id>`: any registered gymnasium env with Box or Discrete spaces, observations as a dict."""
+"""`gym:<id>`: any registered gymnasium env with Box or Discrete spaces, observations as a dict.
+
+A user's own env: register it in a module and name the module, `gym:<module>:<id>` (gymnasium imports the module,
+whose import registers the id), e.g. `gym:my_package.envs:MyEnv-v0`."""
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import gymnasium as gym
 import numpy as np
+
+from ..errors import UserError
 
 
 def _converter(key: str, space: gym.Space):
@@ -14,36 +21,71 @@ def _converter(key: str, space: gym.Space):
             int(x) - first]
     if isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3:
         return ("image" if key == "vector" else key), space, lambda x: np.asarray(x, np.uint8)
+    if isinstance(space, gym.spaces.Box):  # flattened to a float32 vector, bounds kept
+        low, high = (np.asarray(b, np.float32).reshape(-1) for b in (space.low, space.high))
+        return key, gym.spaces.Box(low, high, dtype=np.float32), lambda x: np.asarray(x, np.float32).reshape(-1)
+    where = "the observation" if key == "vector" else f"observation key {key!r}"
+    raise UserError(f"unsupported observation space {type(space).__name__} for {where}; accepted: Box, Discrete, "
+                    "or a Dict of them (for other spaces wrap the env, e.g. gymnasium.wrappers.FlattenObservation, "
+                    "and register it: gym:<module>:<id>)")
+
+
+def observation_converter(space: gym.Space) -> tuple[gym.spaces.Dict, Callable[[Any], dict[str, np.ndarray]]]:
+    """(the ssmworld Dict space, raw observation -> its dict) for a Box, Discrete or Dict observation ``space``."""
+    spaces = dict(space.spaces) if isinstance(space, gym.spaces.Dict) else {"vector": space}
+    parts = {key: _converter(key, sub) for key, sub in spaces.items()}
+
+    def convert(observation: Any) -> dict[str, np.ndarray]:
+        raw = observation if isinstance(observation, dict) else {"vector": observation}
+        return {out: fn(raw[key]) for key, (out, _, fn) in parts.items()}
+
+    return gym.spaces.Dict({out: sub for out, sub, _ in parts.values()}), convert
+
+
+def space_to_json(space: gym.Space) -> dict[str, Any]:
+    """A Box, Discrete or Dict space as JSON-able data (export's spaces.json)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.Dict):
+        return {"type": "dict", "spaces": {k: space_to_json(v) for k, v in space.spaces.items()}}
     if isinstance(space, gym.spaces.Box):
-        size = int(np.prod(space.shape))
-        return key, gym.spaces.Box(-np.inf, np.inf, (size,), dtype=np.float32), lambda x: np.asarray(
-            x, np.float32).reshape(-1)
-    raise ValueError(f"unsupported observation space {type(space).__name__} for key {key!r}; "
-                     "accepted: Box, Discrete, or a Dict of them")
+        return {"type": "box", "shape": list(space.shape), "dtype": str(space.dtype),
+                "low": np.asarray(space.low, np.float64).reshape(-1).tolist(),
+                "high": np.asarray(space.high, np.float64).reshape(-1).tolist()}
+    raise UserError(f"cannot describe space {space}; accepted: Box, Discrete, Dict")
 
 
-class DictObservation(gym.ObservationWrapper):
+def space_from_json(data: dict[str, Any]) -> gym.Space:
+    if data["type"] == "discrete":
+        return gym.spaces.Discrete(data["n"], start=data["start"])
+    if data["type"] == "dict":
+        return gym.spaces.Dict({k: space_from_json(v) for k, v in data["spaces"].items()})
+    shape, dtype = tuple(data["shape"]), np.dtype(data.get("dtype", "float32"))
+    return gym.spaces.Box(np.array(data["low"]).reshape(shape).astype(dtype),
+                          np.array(data["high"]).reshape(shape).astype(dtype), shape, dtype)
+
+
+class DictObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Box observations -> {"vector": float32 flat}; Discrete -> one-hot; uint8 H x W x C images -> {"image"};
     a Dict of those -> per key."""
 
+    stateless = True  # keeps no state between steps (acting_state.savable)
+
     def __init__(self, env: gym.Env):
-        super().__init__(env)
-        space = env.observation_space
-        spaces = dict(space.spaces) if isinstance(space, gym.spaces.Dict) else {"vector": space}
-        self._parts = {key: _converter(key, sub) for key, sub in spaces.items()}
-        self.observation_space = gym.spaces.Dict({out: sub for out, sub, _ in self._parts.values()})
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
+        self.observation_space, self._convert = observation_converter(env.observation_space)
 
     def observation(self, observation):
-        raw = observation if isinstance(observation, dict) else {"vector": observation}
-        return {out: convert(raw[key]) for key, (out, _, convert) in self._parts.items()}
+        return self._convert(observation)
 
 
 def make_gym(task: str, **kwargs) -> gym.Env:
     try:
         env = gym.make(task, **kwargs)
     except gym.error.Error as err:
-        raise ValueError(f"gym:{task}: {err}") from None
+        raise UserError(f"gym:{task}: {err}") from None
     if not isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
-        raise ValueError(f"gym:{task}: unsupported action space {type(env.action_space).__name__}; "
+        raise UserError(f"gym:{task}: unsupported action space {type(env.action_space).__name__}; "
                          "accepted: Discrete, Box")
     return DictObservation(env)

@@ -13,13 +13,15 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ..errors import UserError
+
 
 class RecallCue(gym.Env):
     metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, delay: int = 5, n_cues: int = 2):
         if delay < 0 or n_cues < 2:
-            raise ValueError(f"memory task: need delay >= 0 and n_cues >= 2, got delay={delay}, n_cues={n_cues}")
+            raise UserError(f"memory task: need delay >= 0 and n_cues >= 2, got delay={delay}, n_cues={n_cues}")
         self.delay, self.n_cues = delay, n_cues
         self.observation_space = gym.spaces.Dict(
             {"vector": gym.spaces.Box(0.0, 1.0, (n_cues + 1,), dtype=np.float32)})
@@ -38,6 +40,14 @@ class RecallCue(gym.Env):
         super().reset(seed=seed)
         self._cue, self._t = int(self.np_random.integers(self.n_cues)), 0
         return self._obs(), {}
+
+    def get_state(self) -> dict[str, Any]:
+        """The episode in progress as JSON-able values (checkpoints save it, so an episode is not cut)."""
+        return {"cue": self._cue, "t": self._t, "rng": self.np_random.bit_generator.state}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._cue, self._t = int(state["cue"]), int(state["t"])
+        self.np_random.bit_generator.state = state["rng"]
 
     def step(self, action):
         if not self.action_space.contains(int(action)):
@@ -59,9 +69,9 @@ class RecallCueImage(RecallCue):
 
     def __init__(self, delay: int = 5, n_cues: int = 2, size: int = 16):
         if n_cues > len(self.PALETTE):
-            raise ValueError(f"image memory task: at most {len(self.PALETTE)} cues, got {n_cues}")
+            raise UserError(f"image memory task: at most {len(self.PALETTE)} cues, got {n_cues}")
         if size < 8 or size & (size - 1):
-            raise ValueError(f"image memory task: size must be a power of two >= 8, got {size}")
+            raise UserError(f"image memory task: size must be a power of two >= 8, got {size}")
         super().__init__(delay, n_cues)
         self.size = size
         self.observation_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)})

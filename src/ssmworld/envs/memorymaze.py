@@ -45,6 +45,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ..errors import UserError, install_hint
 from .memorymaze_contacts import install_fast_contacts
 
 EPISODE_STEPS = {"9x9": 1000, "11x11": 2000, "13x13": 3000, "15x15": 4000}
@@ -65,7 +66,7 @@ def _tasks(what: str):
     """memory_maze.tasks, imported without memory_maze/__init__.py (which needs the old gym package)."""
     needed = ("memory_maze", "labmaze", "dm_control", "mujoco")
     if any(importlib.util.find_spec(name) is None for name in needed):
-        raise ValueError(f"{what} needs the memorymaze extra: pip install 'ssmworld[memorymaze]'")
+        raise UserError(f"{what} needs the memorymaze extra: {install_hint('memorymaze')}")
     os.environ.setdefault("MUJOCO_GL", "egl")
     if "memory_maze" not in sys.modules:
         # the package module made from its real spec but never executed: submodules import from its folder
@@ -73,7 +74,7 @@ def _tasks(what: str):
     try:
         tasks = importlib.import_module("memory_maze.tasks")
     except Exception as err:  # a GL backend that cannot load fails inside PyOpenGL at import time
-        raise ValueError(f"{what}: could not load MuJoCo rendering with MUJOCO_GL={os.environ['MUJOCO_GL']} "
+        raise UserError(f"{what}: could not load MuJoCo rendering with MUJOCO_GL={os.environ['MUJOCO_GL']} "
                          f"({type(err).__name__}: {err}); {_RENDER_FIX}") from None
     absl_logger = logging.getLogger("absl")
     if not any(isinstance(f, _QuietVelocityWarning) for f in absl_logger.filters):
@@ -89,7 +90,7 @@ def memorymaze_tasks() -> list[str]:
 def _size(task: str) -> str:
     match = re.fullmatch(r"(?:memorymaze-)?(\d+x\d+)(?:-v0)?", task.lower())
     if not match or match[1] not in EPISODE_STEPS:
-        raise ValueError(f"memorymaze:{task}: unknown maze; accepted: {', '.join(EPISODE_STEPS)} "
+        raise UserError(f"memorymaze:{task}: unknown maze; accepted: {', '.join(EPISODE_STEPS)} "
                          "(or MemoryMaze-9x9-v0)")
     return match[1]
 
@@ -106,7 +107,7 @@ class MemoryMazeEnv(gym.Env):
     def __init__(self, build: Callable[[int], Any], episode_steps: int, max_steps: int | None = None,
                  name: str = "memorymaze"):
         if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-            raise ValueError(f"{name}: max_steps must be an integer >= 1 or None, got {max_steps!r}")
+            raise UserError(f"{name}: max_steps must be an integer >= 1 or None, got {max_steps!r}")
         self._build, self.name = build, name
         self.episode_steps, self.max_steps = episode_steps, max_steps
         self.observation_space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, IMAGE_SHAPE, dtype=np.uint8)})
@@ -127,7 +128,7 @@ class MemoryMazeEnv(gym.Env):
             gl = type(err).__module__.split(".")[0] in ("mujoco", "OpenGL") or "OpenGL" in str(err)
             if not gl:
                 raise
-            raise ValueError(f"{self.name}: MuJoCo rendering failed with MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
+            raise UserError(f"{self.name}: MuJoCo rendering failed with MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
                              f"({type(err).__name__}: {err}); {_RENDER_FIX}") from None
 
     def _obs(self, timestep: Any) -> dict[str, np.ndarray]:
@@ -171,7 +172,7 @@ def make_memorymaze(task: str, *, max_steps: int | None = None, fast_contacts: b
     size = _size(task)
     name = f"memorymaze:{task}"
     if not isinstance(fast_contacts, bool):  # a string "false" would be truthy
-        raise ValueError(f"{name}: fast_contacts must be true or false, got {fast_contacts!r}")
+        raise UserError(f"{name}: fast_contacts must be true or false, got {fast_contacts!r}")
     tasks = _tasks(name)
     constructor = getattr(tasks, f"memory_maze_{size}")
 

@@ -34,6 +34,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ..errors import UserError, install_hint
+
 _OBS_MODES = ("image", "symbolic")
 _ACTION_SETS = ("all", "used")
 
@@ -45,7 +47,7 @@ def _minigrid(what: str = "minigrid:"):
     try:
         import minigrid  # registers the MiniGrid-* ids with gymnasium
     except ImportError:
-        raise ValueError(f"{what} needs the minigrid extra: pip install 'ssmworld[minigrid]'") from None
+        raise UserError(f"{what} needs the minigrid extra: {install_hint('minigrid')}") from None
     return minigrid
 
 
@@ -73,7 +75,7 @@ def _resolve(task: str) -> str:
     by_key = {name.lower(): env_id for name, env_id in ids.items()}
     key = task.removeprefix("MiniGrid-").lower()
     if key not in by_key:
-        raise ValueError(f"minigrid:{task}: unknown MiniGrid env; accepted: a name such as MemoryS7, DoorKey-5x5 or "
+        raise UserError(f"minigrid:{task}: unknown MiniGrid env; accepted: a name such as MemoryS7, DoorKey-5x5 or "
                          "KeyCorridorS3R1 (or MiniGrid-MemoryS7-v0); list them with ssmworld list envs minigrid")
     return by_key[key]
 
@@ -104,13 +106,13 @@ class MiniGridTask(gym.Env):
     def __init__(self, task: str, obs: str = "image", size: int = 64, direction: bool = False,
                  actions: str = "all", max_steps: int | None = None):
         if obs not in _OBS_MODES:
-            raise ValueError(f"minigrid:{task}: obs must be one of {', '.join(_OBS_MODES)}, got {obs!r}")
+            raise UserError(f"minigrid:{task}: obs must be one of {', '.join(_OBS_MODES)}, got {obs!r}")
         if not isinstance(size, int) or not 8 <= size <= 256 or size & (size - 1):
-            raise ValueError(f"minigrid:{task}: size must be a power of two in 8..256, got {size!r}")
+            raise UserError(f"minigrid:{task}: size must be a power of two in 8..256, got {size!r}")
         if actions not in _ACTION_SETS:
-            raise ValueError(f"minigrid:{task}: actions must be one of {', '.join(_ACTION_SETS)}, got {actions!r}")
+            raise UserError(f"minigrid:{task}: actions must be one of {', '.join(_ACTION_SETS)}, got {actions!r}")
         if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-            raise ValueError(f"minigrid:{task}: max_steps must be an integer >= 1 or None, got {max_steps!r}")
+            raise UserError(f"minigrid:{task}: max_steps must be an integer >= 1 or None, got {max_steps!r}")
         _minigrid(f"minigrid:{task}")
         from minigrid.core import constants
         self.env_id = _resolve(task)

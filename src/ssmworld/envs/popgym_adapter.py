@@ -21,6 +21,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ..errors import UserError, install_hint
+
 Encoder = Callable[[Any], np.ndarray]
 
 
@@ -46,7 +48,7 @@ def _encoder(space: gym.Space) -> tuple[np.ndarray, np.ndarray, Encoder]:
         parts = [_encoder(sub) for sub in space.spaces]
         return (np.concatenate([low for low, _, _ in parts]), np.concatenate([high for _, high, _ in parts]),
                 lambda x: np.concatenate([encode(item) for (_, _, encode), item in zip(parts, x)]))
-    raise ValueError(f"unsupported popgym observation space {space}; accepted: Discrete, MultiDiscrete, Box, Tuple")
+    raise UserError(f"unsupported popgym observation space {space}; accepted: Discrete, MultiDiscrete, Box, Tuple")
 
 
 def decode_multi_discrete(action: int, nvec: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
@@ -68,7 +70,7 @@ class PopgymAdapter(gym.Wrapper):
             self._nvec, self._start = space.nvec.reshape(-1), space.start.reshape(-1)
             self.action_space = gym.spaces.Discrete(int(np.prod(self._nvec)))
         elif not isinstance(space, (gym.spaces.Discrete, gym.spaces.Box)):
-            raise ValueError(f"unsupported popgym action space {space}; accepted: Discrete, MultiDiscrete, Box")
+            raise UserError(f"unsupported popgym action space {space}; accepted: Discrete, MultiDiscrete, Box")
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
@@ -85,7 +87,7 @@ def _envs_module(what: str) -> Any:
     try:
         return importlib.import_module("popgym.envs")
     except ImportError:
-        raise ValueError(f"{what} needs the popgym extra: pip install 'ssmworld[popgym]'") from None
+        raise UserError(f"{what} needs the popgym extra: {install_hint('popgym')}") from None
 
 
 def _gym_id_name(spec: dict) -> str:
@@ -105,5 +107,5 @@ def make_popgym(task: str) -> gym.Env:
         registry[cls.__name__] = registry[_gym_id_name(spec)] = cls
     name = task.removeprefix("popgym-").removesuffix("-v0")
     if name not in registry:
-        raise ValueError(f"popgym:{task}: unknown env; available: {', '.join(popgym_tasks())}")
+        raise UserError(f"popgym:{task}: unknown env; available: {', '.join(popgym_tasks())}")
     return PopgymAdapter(registry[name]())

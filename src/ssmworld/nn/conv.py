@@ -27,6 +27,8 @@ import math
 import torch
 from torch import nn
 
+from ..errors import UserError
+
 STYLES = ("dreamerv3", "drama")
 NORMS = ("layer", "batch")
 _DRAMA_MULTS = (1, 2, 3, 4, 4)  # Drama channels = base * mults; base 16 in the paper
@@ -44,26 +46,26 @@ class ChannelLayerNorm(nn.LayerNorm):
 def _settings(shape: tuple[int, int, int], style: str, depth: int | None, norm: str | None) -> tuple[int, int, str]:
     """Validate (shape, style, norm); returns (number of convs, base depth, norm)."""
     if style not in STYLES:
-        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+        raise UserError(f"style must be one of {STYLES}, got {style!r}")
     if norm is None:
         norm = "batch" if style == "drama" else "layer"
     if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        raise UserError(f"norm must be one of {NORMS}, got {norm!r}")
     if len(shape) != 3 or any(int(s) != s or s <= 0 for s in shape):
-        raise ValueError(f"shape must be (H, W, C) of positive ints, got {shape!r}")
+        raise UserError(f"shape must be (H, W, C) of positive ints, got {shape!r}")
     h, w, _ = shape
     if style == "drama":
         if (h, w) != (64, 64):
-            raise ValueError(f"style 'drama' expects images (..., 64, 64, C), got shape {tuple(shape)}")
+            raise UserError(f"style 'drama' expects images (..., 64, 64, C), got shape {tuple(shape)}")
         stages = len(_DRAMA_MULTS)
     else:
         stages = round(math.log2(max(h, 1) / _MIN_RES))
         if h != w or stages < 1 or h != _MIN_RES * 2**stages:
-            raise ValueError(f"style 'dreamerv3' expects square images (..., H, H, C) with H = 4 * 2^k (8, 16, 32, "
+            raise UserError(f"style 'dreamerv3' expects square images (..., H, H, C) with H = 4 * 2^k (8, 16, 32, "
                              f"64, ...), got shape {tuple(shape)}")
     depth = depth if depth is not None else (16 if style == "drama" else 32)
     if depth < 1:
-        raise ValueError(f"depth must be a positive int, got {depth}")
+        raise UserError(f"depth must be a positive int, got {depth}")
     return stages, depth, norm
 
 
@@ -147,7 +149,7 @@ class ImageDecoder(nn.Module):
         super().__init__()
         stages, depth, norm = _settings(tuple(shape), style, depth, norm)
         if feat_dim < 1:
-            raise ValueError(f"feat_dim must be a positive int, got {feat_dim}")
+            raise UserError(f"feat_dim must be a positive int, got {feat_dim}")
         self.feat_dim, self.shape, self.style, self.norm = feat_dim, tuple(int(s) for s in shape), style, norm
         chans = _channels(style, depth, stages)[::-1]  # e.g. drama 64, 64, 48, 32, 16; dreamerv3 8d, 4d, 2d, d
         self.in_channels = chans[0]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import UserError
+
 
 def dense_block(in_dim: int, out_dim: int, norm_eps: float = 1e-3, norm: str = "layer",
                 bias: bool = False) -> nn.Sequential:
     """Linear -> norm -> SiLU. (..., in_dim) -> (..., out_dim).
     DreamerV3: norm="layer" and no bias (the norm has one); Drama: norm="rms" (weight only) after a biased Linear."""
     if norm not in ("layer", "rms"):
-        raise ValueError(f"dense block: norm must be 'layer' or 'rms', got {norm!r}")
+        raise UserError(f"dense block: norm must be 'layer' or 'rms', got {norm!r}")
     normalize = nn.LayerNorm(out_dim, eps=norm_eps) if norm == "layer" else nn.RMSNorm(out_dim, eps=norm_eps)
     return nn.Sequential(nn.Linear(in_dim, out_dim, bias=bias), normalize, nn.SiLU())
 

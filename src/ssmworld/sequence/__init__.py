@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ..errors import UserError
 from .base import SequenceCore, State, build_config
 
 # name -> (module, class); imported on first use so that `make("gru")` does not pay for the others.
@@ -19,7 +20,7 @@ CORES: dict[str, tuple[str, str]] = {
 
 def core_class(name: str) -> type[SequenceCore]:
     if name not in CORES:
-        raise ValueError(f"unknown sequence core {name!r}; available: {', '.join(sorted(CORES))}")
+        raise UserError(f"unknown sequence core {name!r}; available: {', '.join(sorted(CORES))}")
     module, cls = CORES[name]
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
@@ -28,7 +29,7 @@ def make(name: str, input_dim: int, **cfg: Any) -> SequenceCore:
     """Build a core by name. ``cfg`` are fields of that core's dataclass ``Config`` (unknown keys are rejected)."""
     cls = core_class(name)
     if not isinstance(input_dim, int) or input_dim <= 0:
-        raise ValueError(f"input_dim must be a positive int, got {input_dim!r}")
+        raise UserError(f"input_dim must be a positive int, got {input_dim!r}")
     return cls(input_dim, build_config(cls.Config, name, cfg))
 
 

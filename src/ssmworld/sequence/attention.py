@@ -20,18 +20,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserError
 from .base import SequenceCore, State, where_rows
 
 
 @dataclass
 class AttentionConfig:
-    width: int = 256
-    n_layers: int = 2
-    n_heads: int = 4
-    mlp_ratio: int = 4
+    width: int = 256  # model width (also the output size)
+    n_layers: int = 2  # transformer blocks
+    n_heads: int = 4  # attention heads
+    mlp_ratio: int = 4  # MLP hidden size = mlp_ratio * width
     window: int | None = None  # attend to the last `window` tokens (itself included); None = unlimited
-    norm_eps: float = 1e-5
-    rope_base: float = 10000.0
+    norm_eps: float = 1e-5  # epsilon of the layer norms
+    rope_base: float = 10000.0  # base of the rotary position embedding
 
 
 def rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
@@ -95,13 +96,13 @@ class AttentionCore(SequenceCore):
         super().__init__()
         config = config or AttentionConfig()
         if config.width <= 0 or config.n_heads <= 0 or config.width % config.n_heads:
-            raise ValueError(f"attention: width ({config.width}) must be a positive multiple of n_heads")
+            raise UserError(f"attention: width ({config.width}) must be a positive multiple of n_heads")
         if (config.width // config.n_heads) % 2:
-            raise ValueError(f"attention: head size width / n_heads must be even for RoPE, got {config.width}")
+            raise UserError(f"attention: head size width / n_heads must be even for RoPE, got {config.width}")
         if config.window is not None and config.window < 1:
-            raise ValueError(f"attention: window must be None or >= 1, got {config.window}")
+            raise UserError(f"attention: window must be None or >= 1, got {config.window}")
         if config.n_layers < 1 or config.mlp_ratio < 1:
-            raise ValueError("attention: n_layers and mlp_ratio must be >= 1")
+            raise UserError("attention: n_layers and mlp_ratio must be >= 1")
         self.config = config
         self.input_dim = input_dim
         self.output_dim = config.width

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import UserError
+
 State = dict[str, torch.Tensor]
 
 
@@ -160,7 +162,7 @@ def build_config(config_cls: type, name: str, cfg: dict[str, Any]) -> Any:
     fields = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(cfg) - fields)
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for core {name!r}; valid options: {sorted(fields)}")
+        raise UserError(f"unknown option(s) {unknown} for core {name!r}; valid options: {sorted(fields)}")
     return config_cls(**cfg)
 
 

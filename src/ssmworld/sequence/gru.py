@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserError
 from .base import SequenceCore, State
 
 
@@ -32,7 +33,7 @@ class GRUConfig:
     width: int = 256  # hidden size, also the output size
     blocks: int = 8  # number of groups; width must be divisible by blocks
     initial: str = "learned"  # "learned": h0 = tanh(parameter) | "zeros"
-    norm_eps: float = 1e-3
+    norm_eps: float = 1e-3  # epsilon of the layer norms
 
 
 class GRUCore(SequenceCore):
@@ -43,9 +44,9 @@ class GRUCore(SequenceCore):
         super().__init__()
         config = config or GRUConfig()
         if config.width <= 0 or config.blocks <= 0 or config.width % config.blocks:
-            raise ValueError(f"gru: width ({config.width}) must be a positive multiple of blocks ({config.blocks})")
+            raise UserError(f"gru: width ({config.width}) must be a positive multiple of blocks ({config.blocks})")
         if config.initial not in ("learned", "zeros"):
-            raise ValueError(f"gru: initial must be 'learned' or 'zeros', got {config.initial!r}")
+            raise UserError(f"gru: initial must be 'learned' or 'zeros', got {config.initial!r}")
         self.config = config
         self.input_dim = input_dim
         self.output_dim = self.state_features_dim = config.width

@@ -27,23 +27,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserError
 from .base import SequenceCore, State, prenorm_residual_stack
 
 
 @dataclasses.dataclass
 class MambaConfig:
     width: int = 256  # d_model
-    n_layers: int = 2
-    d_state: int = 16
+    n_layers: int = 2  # Mamba blocks in the stack
+    d_state: int = 16  # SSM state size N per channel
     expand: int = 2  # d_inner = expand * width
-    d_conv: int = 4
+    d_conv: int = 4  # width of the causal depthwise convolution
     dt_rank: int | None = None  # None -> ceil(width / 16)
-    dt_min: float = 1e-3
-    dt_max: float = 1e-1
-    dt_init_floor: float = 1e-4
+    dt_min: float = 1e-3  # smallest initial time step
+    dt_max: float = 1e-1  # largest initial time step
+    dt_init_floor: float = 1e-4  # floor of the initial time steps
     initial: str = "zeros"  # "zeros" | "learned" (a parameter `initial_ssm`; the conv window always restarts at 0)
     chunk: int = 16  # time steps per segment of the parallel scan (8-16 measured fastest on CPU; 64 was 1.7x slower)
-    norm_eps: float = 1e-5
+    norm_eps: float = 1e-5  # epsilon of the RMS norms
     use_cuda_kernels: bool = False  # mamba_ssm's selective_scan_fn on CUDA where it applies (UNTESTED on GPU)
 
     def __post_init__(self) -> None:
@@ -53,20 +54,20 @@ class MambaConfig:
         if self.dt_rank is not None:
             _check_int("dt_rank", self.dt_rank, 1)
         if not 0 < self.dt_min <= self.dt_max:
-            raise ValueError(f"mamba: need 0 < dt_min <= dt_max, got dt_min={self.dt_min}, dt_max={self.dt_max}")
+            raise UserError(f"mamba: need 0 < dt_min <= dt_max, got dt_min={self.dt_min}, dt_max={self.dt_max}")
         if not self.dt_init_floor > 0:
-            raise ValueError(f"mamba: dt_init_floor must be > 0, got {self.dt_init_floor}")
+            raise UserError(f"mamba: dt_init_floor must be > 0, got {self.dt_init_floor}")
         if self.initial not in ("zeros", "learned"):
-            raise ValueError(f"mamba: initial must be 'zeros' or 'learned', got {self.initial!r}")
+            raise UserError(f"mamba: initial must be 'zeros' or 'learned', got {self.initial!r}")
         if not self.norm_eps > 0:
-            raise ValueError(f"mamba: norm_eps must be > 0, got {self.norm_eps}")
+            raise UserError(f"mamba: norm_eps must be > 0, got {self.norm_eps}")
         if not isinstance(self.use_cuda_kernels, bool):
-            raise ValueError(f"mamba: use_cuda_kernels must be a bool, got {self.use_cuda_kernels!r}")
+            raise UserError(f"mamba: use_cuda_kernels must be a bool, got {self.use_cuda_kernels!r}")
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"mamba: {name} must be an int >= {minimum}, got {value!r}")
+        raise UserError(f"mamba: {name} must be an int >= {minimum}, got {value!r}")
 
 
 # ---- selective scan -------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserError
 from .base import SequenceCore, State, prenorm_residual_stack
 
 # On CPU, parallel mode runs over time blocks whose largest temporaries hold about this many elements. glibc hands
@@ -34,39 +35,39 @@ CPU_BLOCK_ELEMENTS = 2**22
 @dataclass
 class Mamba2Config:
     width: int = 256  # d_model
-    n_layers: int = 2
-    d_state: int = 16
-    expand: int = 2
-    headdim: int = 64
+    n_layers: int = 2  # Mamba-2 blocks in the stack
+    d_state: int = 16  # SSM state size N per head
+    expand: int = 2  # d_inner = expand * width
+    headdim: int = 64  # channels per head (heads = d_inner / headdim)
     ngroups: int = 1  # only 1 is supported (B, C shared by all heads)
-    d_conv: int = 4
-    chunk_size: int = 64
-    dt_min: float = 1e-3
-    dt_max: float = 1e-1
-    dt_init_floor: float = 1e-4
-    a_init_min: float = 1.0
-    a_init_max: float = 16.0
+    d_conv: int = 4  # width of the causal depthwise convolution
+    chunk_size: int = 64  # time steps per chunk of the SSD algorithm
+    dt_min: float = 1e-3  # smallest initial time step
+    dt_max: float = 1e-1  # largest initial time step
+    dt_init_floor: float = 1e-4  # floor of the initial time steps
+    a_init_min: float = 1.0  # smallest initial decay rate A (per head)
+    a_init_max: float = 16.0  # largest initial decay rate A
     initial: str = "zeros"  # "zeros" | "learned" (the ssm state at t=0 and after resets; conv window always zeros)
-    norm_eps: float = 1e-5
+    norm_eps: float = 1e-5  # epsilon of the RMS norms
     use_cuda_kernels: bool = False  # mamba_ssm's Triton SSD on CUDA tensors (untested here: no GPU)
 
     def __post_init__(self) -> None:
         for name in ("width", "n_layers", "d_state", "expand", "headdim", "d_conv", "chunk_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"mamba2: {name} must be a positive int, got {getattr(self, name)!r}")
+                raise UserError(f"mamba2: {name} must be a positive int, got {getattr(self, name)!r}")
         if self.ngroups != 1:
-            raise ValueError(f"mamba2: only ngroups=1 is supported, got ngroups={self.ngroups}")
+            raise UserError(f"mamba2: only ngroups=1 is supported, got ngroups={self.ngroups}")
         if (self.expand * self.width) % self.headdim:
-            raise ValueError(
+            raise UserError(
                 f"mamba2: d_inner = expand * width = {self.expand * self.width} must be divisible by"
                 f" headdim = {self.headdim}"
             )
         if not 0 < self.dt_min <= self.dt_max or self.dt_init_floor <= 0:
-            raise ValueError(f"mamba2: need 0 < dt_min <= dt_max and dt_init_floor > 0, got {self}")
+            raise UserError(f"mamba2: need 0 < dt_min <= dt_max and dt_init_floor > 0, got {self}")
         if not 0 < self.a_init_min <= self.a_init_max:
-            raise ValueError(f"mamba2: need 0 < a_init_min <= a_init_max, got {self.a_init_min}, {self.a_init_max}")
+            raise UserError(f"mamba2: need 0 < a_init_min <= a_init_max, got {self.a_init_min}, {self.a_init_max}")
         if self.initial not in ("zeros", "learned"):
-            raise ValueError(f"mamba2: initial must be 'zeros' or 'learned', got {self.initial!r}")
+            raise UserError(f"mamba2: initial must be 'zeros' or 'learned', got {self.initial!r}")
 
 
 # ---- the SSM scan: sequential reference, one step, and chunked SSD -----------------------------------------------

@@ -1,0 +1,61 @@
+"""The acting side of a checkpoint: the envs' episodes in progress and the agent's state in them.
+
+An env whose unwrapped env offers ``get_state() -> JSON-able dict`` and ``set_state(dict)`` (the builtin tasks), with
+no wrapper but stateless ones (a class attribute ``stateless = True``), can be saved mid-episode; then a checkpoint
+neither cuts its episodes nor changes what a resumed run does (tests/test_resume.py). If any env cannot, ``capture`` returns None and the trainer
+restarts the envs at the checkpoint instead (both the uninterrupted and the resumed run do, so resume stays exact).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+
+def savable(env: gym.Env) -> bool:
+    """Whether ``env``'s episode in progress can be saved (see the module docstring)."""
+    while isinstance(env, gym.Wrapper):
+        if not getattr(type(env), "stateless", False):
+            return False
+        env = env.env
+    return callable(getattr(env, "get_state", None)) and callable(getattr(env, "set_state", None))
+
+
+def capture(vec: gym.vector.SyncVectorEnv, arrays: dict[str, Any], policy_state: dict[str, Any] | None
+            ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(tensors, JSON-able state) of the envs' episodes in progress, or None if an env cannot be saved.
+    arrays: the trainer's per-env arrays (obs dict, reward, is_first, ...); policy_state: the agent's acting state."""
+    if not all(savable(env) for env in vec.envs):
+        return None
+    tensors = {"arrays": _to_tensors(arrays), "policy": _to_tensors(policy_state or {})}
+    state = {"envs": [env.unwrapped.get_state() for env in vec.envs],
+             "autoreset": [bool(v) for v in vec._autoreset_envs], "has_policy": policy_state is not None}
+    return tensors, state
+
+
+def restore(vec: gym.vector.SyncVectorEnv, tensors: dict[str, Any], state: dict[str, Any]
+            ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Put the saved episodes back into ``vec`` (reset once beforehand, so its buffers exist). Returns the trainer's
+    arrays and the agent's acting state (tensors on their saved devices)."""
+    for env, env_state in zip(vec.envs, state["envs"], strict=True):
+        env.unwrapped.set_state(env_state)
+    vec._autoreset_envs = np.array(state["autoreset"], dtype=bool)
+    arrays = _to_numpy(tensors["arrays"])
+    return arrays, (tensors["policy"] if state["has_policy"] else None)
+
+
+def _to_tensors(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _to_tensors(v) for k, v in tree.items()}
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().clone()
+    return torch.from_numpy(np.array(tree))
+
+
+def _to_numpy(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _to_numpy(v) for k, v in tree.items()}
+    return tree.numpy()

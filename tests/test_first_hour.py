@@ -1,0 +1,177 @@
+"""A new user's first hour (issue 13): help, the two kinds of failure, restarts, resume, config, exports, listings."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from ssmworld.cli import main
+from ssmworld.config import load_config
+from ssmworld.config_docs import config_rows
+from ssmworld.sequence import CORES
+
+DEBUG = ["--size", "debug", "--env", "builtin:recall/2", "--quiet", "train.prefill=20"]
+
+
+def cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["plot"], ["sweep"], ["export"], ["list"], ["config"],
+                                     ["bench", "cores"], ["bench", "world-model"]])
+def test_help_of_every_command(capsys, command):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0 and "usage: ssmworld" in capsys.readouterr().out
+
+
+def test_a_bug_is_a_traceback_not_bad_input(tmp_path, capsys, monkeypatch):
+    from ssmworld.train import Trainer
+
+    def broken(self):
+        raise ValueError("shape mismatch inside an update")  # a bug, not the user's input
+
+    monkeypatch.setattr(Trainer, "_update", broken)
+    with pytest.raises(ValueError, match="shape mismatch"):  # propagates: Python prints it and exits 1
+        main(["train", *DEBUG, "--steps", "60", "--logdir", str(tmp_path / "run")])
+    script = ("import sys; from ssmworld.cli import main; from ssmworld.train import Trainer; "
+              "Trainer._update = lambda self: 1 / 0; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", script, "train", *DEBUG, "--steps", "60", "--logdir",
+                           str(tmp_path / "sub")], capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "ZeroDivisionError" in proc.stderr
+
+
+def test_a_run_without_checkpoint_restarts_on_resume(tmp_path, capsys):
+    logdir = tmp_path / "run"
+    assert cli(capsys, "train", *DEBUG, "--steps", "60", "--logdir", str(logdir))[0] == 0
+    for name in os.listdir(logdir / "checkpoints"):  # as if stopped before its first checkpoint
+        os.rename(logdir / "checkpoints" / name, tmp_path / name)
+    code, out, err = cli(capsys, "train", "--logdir", str(logdir), "--resume")
+    assert code == 0 and "starting the run again from step 0" in err
+    steps = [json.loads(line)["step"] for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and json.loads(out.splitlines()[-1])["steps"] == 60
+
+
+def test_resume_is_consistent(tmp_path, capsys):
+    logdir = str(tmp_path / "run")
+    assert cli(capsys, "train", *DEBUG, "--steps", "60", "--logdir", logdir)[0] == 0
+    first = json.loads(open(os.path.join(logdir, "summary.json")).read())
+    for extra in (["--preset", "dreamerv3"], ["--env", "builtin:recall/3"], ["--size", "small"], ["agent.horizon=2"]):
+        code, _, err = cli(capsys, "train", "--logdir", logdir, "--resume", *extra)
+        assert code == 2 and "keeps the run's config" in err and extra[0] in err
+    rows = open(os.path.join(logdir, "metrics.jsonl")).read()
+    code, out, err = cli(capsys, "train", "--logdir", logdir, "--resume")  # already finished: nothing appended
+    assert code == 0 and open(os.path.join(logdir, "metrics.jsonl")).read() == rows
+    assert cli(capsys, "train", "--logdir", logdir, "--resume", "--steps", "100")[0] == 0
+    second = json.loads(open(os.path.join(logdir, "summary.json")).read())
+    assert second["seconds"] > first["seconds"]  # all sessions, not the last one's
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--preset", "r2j"], "did you mean 'r2i'"),
+    (["--size", "smal"], "did you mean 'small'"),
+    (["train.batch_size=0"], "train.batch_size must be positive, got 0"),
+    (["train.train_ratio=-1"], "train.train_ratio must be >= 0"),
+    (["train.stop_at=0.9", "train.eval_every=0"], "train.stop_at needs"),
+    (["train.context=forever"], "train.context must be window or episode"),
+])
+def test_bad_values_name_themselves(tmp_path, capsys, args, message):
+    code, _, err = cli(capsys, "train", *DEBUG, "--logdir", str(tmp_path / "run"), *args)
+    assert code == 2 and message in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
+def test_logdir_that_is_a_file_is_bad_input(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    code, _, err = cli(capsys, "train", *DEBUG, "--logdir", str(tmp_path / "file"))
+    assert code == 2 and "is a file" in err
+
+
+def test_steps_below_prefill_warn_and_the_end_says_what_next(tmp_path, capsys):
+    logdir = str(tmp_path / "run")
+    code, out, err = cli(capsys, "train", "--size", "debug", "--env", "builtin:recall/2", "--steps", "10",
+                         "--logdir", logdir)
+    assert code == 0 and "no updates will run" in err and json.loads(out.splitlines()[-1])["updates"] == 0
+    assert f"ssmworld eval --logdir {logdir}" in err and "--resume --steps" in err
+
+
+def test_config_prints_values_with_their_source(capsys):
+    code, out, _ = cli(capsys, "config", "--preset", "dreamerv3", "--env", "bsuite:memory_len/3", "agent.horizon=7")
+    lines = {line.split(" = ")[0]: line for line in out.splitlines()}
+    assert code == 0 and "# command line" in lines["agent.horizon"] and "7" in lines["agent.horizon"]
+    assert "'gru'" in lines["agent.world_model.core"] and "# preset dreamerv3" in lines["agent.world_model.core"]
+    assert "# preset dreamerv3 size small" in lines["agent.world_model.core_cfg.width"]
+    assert "# default" in lines["agent.world_model.core_cfg.norm_eps"]
+    assert "# --env" in lines["train.env"]
+
+
+def test_list_keys_takes_the_run_options_and_describes_every_key(capsys):
+    code, out, _ = cli(capsys, "list", "keys", "--preset", "dreamerv3", "--env", "dmc:walker_walk")
+    assert code == 0 and "agent.world_model.core = 'gru'" in out
+    assert "agent.world_model.latent_groups = 16  # categorical latents per step (G)" in out  # the dmc overlay
+    for preset in ("r2i", "dreamerv3", "drama"):
+        for core in CORES:
+            cfg = load_config(preset, "small", "builtin:recall/2", [f"agent.world_model.core={core}",
+                                                                    "agent.world_model.core_cfg={}"])
+            undocumented = [key for key, _, _, text in config_rows(cfg) if not text]
+            assert not undocumented, (preset, core, undocumented)
+
+
+def test_piping_a_listing_into_head_is_quiet():
+    proc = subprocess.run(f"{sys.executable} -m ssmworld list envs gym | head -1", shell=True, capture_output=True,
+                          text=True)
+    assert proc.stdout.count("\n") == 1 and proc.stderr == ""
+
+
+def test_listing_a_suite_prints_one_id_per_line(capsys):
+    code, out, _ = cli(capsys, "list", "envs", "builtin")
+    assert code == 0 and out.splitlines()[:2] == ["builtin:recall/0", "builtin:recall/5"]
+
+
+def test_unsupported_observation_space_says_how_to_fix_it():
+    from ssmworld.envs.gym_adapter import DictObservation
+
+    class TupleEnv(gym.Env):
+        observation_space = gym.spaces.Tuple([gym.spaces.Discrete(2), gym.spaces.Discrete(3)])
+        action_space = gym.spaces.Discrete(2)
+
+    with pytest.raises(ValueError, match="FlattenObservation") as info:
+        DictObservation(TupleEnv())
+    assert "'vector'" not in str(info.value)
+
+
+def test_exported_gym_policy_acts_on_the_envs_own_observations(tmp_path, capsys):
+    import ssmworld
+    from ssmworld import envs
+
+    logdir, out = str(tmp_path / "run"), str(tmp_path / "exported")
+    assert cli(capsys, "train", "--size", "debug", "--env", "gym:CartPole-v1", "--steps", "60", "--logdir", logdir,
+               "--quiet", "train.prefill=20")[0] == 0
+    assert cli(capsys, "export", "--logdir", logdir, "--out", out)[0] == 0
+    assert stat.S_IMODE(os.stat(os.path.join(out, "model.safetensors")).st_mode) == 0o644
+    policy = ssmworld.load_agent(out)
+    plain, wrapped = gym.make("CartPole-v1"), envs.make("gym:CartPole-v1")
+    obs, _ = plain.reset(seed=4)
+    dict_obs, _ = wrapped.reset(seed=4)
+    np.testing.assert_array_equal(obs, dict_obs["vector"])
+    state = dict_state = None
+    for step in range(20):  # the same actions from the raw and the dict observation, and the SB3 form
+        torch.manual_seed(step)  # the posterior sample is random: the same draws for both
+        action, state = policy.predict(obs, state)
+        torch.manual_seed(step)
+        dict_action, dict_state = policy.act(dict_obs, dict_state)
+        assert action == dict_action and plain.action_space.contains(action)
+        obs, _, terminated, truncated, _ = plain.step(action)
+        dict_obs, *_ = wrapped.step(dict_action)
+        if terminated or truncated:
+            break
+    without_converter = type(policy)(policy.agent, policy.action_space, policy.device)  # e.g. a bsuite export
+    with pytest.raises(ValueError, match="expected a dict observation"):
+        without_converter.act(obs)
