@@ -12,6 +12,7 @@
                                [--cores mamba2,attention] [--imagination context] [--horizon 16] [--starts 1024]
     ssmworld list cores|envs|presets [suite]
     ssmworld list keys [--preset P] [--size S] [--env E]
+    ssmworld bsuite-score runs/a runs/b ... [--results-dir DIR] [--json PATH]
     ssmworld config [--preset P] [--size S] [--env E] [a.b=value ...] | --logdir runs/x
 """
 
@@ -143,6 +144,13 @@ def _parser() -> argparse.ArgumentParser:
                        ("--size", "with `keys`: the size (default small)"),
                        ("--env", "with `keys`: the env id, which selects the suite overlay")):
         listing.add_argument(name, help=text)
+
+    score = commands.add_parser("bsuite-score", help="bsuite's own scores of runs on bsuite: envs (its analysis "
+                                "code, from CSV logs in its format)")
+    score.add_argument("runs", nargs="+", help="run directories of `ssmworld train` on bsuite: envs")
+    score.add_argument("--results-dir", default="bsuite_results", help="where the bsuite CSV logs are written "
+                       "(one folder per run; default bsuite_results)")
+    score.add_argument("--json", metavar="PATH", help="also write the scores as JSON")
 
     config = commands.add_parser("config", help="print the resolved configuration of a run, each value with the "
                                  "layer that set it (preset, size, suite overlay, command line)")
@@ -383,6 +391,23 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bsuite_score(args: argparse.Namespace) -> int:
+    import json
+
+    from .bsuite_score import bsuite_score
+
+    scores = bsuite_score(args.runs, args.results_dir)
+    width = max(len(s["run"]) for s in scores)
+    print(f"{'run':{width}}  {'bsuite_id':20s} episodes  score  finished  (bsuite's analysis; CSVs in "
+          f"{args.results_dir})")
+    for s in scores:  # finished: the run has bsuite's full number of episodes for the experiment
+        print(f"{s['run']:{width}}  {s['bsuite_id']:20s} {s['episodes']:8d}  {s['score']:.2f}   {s['finished']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(scores, f, indent=1)
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
     from .config import load_config, load_yaml
     from .config_docs import config_rows
@@ -457,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
             return _list(args)
         if args.command == "config":
             return _config(args)
+        if args.command == "bsuite-score":
+            return _bsuite_score(args)
     except UserError as err:  # bad input: config, env id, spaces, files; anything else is a bug: a traceback
         return _fail(str(err))
     except Interrupted as err:  # SIGINT / SIGTERM during training: a checkpoint was written

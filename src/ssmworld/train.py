@@ -318,6 +318,9 @@ class Trainer:
             row = {"episode/return": float(self.episode_return[i]), "episode/length": int(self.episode_length[i])}
             if "success" in info and info.get("_success", np.ones(n, bool))[i]:
                 row["episode/success"] = float(info["success"][i])
+            for key in (k for k in info if k.startswith("bsuite/")):  # bsuite's scoring counters (bsuite_score.py)
+                if info.get(f"_{key}", np.ones(n, bool))[i]:
+                    row[f"episode/{key}"] = float(info[key][i])
             rows.append(row)
         return rows
 

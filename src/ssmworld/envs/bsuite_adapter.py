@@ -56,6 +56,9 @@ class DmEnvAdapter(gym.Env):
     ``build(seed)`` returns a fresh dm_env env; it is called with None at construction and again with ``s`` on every
     ``reset(seed=s)``, which is how dm_env envs (seeded only in their constructor) get reproducible episodes.
     ``success_info``: put ``info["success"] = final reward > 0`` on the last step of each episode.
+    On the last step of each episode, ``info["bsuite/<key>"]`` holds what the episode added to each of the env's
+    ``bsuite_info()`` counters (e.g. total_perfect, total_regret): per-episode deltas, so they survive the env being
+    rebuilt (seeded resets, resume); ``ssmworld bsuite-score`` sums them into bsuite's own CSV columns.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -63,6 +66,7 @@ class DmEnvAdapter(gym.Env):
     def __init__(self, build: Callable[[int | None], Any], success_info: bool = False):
         self._build, self._success_info = build, success_info
         self._env = build(None)
+        self._counters: dict[str, float] = {}  # bsuite_info() at the start of the episode
         size = sum(int(np.prod(spec.shape)) for spec in _leaves(self._env.observation_spec()))
         self.observation_space = gym.spaces.Dict(
             {"vector": gym.spaces.Box(-np.inf, np.inf, (size,), dtype=np.float32)})
@@ -81,7 +85,13 @@ class DmEnvAdapter(gym.Env):
         super().reset(seed=seed)
         if seed is not None:
             self._env = self._build(seed)
-        return self._obs(self._env.reset().observation), {}
+        observation = self._obs(self._env.reset().observation)
+        self._counters = self._bsuite_info()
+        return observation, {}
+
+    def _bsuite_info(self) -> dict[str, float]:
+        info = getattr(self._env, "bsuite_info", None)
+        return {k: float(v) for k, v in info().items()} if callable(info) else {}
 
     def step(self, action):
         if isinstance(self.action_space, gym.spaces.Discrete):
@@ -96,6 +106,9 @@ class DmEnvAdapter(gym.Env):
             terminated = not truncated
             if self._success_info:
                 info["success"] = reward > 0
+            counters = self._bsuite_info()
+            info.update({f"bsuite/{k}": v - self._counters.get(k, 0.0) for k, v in counters.items()})
+            self._counters = counters
         return self._obs(timestep.observation), reward, terminated, truncated, info
 
 

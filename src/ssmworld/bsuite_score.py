@@ -1,0 +1,71 @@
+"""`ssmworld bsuite-score RUN...`: bsuite's own scores of ssmworld runs on `bsuite:` envs.
+
+Each run's episode rows (metrics.jsonl: return, length and the per-episode deltas of the env's ``bsuite_info()``
+counters, see envs/bsuite_adapter.py) are turned into the rows bsuite's ``Logging`` wrapper writes (steps, episode,
+total_return, episode_len, episode_return and the cumulative counters, at bsuite's logarithmic episode schedule),
+written with bsuite's CSV logger to ``<results_dir>/bsuite_id_<experiment>-<index>.csv``, loaded back with bsuite's
+``csv_load`` and scored with bsuite's ``summary_analysis.bsuite_score``: the numbers any bsuite report uses.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .config import load_yaml
+from .errors import UserError, install_hint
+from .logger import read_metrics
+
+
+def bsuite_rows(logdir: str) -> tuple[str, list[dict[str, Any]]]:
+    """(bsuite id, the rows bsuite's Logging wrapper would have written) of one run directory."""
+    from bsuite.utils.wrappers import _logarithmic_logging
+
+    config, metrics = os.path.join(logdir, "config.yaml"), os.path.join(logdir, "metrics.jsonl")
+    if not (os.path.exists(config) and os.path.exists(metrics)):
+        raise UserError(f"{logdir}: no config.yaml / metrics.jsonl; give run directories of `ssmworld train`")
+    env = load_yaml(config).train.env
+    if not env.startswith("bsuite:"):
+        raise UserError(f"{logdir}: env {env!r} is not a bsuite: env")
+    rows, totals = [], {"steps": 0, "episode": 0, "total_return": 0.0}
+    counters: dict[str, float] = {}
+    for row in read_metrics(metrics):
+        if "episode/return" not in row:
+            continue
+        totals["steps"] += int(row["episode/length"])
+        totals["episode"] += 1
+        totals["total_return"] += float(row["episode/return"])
+        for key in (k for k in row if k.startswith("episode/bsuite/")):
+            name = key[len("episode/bsuite/"):]
+            counters[name] = counters.get(name, 0.0) + float(row[key])
+        if _logarithmic_logging(totals["episode"]):
+            rows.append({**totals, "episode_len": int(row["episode/length"]),
+                         "episode_return": float(row["episode/return"]), **counters})
+    if not rows:
+        raise UserError(f"{logdir}: no finished episodes in metrics.jsonl")
+    return env.partition(":")[2], rows
+
+
+def bsuite_score(run_dirs: list[str], results_dir: str) -> list[dict[str, Any]]:
+    """Write every run's bsuite CSV under ``results_dir/<run name>`` and score each run with bsuite's analysis.
+    Returns one dict per run: run, bsuite_id, episodes, experiment, score."""
+    try:
+        from bsuite.experiments import summary_analysis
+        from bsuite.logging import csv_load, csv_logging
+    except ImportError:
+        raise UserError(f"bsuite-score needs the bsuite extra: {install_hint('bsuite')}") from None
+    out = []
+    for logdir in run_dirs:
+        bsuite_id, rows = bsuite_rows(logdir)
+        name = os.path.basename(os.path.normpath(logdir)) or "run"
+        directory = os.path.join(results_dir, name)
+        logger = csv_logging.Logger(bsuite_id, directory, overwrite=True)
+        for row in rows:  # bsuite's logger rewrites its CSV per row; the logarithmic schedule keeps them few
+            logger.write(row)
+        frame, sweep_vars = csv_load.load_bsuite({name: directory})
+        scores = summary_analysis.bsuite_score(frame, sweep_vars)
+        experiment = bsuite_id.split("/")[0]
+        mine = scores[scores["bsuite_env"] == experiment].iloc[0]
+        out.append({"run": logdir, "bsuite_id": bsuite_id, "episodes": rows[-1]["episode"], "experiment": experiment,
+                    "score": float(mine["score"]), "finished": bool(mine["finished"])})
+    return out
