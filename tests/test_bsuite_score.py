@@ -19,9 +19,9 @@ def fake_run(path, successes):
     save_yaml(load_config("r2i", "debug", "bsuite:memory_len/0"), os.path.join(path, "config.yaml"))
     with open(os.path.join(path, "metrics.jsonl"), "w") as f:
         for i, ok in enumerate(successes):
-            f.write(json.dumps({"step": 2 * (i + 1), "episode/return": 1.0 if ok else -1.0, "episode/length": 2,
-                                "episode/bsuite/total_perfect": float(ok), "episode/bsuite/total_regret": 2.0 * (not ok)})
-                    + "\n")
+            row = {"step": 2 * (i + 1), "episode/return": 1.0 if ok else -1.0, "episode/length": 2,
+                   "episode/bsuite/total_perfect": float(ok), "episode/bsuite/total_regret": 2.0 * (not ok)}
+            f.write(json.dumps(row) + "\n")
             f.write(json.dumps({"step": 2 * (i + 1), "train/loss_model": 1.0}) + "\n")  # not an episode row
 
 
