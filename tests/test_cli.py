@@ -44,7 +44,7 @@ def test_train_resume_and_eval(tmp_path, capsys):
     (["--env", "builtin:recall/2", "train.batch_size=big"], "train.batch_size expects int, got 'big'"),
     (["--env", "builtin:recall/2", "--preset", "nope"], "unknown preset 'nope'"),
     (["--env", "builtin:recall/2", "agent.world_model.core_cfg.bogus=1"], "unknown option(s) ['bogus']"),
-    (["--env", "builtin:recall/2", "agent.world_model.core=lstm"], "unknown sequence core 'lstm'"),
+    (["--env", "builtin:recall/2", "agent.world_model.core=lstm"], "core must be one of s5, mamba, mamba2, gru"),
     (["--env", "gym:Pendulum-v1", "agent.policy_input=everything"], "policy_input must be one of"),
     (["--env", "builtin:recall/2", "--device", "cuda:7"] if not __import__("torch").cuda.is_available() else
      ["--env", "builtin:recall/2", "--device", "tpu"], "device"),

@@ -57,11 +57,11 @@ def test_overrides_convert_and_check_types():
     ("agent.world_model=3", "is a group"),
     ("train.steps.x=3", "is a value, not a group"),
     ("nonsense", "must look like key=value"),
-    ("agent.world_model.core=42", None),  # an int where a str is expected is taken as its text
+    ("train.device=42", None),  # an int where a str is expected is taken as its text
 ])
 def test_bad_overrides_give_one_line_errors(override, message):
     if message is None:
-        assert load_config("r2i", "debug", overrides=[override]).agent.world_model.core == "42"
+        assert load_config("r2i", "debug", overrides=[override]).train.device == "42"
         return
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as err:
         load_config("r2i", "debug", "builtin:recall/5", [override])
@@ -127,3 +127,33 @@ def test_dreamerv3_overlays_match_r2i_except_the_core():
         assert (dv3.train.train_ratio, dv3.train.envs, dv3.train.env_options) == (
             r2i.train.train_ratio, r2i.train.envs, r2i.train.env_options)
         assert (dv3.train.batch_size, dv3.train.sequence_length) == (16, 64)  # DreamerV3's own batch
+
+
+def test_extends_composes_at_any_depth(monkeypatch):
+    from ssmworld import config as config_module
+
+    presets = {
+        "root": {"base": {"agent.horizon": 1}, "sizes": {"small": {"agent.horizon": 2, "train.batch_size": 3}},
+                 "suites": {"builtin": {"all": {"agent.horizon": 5}}}},
+        "middle": {"extends": "root", "base": {"agent.horizon": 10, "train.seed": 7},
+                   "sizes": {"small": {"train.batch_size": 4}}},
+        "leaf": {"extends": "middle", "base": {"train.seed": 8}, "suites": {"builtin": {"small": {"agent.horizon": 6}}}},
+        "loop_a": {"extends": "loop_b"}, "loop_b": {"extends": "loop_a"},
+    }
+    monkeypatch.setattr(config_module, "read_preset", lambda name: presets[name])
+    layers = [origin for origin, _ in config_module.preset_layers("leaf", "small", "builtin")]
+    assert layers[:3] == ["preset root", "preset middle", "preset leaf"]  # base layers, the root first
+    assert layers[3:6] == ["preset root size small", "preset middle size small", "preset leaf size small"]
+    cfg = config_module.load_config("leaf", "small", "builtin:recall/2")
+    # base: 1 -> 10; sizes: 2; suite all (root): 5; suite size (leaf): 6
+    assert cfg.agent.horizon == 6 and cfg.train.batch_size == 4 and cfg.train.seed == 8
+    with pytest.raises(ValueError, match="circular 'extends'"):
+        config_module.preset_layers("loop_a", "small", "builtin")
+
+
+def test_enum_values_are_checked_when_the_config_loads():
+    with pytest.raises(ValueError, match=r"train.sampler must be one of uniform, recency, dfs, got 'dsf'; "
+                                         r"did you mean 'dfs'\?"):
+        load_config("r2i", "debug", "builtin:recall/2", ["train.sampler=dsf"])
+    with pytest.raises(ValueError, match="agent.world_model.head_input must be one of hz, h"):
+        load_config("r2i", "debug", "builtin:recall/2", ["agent.world_model.head_input=zh"])

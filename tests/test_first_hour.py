@@ -81,7 +81,8 @@ def test_resume_is_consistent(tmp_path, capsys):
     (["train.batch_size=0"], "train.batch_size must be positive, got 0"),
     (["train.train_ratio=-1"], "train.train_ratio must be >= 0"),
     (["train.stop_at=0.9", "train.eval_every=0"], "train.stop_at needs"),
-    (["train.context=forever"], "train.context must be window or episode"),
+    (["train.context=forever"], "train.context must be one of window, episode, got 'forever'"),
+    (["agent.imagination=contxt"], "did you mean 'context'"),
 ])
 def test_bad_values_name_themselves(tmp_path, capsys, args, message):
     code, _, err = cli(capsys, "train", *DEBUG, "--logdir", str(tmp_path / "run"), *args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -23,19 +23,19 @@ POLICY_INPUTS = {"output": ("h", "z"), "hidden": ("z", "x"), "full": ("h", "z", 
 class AgentConfig:
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
-    policy_input: str = "hidden"  # R2I: "output" (h, z), "hidden" (z, x), "full" (h, z, x); control: "latent" (z)
+    policy_input: Literal["output", "hidden", "full", "latent"] = "hidden"  # R2I: "output" (h, z), "hidden" (z, x), "full" (h, z, x); control: "latent" (z)
     horizon: int = 15  # imagination steps per start state
     # Where imagination starts: "posterior" = the core state at every step of the training pass (R2I), or "context" =
     # a fresh core pass over the last ``imagination_context`` real steps before a random step of the batch (Drama;
     # works for every core, including attention, whose per-step states are not materialised).
-    imagination: str = "posterior"
+    imagination: Literal["posterior", "context"] = "posterior"
     imagination_context: int = 8  # real steps re-encoded before each imagination start (agent.imagination=context)
     imagination_starts: int | None = None  # random subset of the B*T posterior states (None: all, as R2I)
     model_lr: float = 1e-4  # world-model learning rate
     model_eps: float = 1e-8  # world-model optimiser epsilon
     model_clip: float = 1000.0  # world-model gradient-norm clip
     model_warmup: int = 0  # updates of linear learning-rate warm-up for the world model (Drama: 1000)
-    optimizer: str = "adam"  # adam | laprop (Drama's option; ssmworld/optim.py), for all three parts
+    optimizer: Literal["adam", "laprop"] = "adam"  # adam | laprop (Drama's option; ssmworld/optim.py), for all three parts
     actor_lr: float = 3e-5  # actor learning rate
     critic_lr: float = 3e-5  # critic learning rate
     actor_critic_eps: float = 1e-5  # actor and critic optimiser epsilon

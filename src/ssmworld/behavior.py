@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -71,7 +72,7 @@ class ActorCriticConfig:
     max_std: float = 1.0  # largest std of the continuous-action Normal
     # How continuous actions are trained: "dynamics" = the return's gradient through the imagined dynamics (R2I,
     # DreamerV3 2023), "reinforce" = the score-function estimator, as for discrete actions (DreamerV3 2024).
-    continuous_gradient: str = "dynamics"
+    continuous_gradient: Literal["dynamics", "reinforce"] = "dynamics"
     slow_critic_fraction: float = 0.02  # EMA step of the slow critic after every update
     slow_critic_reg: float = 1.0  # weight of the pull towards the slow critic's prediction
 

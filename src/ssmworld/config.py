@@ -19,7 +19,7 @@ import difflib
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -47,14 +47,14 @@ class TrainConfig:
     # What a training sequence remembers from before its first step: "window" = nothing (it starts from the core's
     # initial state), "episode" = the episode so far: the core state entering its first step is recomputed without
     # gradient over up to context_length earlier steps of its episode (gradients stay inside the window).
-    context: str = "window"
+    context: Literal["window", "episode"] = "window"
     context_length: int = 4096  # train.context=episode: at most this many earlier steps of the episode are replayed
     life_loss_terminal: bool = False  # atari: a lost life is a termination target for the world model only (Drama)
-    sampler: str = "uniform"  # uniform | recency | dfs (Drama's dynamic frequency-based sampling)
+    sampler: Literal["uniform", "recency", "dfs"] = "uniform"  # uniform | recency | dfs (Drama's dynamic frequency-based sampling)
     dfs_temperature: float = 10.0  # tau of DFS: p_i = softmax(-n_i / tau); larger is closer to uniform
     # Where imagination contexts come from with agent.imagination=context: windows of the world-model batch ("batch"),
     # or separate draws from replay ("replay": with sampler=dfs, Drama's m_i rule; drama.md §4)
-    imagination_contexts: str = "batch"
+    imagination_contexts: Literal["batch", "replay"] = "batch"
     eval_every: int = 10_000  # env steps between evaluations (0: only at the end)
     eval_episodes: int = 10  # greedy-policy episodes per evaluation
     log_every: int = 1_000  # env steps between train/ and perf/ metric rows
@@ -64,7 +64,7 @@ class TrainConfig:
     # Stop when solved (as SB3's StopTrainingOnRewardThreshold): end the run at the first evaluation whose
     # stop_metric (success_rate | return_mean) is >= stop_at; None: train for all the steps
     stop_at: float | None = None
-    stop_metric: str = "success_rate"  # the evaluation metric train.stop_at compares: success_rate | return_mean
+    stop_metric: Literal["success_rate", "return_mean"] = "success_rate"  # the evaluation metric train.stop_at compares: success_rate | return_mean
     minutes: float = 0.0  # wall-clock budget of this invocation: stop (evaluate, checkpoint) after it; 0 = none
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
 
@@ -72,7 +72,7 @@ class TrainConfig:
 @dataclass
 class Config:
     preset: str = "r2i"  # the preset the run was built from (presets/<name>.yaml)
-    size: str = "small"  # debug | small | paper: the preset size (tests, CPU-practical, the published sizes)
+    size: Literal["debug", "small", "paper"] = "small"  # debug | small | paper: the preset size (tests, CPU-practical, the published sizes)
     train: TrainConfig = field(default_factory=TrainConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
 
@@ -100,21 +100,26 @@ def read_preset(name: str) -> dict[str, Any]:
     return data
 
 
-def preset_layers(name: str, size: str, suite: str, seen: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
-    """The preset's layers in order (a preset that ``extends`` another comes after it, layer by layer)."""
-    if name in seen:
-        raise ConfigError(f"preset {name}: circular 'extends' ({' -> '.join(seen + (name,))})")
-    data = read_preset(name)
-    parent = preset_layers(data["extends"], size, suite, seen + (name,)) if data.get("extends") else []
-    overlay = (data.get("suites") or {}).get(suite) or {}
-    own = [(f"preset {name}", data.get("base") or {}),
-           (f"preset {name} size {size}", (data.get("sizes") or {}).get(size) or {}),
-           (f"preset {name} suite {suite}", overlay.get("all") or {}),
-           (f"preset {name} suite {suite} size {size}", overlay.get(size) or {})]
-    if not parent:
-        return own
-    # interleave so that the order stays base -> size -> suite overlays across parent and child
-    return [layer for pair in zip(parent, own) for layer in pair]
+def preset_layers(name: str, size: str, suite: str) -> list[tuple[str, dict]]:
+    """The preset's layers in order: base, size, suite overlay, suite overlay for the size; within each kind the
+    oldest ancestor first (a preset that ``extends`` another, at any depth, comes right after it)."""
+    chain: list[str] = []
+    while name is not None:  # child -> parent -> grandparent ...
+        if name in chain:
+            raise ConfigError(f"preset {chain[0]}: circular 'extends' ({' -> '.join(chain + [name])})")
+        chain.append(name)
+        name = read_preset(name).get("extends")
+    kinds: list[list[tuple[str, dict]]] = [[], [], [], []]
+    for preset in reversed(chain):  # the root first
+        data = read_preset(preset)
+        overlay = (data.get("suites") or {}).get(suite) or {}
+        own = [(f"preset {preset}", data.get("base") or {}),
+               (f"preset {preset} size {size}", (data.get("sizes") or {}).get(size) or {}),
+               (f"preset {preset} suite {suite}", overlay.get("all") or {}),
+               (f"preset {preset} suite {suite} size {size}", overlay.get(size) or {})]
+        for kind, layer in zip(kinds, own):
+            kind.append(layer)
+    return [layer for kind in kinds for layer in kind]
 
 
 def load_config(preset: str = "r2i", size: str = "small", env: str | None = None,
@@ -225,6 +230,13 @@ def _convert(value: Any, hint: Any, key: str, origin: str) -> Any:
             return None
         hint = next(a for a in args if a is not type(None))
     origin_type = typing.get_origin(hint) or hint
+    if origin_type is typing.Literal:  # an enum: one of the listed strings
+        choices = [str(c) for c in typing.get_args(hint)]
+        if isinstance(value, str) and value in choices:
+            return value
+        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+        hint_text = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{origin}: {key} must be one of {', '.join(choices)}, got {value!r}{hint_text}")
     bad = ConfigError(f"{origin}: {key} expects {_type_name(hint)}, got {value!r}")
     if origin_type is bool:
         if isinstance(value, bool):
