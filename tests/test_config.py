@@ -137,7 +137,8 @@ def test_extends_composes_at_any_depth(monkeypatch):
                  "suites": {"builtin": {"all": {"agent.horizon": 5}}}},
         "middle": {"extends": "root", "base": {"agent.horizon": 10, "train.seed": 7},
                    "sizes": {"small": {"train.batch_size": 4}}},
-        "leaf": {"extends": "middle", "base": {"train.seed": 8}, "suites": {"builtin": {"small": {"agent.horizon": 6}}}},
+        "leaf": {"extends": "middle", "base": {"train.seed": 8},
+                 "suites": {"builtin": {"small": {"agent.horizon": 6}}}},
         "loop_a": {"extends": "loop_b"}, "loop_b": {"extends": "loop_a"},
     }
     monkeypatch.setattr(config_module, "read_preset", lambda name: presets[name])

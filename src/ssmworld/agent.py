@@ -23,7 +23,8 @@ POLICY_INPUTS = {"output": ("h", "z"), "hidden": ("z", "x"), "full": ("h", "z", 
 class AgentConfig:
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
-    policy_input: Literal["output", "hidden", "full", "latent"] = "hidden"  # R2I: "output" (h, z), "hidden" (z, x), "full" (h, z, x); control: "latent" (z)
+    # R2I: "output" (h, z), "hidden" (z, x), "full" (h, z, x); control: "latent" (z)
+    policy_input: Literal["output", "hidden", "full", "latent"] = "hidden"
     horizon: int = 15  # imagination steps per start state
     # Where imagination starts: "posterior" = the core state at every step of the training pass (R2I), or "context" =
     # a fresh core pass over the last ``imagination_context`` real steps before a random step of the batch (Drama;
@@ -35,7 +36,8 @@ class AgentConfig:
     model_eps: float = 1e-8  # world-model optimiser epsilon
     model_clip: float = 1000.0  # world-model gradient-norm clip
     model_warmup: int = 0  # updates of linear learning-rate warm-up for the world model (Drama: 1000)
-    optimizer: Literal["adam", "laprop"] = "adam"  # adam | laprop (Drama's option; ssmworld/optim.py), for all three parts
+    # adam | laprop (Drama's option; ssmworld/optim.py), for all three parts
+    optimizer: Literal["adam", "laprop"] = "adam"
     actor_lr: float = 3e-5  # actor learning rate
     critic_lr: float = 3e-5  # critic learning rate
     actor_critic_eps: float = 1e-5  # actor and critic optimiser epsilon

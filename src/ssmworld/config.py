@@ -50,7 +50,8 @@ class TrainConfig:
     context: Literal["window", "episode"] = "window"
     context_length: int = 4096  # train.context=episode: at most this many earlier steps of the episode are replayed
     life_loss_terminal: bool = False  # atari: a lost life is a termination target for the world model only (Drama)
-    sampler: Literal["uniform", "recency", "dfs"] = "uniform"  # uniform | recency | dfs (Drama's dynamic frequency-based sampling)
+    # uniform | recency | dfs (Drama's dynamic frequency-based sampling)
+    sampler: Literal["uniform", "recency", "dfs"] = "uniform"
     dfs_temperature: float = 10.0  # tau of DFS: p_i = softmax(-n_i / tau); larger is closer to uniform
     # Where imagination contexts come from with agent.imagination=context: windows of the world-model batch ("batch"),
     # or separate draws from replay ("replay": with sampler=dfs, Drama's m_i rule; drama.md §4)
@@ -64,7 +65,8 @@ class TrainConfig:
     # Stop when solved (as SB3's StopTrainingOnRewardThreshold): end the run at the first evaluation whose
     # stop_metric (success_rate | return_mean) is >= stop_at; None: train for all the steps
     stop_at: float | None = None
-    stop_metric: Literal["success_rate", "return_mean"] = "success_rate"  # the evaluation metric train.stop_at compares: success_rate | return_mean
+    # the evaluation metric train.stop_at compares: success_rate | return_mean
+    stop_metric: Literal["success_rate", "return_mean"] = "success_rate"
     minutes: float = 0.0  # wall-clock budget of this invocation: stop (evaluate, checkpoint) after it; 0 = none
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
 
@@ -72,7 +74,8 @@ class TrainConfig:
 @dataclass
 class Config:
     preset: str = "r2i"  # the preset the run was built from (presets/<name>.yaml)
-    size: Literal["debug", "small", "paper"] = "small"  # debug | small | paper: the preset size (tests, CPU-practical, the published sizes)
+    # debug | small | paper: the preset size (tests, CPU-practical, the published sizes)
+    size: Literal["debug", "small", "paper"] = "small"
     train: TrainConfig = field(default_factory=TrainConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
 

@@ -35,7 +35,8 @@ from .nn import (
 
 @dataclass
 class WorldModelConfig:
-    core: Literal["s5", "mamba", "mamba2", "gru", "attention"] = "s5"  # the sequence core: s5 | mamba | mamba2 | gru | attention (`ssmworld list cores`)
+    # the sequence core: s5 | mamba | mamba2 | gru | attention (`ssmworld list cores`)
+    core: Literal["s5", "mamba", "mamba2", "gru", "attention"] = "s5"
     core_cfg: dict[str, Any] = field(default_factory=dict)
     units: int = 256  # encoder, heads and the core's input width
     encoder_layers: int = 2  # hidden layers of the vector encoder MLP
@@ -50,7 +51,8 @@ class WorldModelConfig:
     reward_scale: float = 1.0  # weight of the reward prediction loss
     cont_scale: float = 1.0  # weight of the continue-flag prediction loss
     reward_bins: int = 255  # two-hot bins of the symlog reward and value distributions
-    image_style: Literal["dreamerv3", "drama"] = "dreamerv3"  # CNN encoder/decoder for image observations: dreamerv3 | drama (nn/conv.py)
+    # CNN encoder/decoder for image observations: dreamerv3 | drama (nn/conv.py)
+    image_style: Literal["dreamerv3", "drama"] = "dreamerv3"
     cnn_depth: int | None = None  # channel multiplier (None: the style's default, 32 / 16)
     # Output-layer init of the reward head: 0 = zeros (DreamerV3: no reward is predicted before any is seen). A zero
     # layer starts at a symmetric saddle for rewards that depend on an interaction (cue x action in a memory task: the
@@ -62,7 +64,8 @@ class WorldModelConfig:
     # in training, acting and imagination alike.
     memory: bool = True
     # Layout. Defaults: DreamerV3 / R2I; the drama preset switches to Drama's (drama.md §1).
-    stem_norm: Literal["layer", "rms"] = "layer"  # core input Linear -> norm -> SiLU: "layer" (Linear without bias) | "rms" (with bias)
+    # core input Linear -> norm -> SiLU: "layer" (Linear without bias) | "rms" (with bias)
+    stem_norm: Literal["layer", "rms"] = "layer"
     latent_hidden: bool = True  # posterior and prior logits after a dense block (False: a single Linear)
     head_units: int | None = None  # width of the reward and continue heads (None: units)
     head_norm: Literal["layer", "rms"] = "layer"  # "rms": biased Linear -> RMSNorm -> SiLU blocks in the heads
