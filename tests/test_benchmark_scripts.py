@@ -21,6 +21,7 @@ def script(name: str):
     return module
 
 
+@pytest.mark.slow
 def test_open_loop_errors_of_a_trained_run(tmp_path):
     cfg = load_config("r2i", "debug", "dmc:cartpole_balance", {"train.prefill": 30, "train.eval_episodes": 1})
     cfg.train.steps = 40

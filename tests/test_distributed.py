@@ -1,6 +1,7 @@
 """Data-parallel training: gradient/buffer averaging on 2 gloo processes, and a torchrun run whose ranks keep identical
 parameters while acting on different data, checkpoint per rank and resume."""
 
+import pytest
 import os
 import subprocess
 import sys
@@ -36,6 +37,7 @@ def _collectives(rank: int, init_file: str, out_dir: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_gradients_are_the_full_batch_gradient_and_rank_zero_decides(tmp_path):
     mp.spawn(_collectives, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
     torch.manual_seed(0)
@@ -70,6 +72,7 @@ def _agent(path: str) -> dict[str, torch.Tensor]:
     return checkpoint.load(path)[0]["agent"]
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_stay_identical_and_resume(tmp_path):
     logdir = str(tmp_path / "run")
     run = _torchrun("--size", "debug", "--env", "builtin:recall/2", "--steps", "160", "--logdir", logdir, "--quiet",

@@ -268,6 +268,7 @@ def test_fast_contacts_option_patches_this_envs_targets_on_every_build():
     env.close()
 
 
+@pytest.mark.slow
 def test_fast_contacts_gives_the_same_episodes():
     """Same seed, same actions and teleports: identical rewards (with reward events), flags and frames."""
     results, frames = {}, {}
@@ -283,6 +284,7 @@ def test_fast_contacts_gives_the_same_episodes():
     assert frames[True].shape == frames[False].shape and np.array_equal(frames[True], frames[False])  # bit-exact
 
 
+@pytest.mark.slow
 def test_fast_activation_matches_original_on_every_real_substep():
     """On an unpatched env, each target's activation runs dm_control's method and the replacement (from the same
     state, also with specific_collision_geom_ids filters) after every substep and checks they agree."""

@@ -27,6 +27,7 @@ def comparable(logdir: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+@pytest.mark.slow
 def test_kill_or_interrupt_and_resume_give_the_metrics_of_an_uninterrupted_run(tmp_path, sig):
     """SIGKILL: resume from the last periodic checkpoint; SIGINT/SIGTERM: the run writes a checkpoint where it stops
     (with its episodes in progress) and exits with 128 + the signal. The kill time is seeded: a failure replays."""

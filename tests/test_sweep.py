@@ -108,6 +108,7 @@ def finish(proc, timeout=240):
     return proc.returncode, json.loads(out), err
 
 
+@pytest.mark.slow
 def test_sweep_runs_to_completion_and_a_relaunch_skips_it(tmp_path):
     root = tmp_path / "sweep"
     code, summary, err = finish(sweep_cli(root, "--env", "builtin:recall/2", "--seeds", "2", "--steps", "200"))
@@ -137,6 +138,7 @@ def rows_up_to(logdir, step):
         return [line for line in f if line.endswith("\n") and json.loads(line)["step"] <= step]
 
 
+@pytest.mark.slow
 def test_a_killed_run_is_retried_and_resumes_from_its_checkpoint(tmp_path):
     root = tmp_path / "sweep"
     proc = sweep_cli(root, "--env", "builtin:recall/3", "--steps", "1000", "train.checkpoint_every=100")
@@ -168,6 +170,7 @@ def test_a_killed_run_is_retried_and_resumes_from_its_checkpoint(tmp_path):
     assert log.count("--- ") == 2 and "resume: " in log
 
 
+@pytest.mark.slow
 def test_ctrl_c_cancels_the_runs_and_exits_130(tmp_path):
     root = tmp_path / "sweep"
     proc = sweep_cli(root, "--env", "builtin:recall/2", "--steps", "5000")
