@@ -10,7 +10,7 @@ from ssmworld import envs
 ENV_IDS = [
     "builtin:recall/3", "builtin:recall_image/2", "gym:CartPole-v1", "gym:Pendulum-v1", "bsuite:memory_len/0",
     "bsuite:catch/0", "popgym:RepeatPreviousEasy", "atari:Pong", "dmc:cartpole_balance", "dmc_vision:cartpole_balance",
-    "minigrid:MemoryS7", "memorymaze:9x9",
+    "minigrid:MemoryS7", "memorymaze:9x9", "minatar:Breakout", "minatar:SpaceInvaders",
 ]
 
 

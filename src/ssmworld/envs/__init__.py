@@ -9,6 +9,7 @@
     dmc_vision:<domain>_<task>          the same from 64x64 pixels; sets MUJOCO_GL=egl when unset (dmc.py)
     minigrid:<Name>                     e.g. MemoryS7 or MiniGrid-MemoryS7-v0, obs=image|symbolic (ssmworld[minigrid])
     memorymaze:<size>                   9x9, 11x11, 13x13, 15x15; sets MUJOCO_GL=egl when unset (ssmworld[memorymaze])
+    minatar:<Game>                      MinAtar: Asterix, Breakout, Freeway, Seaquest, SpaceInvaders (ssmworld[minatar])
 
 ``list_tasks(suite)`` lists a suite's task ids. ``make(env_id, seed, **options)`` passes options to the suite's
 builder (e.g. ``make("atari:Pong", sticky=0.25)``); a suite rejects options it does not take. Suites other
@@ -30,6 +31,7 @@ from .dmc import dmc_tasks, make_dmc, make_dmc_vision
 from .gym_adapter import make_gym
 from .memory import RecallCue, RecallCueImage
 from .memorymaze import make_memorymaze, memorymaze_tasks
+from .minatar import make_minatar, minatar_tasks
 from .minigrid import make_minigrid, minigrid_tasks
 from .popgym_adapter import make_popgym, popgym_tasks
 
@@ -51,7 +53,7 @@ def _make_builtin(task: str, size: int = 16) -> gym.Env:
 
 SUITES: dict[str, Callable[..., gym.Env]] = {
     "builtin": _make_builtin, "gym": make_gym, "bsuite": make_bsuite, "popgym": make_popgym, "atari": make_atari,
-    "dmc": make_dmc, "dmc_vision": make_dmc_vision, "minigrid": make_minigrid, "memorymaze": make_memorymaze}
+    "dmc": make_dmc, "dmc_vision": make_dmc_vision, "minigrid": make_minigrid, "memorymaze": make_memorymaze, "minatar": make_minatar}
 
 
 def list_tasks(suite: str) -> list[str]:
@@ -66,6 +68,7 @@ def list_tasks(suite: str) -> list[str]:
         "dmc_vision": dmc_tasks,
         "minigrid": minigrid_tasks,
         "memorymaze": memorymaze_tasks,
+        "minatar": minatar_tasks,
     }
     if suite not in listers:
         raise UserError(f"unknown env suite {suite!r}; available: {', '.join(sorted(listers))}")
