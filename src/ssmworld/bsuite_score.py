@@ -18,7 +18,8 @@ from .logger import read_metrics
 
 
 def bsuite_rows(logdir: str) -> tuple[str, list[dict[str, Any]]]:
-    """(bsuite id, the rows bsuite's Logging wrapper would have written) of one run directory."""
+    """(bsuite id, the rows bsuite's Logging wrapper would have written) of one run directory (no rows before its
+    first finished episode)."""
     from bsuite.utils.wrappers import _logarithmic_logging
 
     config, metrics = os.path.join(logdir, "config.yaml"), os.path.join(logdir, "metrics.jsonl")
@@ -41,8 +42,6 @@ def bsuite_rows(logdir: str) -> tuple[str, list[dict[str, Any]]]:
         if _logarithmic_logging(totals["episode"]):
             rows.append({**totals, "episode_len": int(row["episode/length"]),
                          "episode_return": float(row["episode/return"]), **counters})
-    if not rows:
-        raise UserError(f"{logdir}: no finished episodes in metrics.jsonl")
     return env.partition(":")[2], rows
 
 
@@ -57,6 +56,10 @@ def bsuite_score(run_dirs: list[str], results_dir: str) -> list[dict[str, Any]]:
     out = []
     for logdir in run_dirs:
         bsuite_id, rows = bsuite_rows(logdir)
+        if not rows:  # nothing to score yet
+            out.append({"run": logdir, "bsuite_id": bsuite_id, "episodes": 0, "experiment": bsuite_id.split("/")[0],
+                        "score": None, "finished": False})
+            continue
         name = os.path.basename(os.path.normpath(logdir)) or "run"
         directory = os.path.join(results_dir, name)
         logger = csv_logging.Logger(bsuite_id, directory, overwrite=True)

@@ -401,7 +401,8 @@ def _bsuite_score(args: argparse.Namespace) -> int:
     print(f"{'run':{width}}  {'bsuite_id':20s} episodes  score  finished  (bsuite's analysis; CSVs in "
           f"{args.results_dir})")
     for s in scores:  # finished: the run has bsuite's full number of episodes for the experiment
-        print(f"{s['run']:{width}}  {s['bsuite_id']:20s} {s['episodes']:8d}  {s['score']:.2f}   {s['finished']}")
+        score = "-" if s["score"] is None else f"{s['score']:.2f}"  # "-": no finished episode yet
+        print(f"{s['run']:{width}}  {s['bsuite_id']:20s} {s['episodes']:8d}  {score:>5s}   {s['finished']}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(scores, f, indent=1)

@@ -1,0 +1,39 @@
+"""Learning test: memory longer than the training window (train.context=episode).
+
+builtin:recall/20 shows a cue at t=0 and asks for it at t=21; training windows are T=8 steps, so no window ever holds
+both the cue and the question (the memory is 2.5 windows long). With ``train.context=episode`` every window starts from
+the core state its episode had at its first step (a gradient-free pass over the episode so far), so the world model
+reads the cue from the state it carried in, and the agent learns the task; with ``train.context=window`` every window
+starts from the initial state, the reward is unpredictable from inside a window, and the same agent stays at chance.
+The agent is tests/test_learning.py's (r2i debug widened to 64 units, S5); gradients never cross a window boundary, so
+the cue is carried by the S5 state's slowly decaying modes, not learned through time.
+"""
+
+import pytest
+
+from ssmworld.config import load_config
+from ssmworld.train import Trainer
+
+from .test_learning import AGENT
+
+STEPS = 12000
+SETTINGS = ["train.sequence_length=8", "train.context_length=64"]
+
+
+def run(context: str, seed: int = 0) -> dict:
+    cfg = load_config("r2i", "debug", "builtin:recall/20", AGENT + SETTINGS + [f"train.context={context}",
+                                                                               f"train.seed={seed}"])
+    cfg.train.steps = STEPS
+    return Trainer(cfg, quiet=True).run()
+
+
+@pytest.mark.learning
+def test_episode_context_learns_a_memory_longer_than_the_window():
+    summary = run("episode")
+    assert summary["eval_success_rate"] >= 0.9, summary
+
+
+@pytest.mark.learning
+def test_window_context_stays_at_chance():
+    summary = run("window")
+    assert 0.2 <= summary["eval_success_rate"] <= 0.8, summary
