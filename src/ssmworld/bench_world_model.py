@@ -35,13 +35,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .bench import (
-    CORE_CONFIGS,
-    _peak_rss_mb,
-    _rss_mb,
-    _torch_version,
-    _write_json_atomic,
-)
+from .bench import CORE_CONFIGS, _peak_rss_mb, _rss_mb, _torch_version, _write_json_atomic
 from .errors import UserError
 
 FAST, SLOW = "s5", "gru"  # the ratio reported is SLOW / FAST

@@ -26,12 +26,7 @@ import torch
 from . import envs
 from .agent import Agent
 from .config import load_yaml, save_yaml
-from .envs.gym_adapter import (
-    DictObservation,
-    observation_converter,
-    space_from_json,
-    space_to_json,
-)
+from .envs.gym_adapter import DictObservation, observation_converter, space_from_json, space_to_json
 from .episodes import load_run, obs_to_tensors, space_dims, to_env_actions
 from .errors import UserError
 from .logger import read_metrics

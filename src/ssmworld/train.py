@@ -22,13 +22,7 @@ import torch
 from . import acting_state, envs, run_state
 from .config import Config, save_yaml
 from .distributed import Group, rank_device
-from .episodes import (
-    build_agent,
-    evaluate,
-    obs_to_tensors,
-    resolve_device,
-    to_env_actions,
-)
+from .episodes import build_agent, evaluate, obs_to_tensors, resolve_device, to_env_actions
 from .errors import Interrupted, UserError
 from .logger import Logger
 from .replay import ReplayBuffer

@@ -21,16 +21,7 @@ from torch import nn
 
 from . import sequence
 from .errors import UserError
-from .nn import (
-    MLP,
-    Bernoulli,
-    CategoricalLatent,
-    ImageDecoder,
-    ImageEncoder,
-    TwoHot,
-    dense_block,
-    symlog,
-)
+from .nn import MLP, Bernoulli, CategoricalLatent, ImageDecoder, ImageEncoder, TwoHot, dense_block, symlog
 
 
 @dataclass
