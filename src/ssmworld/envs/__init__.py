@@ -53,7 +53,8 @@ def _make_builtin(task: str, size: int = 16) -> gym.Env:
 
 SUITES: dict[str, Callable[..., gym.Env]] = {
     "builtin": _make_builtin, "gym": make_gym, "bsuite": make_bsuite, "popgym": make_popgym, "atari": make_atari,
-    "dmc": make_dmc, "dmc_vision": make_dmc_vision, "minigrid": make_minigrid, "memorymaze": make_memorymaze, "minatar": make_minatar}
+    "dmc": make_dmc, "dmc_vision": make_dmc_vision, "minigrid": make_minigrid, "memorymaze": make_memorymaze,
+    "minatar": make_minatar}
 
 
 def list_tasks(suite: str) -> list[str]:
