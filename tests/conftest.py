@@ -7,6 +7,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+if os.environ.get("SSMWORLD_TEST_DEVICE"):  # benchmarks/gpu_check.sh: the device tests with every tensor on a GPU
+    torch.set_default_device(os.environ["SSMWORLD_TEST_DEVICE"])
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

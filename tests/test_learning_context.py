@@ -5,8 +5,9 @@ both the cue and the question (the memory is 2.5 windows long). With ``train.con
 the core state its episode had at its first step (a gradient-free pass over the episode so far), so the world model
 reads the cue from the state it carried in, and the agent learns the task; with ``train.context=window`` every window
 starts from the initial state, the reward is unpredictable from inside a window, and the same agent stays at chance.
-The agent is tests/test_learning.py's (r2i debug widened to 64 units, S5); gradients never cross a window boundary, so
-the cue is carried by the S5 state's slowly decaying modes, not learned through time.
+The agent is tests/test_learning.py's (r2i debug widened to 64 units, S5) with B=32 (11k updates in 12k env steps);
+gradients never cross a window boundary, so the cue is carried by the S5 state's slowly decaying modes, not learned
+through time.
 """
 
 import pytest
@@ -17,7 +18,7 @@ from ssmworld.train import Trainer
 from .test_learning import AGENT
 
 STEPS = 12000
-SETTINGS = ["train.sequence_length=8", "train.context_length=64"]
+SETTINGS = ["train.sequence_length=8", "train.batch_size=32", "train.context_length=64"]
 
 
 def run(context: str, seed: int = 0) -> dict:

@@ -40,6 +40,7 @@ class BenchSettings:
     repeats: int = 5
     step_length: int = 1024  # T at which parallel mode is compared with the step loop
     threads: int = 1
+    device: str = "cpu"  # cpu | cuda | cuda:N: where the cores run (peak memory: the GPU's allocator on CUDA)
     budget_s: float = 60.0  # skip longer lengths of a core once one forward+backward takes longer than this
 
 
@@ -52,6 +53,28 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def use_device(name: str) -> Any:
+    """Make ``name`` the default device of this (worker) process; returns a function that waits for its queued work
+    (CUDA kernels run asynchronously), so that wall-clock times are real."""
+    import torch
+
+    device = torch.device(name)
+    torch.set_default_device(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def peak_mb(device: str, base_mb: float) -> float:
+    """Peak memory since ``base_mb`` was read: resident memory on the CPU, the CUDA allocator's peak on a GPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated(torch.device(device)) / 2**20
+    return _peak_rss_mb() - base_mb
+
+
 def measure(core_name: str, length: int, mode: str, settings: dict[str, Any]) -> dict[str, Any]:
     """Time forward+backward of one core at one length. mode: "parallel" or "step". Runs in a worker process."""
     import torch
@@ -61,6 +84,7 @@ def measure(core_name: str, length: int, mode: str, settings: dict[str, Any]) ->
 
     tune_cpu_allocator()  # as `ssmworld train` does: measure what users run
     torch.set_num_threads(settings["threads"])
+    sync = use_device(settings.get("device", "cpu"))
     torch.manual_seed(0)
     width, batch = settings["width"], settings["batch"]
     core = sequence.make(core_name, width, width=width, **CORE_CONFIGS[core_name])
@@ -80,6 +104,7 @@ def measure(core_name: str, length: int, mode: str, settings: dict[str, Any]) ->
         y.square().mean().backward()
         core.zero_grad(set_to_none=True)
         x.grad = None
+        sync()
         return time.perf_counter() - start
 
     base_mb = _rss_mb()
@@ -88,7 +113,7 @@ def measure(core_name: str, length: int, mode: str, settings: dict[str, Any]) ->
     times = [run() for _ in range(repeats)]
     return dict(
         core=core_name, length=length, mode=mode, median_s=statistics.median(times), times_s=times,
-        warmup_s=warmup, peak_mb=_peak_rss_mb() - base_mb,
+        warmup_s=warmup, peak_mb=peak_mb(settings.get("device", "cpu"), base_mb),
     )
 
 

@@ -35,7 +35,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .bench import CORE_CONFIGS, _peak_rss_mb, _rss_mb, _torch_version, _write_json_atomic
+from .bench import CORE_CONFIGS, _peak_rss_mb, _rss_mb, _torch_version, _write_json_atomic, peak_mb, use_device
 from .errors import UserError
 
 FAST, SLOW = "s5", "gru"  # the ratio reported is SLOW / FAST
@@ -49,6 +49,7 @@ class WorldModelBenchSettings:
     width: int = 256
     repeats: int = 5
     threads: int = 1
+    device: str = "cpu"  # cpu | cuda | cuda:N
     obs_dim: int = 16
     action_dim: int = 4
     imagine_starts: int = 256
@@ -66,11 +67,12 @@ class WorldModelBenchSettings:
         return cls(**{**dict(lengths=[32, 64], width=64, repeats=1), **overrides})
 
 
-def _median_time(fn: Any, repeats: int, budget_s: float) -> tuple[float, list[float], float]:
-    """(median, times, warm-up) of ``fn`` in seconds."""
+def _median_time(fn: Any, repeats: int, budget_s: float, sync: Any = lambda: None) -> tuple[float, list[float], float]:
+    """(median, times, warm-up) of ``fn`` in seconds; ``sync`` waits for queued device work."""
     def timed() -> float:
         start = time.perf_counter()
         fn()
+        sync()
         return time.perf_counter() - start
 
     warmup = timed()
@@ -88,6 +90,7 @@ def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
 
     tune_cpu_allocator()  # as `ssmworld train` does
     torch.set_num_threads(s["threads"])
+    sync = use_device(s.get("device", "cpu"))
     torch.manual_seed(0)
     B, T, A, width = s["batch"], length, s["action_dim"], s["width"]
     cfg = WorldModelConfig(core=core, units=width, core_cfg=dict(width=width, **CORE_CONFIGS[core]))
@@ -107,8 +110,8 @@ def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
         opt.step()
 
     base_mb = _rss_mb()
-    median_s, times, warmup = _median_time(train_step, s["repeats"], s["budget_s"])
-    peak_mb = _peak_rss_mb() - base_mb
+    median_s, times, warmup = _median_time(train_step, s["repeats"], s["budget_s"], sync)
+    peak = peak_mb(s.get("device", "cpu"), base_mb)
 
     def policy(parts: dict[str, torch.Tensor]) -> torch.Tensor:
         return nn.functional.one_hot(torch.randint(A, (parts["h"].shape[0],)), A).float()
@@ -126,9 +129,9 @@ def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
                 starts = {k: v.flatten(0, 1)[pick] for k, v in out["state"].items()}
             wm.imagine(h, z, starts, policy, s["horizon"])
 
-        imagine_s, imagine_times, _ = _median_time(imagine, s["repeats"], s["budget_s"])
+        imagine_s, imagine_times, _ = _median_time(imagine, s["repeats"], s["budget_s"], sync)
     return dict(core=core, length=length, median_s=median_s, times_s=times, warmup_s=warmup,
-                us_per_token=median_s / (B * T) * 1e6, peak_mb=peak_mb, peak_rss_mb=_peak_rss_mb(),
+                us_per_token=median_s / (B * T) * 1e6, peak_mb=peak, peak_rss_mb=_peak_rss_mb(),
                 imagine_s=imagine_s, imagine_times_s=imagine_times,
                 params=sum(p.numel() for p in wm.parameters()))
 

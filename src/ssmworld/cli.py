@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     cores.add_argument("--lengths", type=_int_list, help="comma-separated sequence lengths")
     cores.add_argument("--batch", type=int, help="batch size (default 16)")
     cores.add_argument("--repeats", type=int, help="timed repeats after one warm-up (default 5)")
+    cores.add_argument("--device", default="cpu", help="cpu (default) | cuda | cuda:N")
 
     wm = bench_what.add_parser("world-model", help="one world-model update, s5 vs gru, over sequence lengths")
     wm.add_argument("--quick", action="store_true", help="small sizes, about a minute (a smoke run, not results)")
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     wm.add_argument("--batch", type=int, help="batch size (default 4, R2I's 4 x 1024)")
     wm.add_argument("--width", type=int, help="width of the core and the world model (default 256)")
     wm.add_argument("--repeats", type=int, help="timed repeats after one warm-up (default 5)")
+    wm.add_argument("--device", default="cpu", help="cpu (default) | cuda | cuda:N")
     wm.add_argument("--imagination", choices=["posterior", "context"], help="imagination starts: posterior states "
                     "(R2I, default) or re-run context windows (Drama; needed for attention)")
     wm.add_argument("--context", type=int, help="real steps before each start with --imagination context (default 8)")
@@ -182,9 +184,10 @@ def _apply_positive(args: argparse.Namespace, settings: object, names: tuple[str
 def _bench_cores(args: argparse.Namespace) -> int:
     from .bench import CORE_CONFIGS, BenchSettings, bench_cores
 
-    settings = BenchSettings(threads=args.threads)
+    settings = BenchSettings(threads=args.threads, device=args.device)
     if args.quick:
-        settings = BenchSettings(threads=args.threads, lengths=[64, 256], batch=4, width=128, step_length=256)
+        settings = BenchSettings(threads=args.threads, device=args.device, lengths=[64, 256], batch=4, width=128,
+                                 step_length=256)
     if args.cores:
         names = [c.strip() for c in args.cores.split(",") if c.strip()]
         unknown = [c for c in names if c not in CORE_CONFIGS]
@@ -435,7 +438,7 @@ def _bench_world_model(args: argparse.Namespace) -> int:
     from .bench_world_model import WorldModelBenchSettings, bench_world_model
 
     settings = WorldModelBenchSettings.quick() if args.quick else WorldModelBenchSettings()
-    settings.threads = args.threads
+    settings.threads, settings.device = args.threads, args.device
     if args.cores:
         settings.cores = [c.strip() for c in args.cores.split(",") if c.strip()]
     if args.lengths:

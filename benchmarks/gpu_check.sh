@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The GPU check (issue 16): the CUDA paths in one short script, about 5 minutes on one GPU.
+#
+#   bash benchmarks/gpu_check.sh [--device cuda|cpu] [--quick] [--out DIR]
+#
+# 1. installs ssmworld into the current Python if it is missing (no internet on the GPU machine: the pure-Python
+#    dependencies come from wheels carried in benchmarks/wheels/ when that folder exists; torch must be there already),
+# 2. runs the sequence-core contract, world-model and agent tests with every tensor on the device
+#    (SSMWORLD_TEST_DEVICE: tests/conftest.py makes it torch's default device),
+# 3. `ssmworld bench cores` and `ssmworld bench world-model` (S5 vs GRU) at T in {256, 1024, 4096} on the device,
+# 4. one short training run per preset on the device (debug size).
+# --quick: tiny sizes (what CI runs on the CPU: the plumbing, not the numbers). Every step runs even if an earlier one
+# fails; the exit code is the number of failed steps, the JSON files and logs land in --out (default gpu_check_out).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DEVICE=cuda QUICK=0 OUT=gpu_check_out
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --device) DEVICE="$2"; shift 2 ;;
+        --quick) QUICK=1; shift ;;
+        --out) OUT="$2"; shift 2 ;;
+        *) echo "gpu_check.sh: unknown argument $1 (--device D, --quick, --out DIR)" >&2; exit 2 ;;
+    esac
+done
+mkdir -p "$OUT"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PYTHONUNBUFFERED=1
+failed=0
+step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, count failures
+    local name="$1"; shift
+    local start=$SECONDS
+    if "$@" >"$OUT/$name.log" 2>&1; then
+        echo "gpu_check: $name ok ($((SECONDS - start)) s)"
+    else
+        echo "gpu_check: $name FAILED ($((SECONDS - start)) s); last lines of $OUT/$name.log:"
+        tail -5 "$OUT/$name.log"
+        failed=$((failed + 1))
+    fi
+}
+
+if ! python -c "import ssmworld" 2>/dev/null; then
+    if [ -d benchmarks/wheels ]; then
+        step install pip install --no-index --find-links benchmarks/wheels -e '.[dev]'
+    else
+        step install pip install -e .
+    fi
+fi
+python -c "import torch; print('gpu_check: torch', torch.__version__, 'cuda', torch.cuda.is_available(),
+      torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
+
+if [ "$QUICK" = 1 ]; then  # CI already runs every test on the CPU: here only the device plumbing
+    TESTS=(tests/test_agent.py) LENGTHS=32,64 SIZE=(--batch 2 --repeats 1) CORES=(--cores s5,gru)
+else
+    TESTS=(tests/test_cores_contract.py tests/test_world_model.py tests/test_agent.py) LENGTHS=256,1024,4096 SIZE=()
+    CORES=()
+fi
+step tests env SSMWORLD_TEST_DEVICE="$DEVICE" python -m pytest -q -x -p no:cacheprovider "${TESTS[@]}"
+step bench_cores python -m ssmworld bench cores --device "$DEVICE" --lengths "$LENGTHS" "${SIZE[@]}" "${CORES[@]}" \
+    --json "$OUT/cores.json"
+step bench_world_model python -m ssmworld bench world-model --device "$DEVICE" --cores s5,gru --lengths "$LENGTHS" \
+    "${SIZE[@]}" --json "$OUT/world_model.json"
+
+STEPS=$([ "$QUICK" = 1 ] && echo 60 || echo 400)
+for preset in r2i dreamerv3 drama; do
+    rm -rf "$OUT/train_$preset"
+    step "train_$preset" python -m ssmworld train --preset "$preset" --size debug --env builtin:recall/3 \
+        --device "$DEVICE" --steps "$STEPS" --logdir "$OUT/train_$preset" --quiet train.prefill=40 \
+        train.eval_episodes=2
+done
+echo "gpu_check: $failed step(s) failed; logs and JSON in $OUT"
+exit "$failed"
