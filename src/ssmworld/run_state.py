@@ -26,69 +26,71 @@ if TYPE_CHECKING:
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------------------
-def save(self: Trainer, acting: bool = False) -> bool:
+def save(trainer: Trainer, acting: bool = False) -> bool:
     """Replay first (incremental), then model/optimisers/RNG/counters atomically; the checkpoint records the replay
     content it belongs to, so a crash in between cannot mismatch them. ``acting``: also the episodes in progress
     where the envs allow it (acting_state); returns whether they were saved (else a resume restarts them)."""
-    self.replay.save(os.path.join(self.state_dir(), "replay"))
-    tensors = {"agent": self.agent.state_dict(),
-               "optimizers": {k: o.state_dict() for k, o in self.agent.optimizers().items()},
+    trainer.replay.save(os.path.join(trainer.state_dir(), "replay"))
+    tensors = {"agent": trainer.agent.state_dict(),
+               "optimizers": {k: o.state_dict() for k, o in trainer.agent.optimizers().items()},
                "torch_rng": torch.get_rng_state(),
-               "replay_visits": {k: torch.from_numpy(v) for k, v in self.replay.sampler_state().items()}}
-    saved = self._acting_state() if acting else None
+               "replay_visits": {k: torch.from_numpy(v) for k, v in trainer.replay.sampler_state().items()}}
+    saved = trainer._acting_state() if acting else None
     if saved is not None:
         tensors["acting"] = saved[0]
-    state = {"updates": self.updates, "episodes": self.episodes, "update_credit": self.update_credit,
-             "seconds": self.seconds_before + time.perf_counter() - self.started,
-             "window_sums": self.window_sums, "window_count": self.window_count, "window_step": self.window_step,
-             "next_eval": self.next_eval, "rng": self.rng.bit_generator.state,
-             "replay_rng": self.replay.rng.bit_generator.state, "replay_lengths": self.replay.lengths(),
-             "world_size": self.group.world_size, "acting": saved[1] if saved is not None else None}
-    checkpoint.save(os.path.join(self.state_dir(), "checkpoints"), self.step, tensors, state,
-                    self.tc.keep_checkpoints)
+    state = {"updates": trainer.updates, "episodes": trainer.episodes, "update_credit": trainer.update_credit,
+             "seconds": trainer.seconds_before + time.perf_counter() - trainer.started,
+             "window_sums": trainer.window_sums, "window_count": trainer.window_count,
+             "window_step": trainer.window_step,
+             "next_eval": trainer.next_eval, "rng": trainer.rng.bit_generator.state,
+             "replay_rng": trainer.replay.rng.bit_generator.state, "replay_lengths": trainer.replay.lengths(),
+             "world_size": trainer.group.world_size, "acting": saved[1] if saved is not None else None}
+    checkpoint.save(os.path.join(trainer.state_dir(), "checkpoints"), trainer.step, tensors, state,
+                    trainer.tc.keep_checkpoints)
     return saved is not None
 
-def restore(self: Trainer) -> None:
-    if not self.logdir:
+
+def restore(trainer: Trainer) -> None:
+    if not trainer.logdir:
         raise ValueError("resume needs a logdir")
-    tensors, state = _load(self)
-    self.agent.load_state_dict(tensors["agent"])
-    for name, opt in self.agent.optimizers().items():
+    tensors, state = _load(trainer)
+    trainer.agent.load_state_dict(tensors["agent"])
+    for name, opt in trainer.agent.optimizers().items():
         opt.load_state_dict(tensors["optimizers"][name])
     torch.set_rng_state(tensors["torch_rng"].cpu())
-    self.replay.load(os.path.join(self.state_dir(), "replay"), state["replay_lengths"])
-    self.replay.load_sampler_state({k: v.numpy() for k, v in tensors.get("replay_visits", {}).items()})
-    self.rng.bit_generator.state = state["rng"]
-    self.replay.rng.bit_generator.state = state["replay_rng"]
-    self.step, self.updates, self.episodes = state["step"], state["updates"], state["episodes"]
-    self.update_credit, self.next_eval = state["update_credit"], state["next_eval"]
-    self.seconds_before = state.get("seconds", 0.0)
-    self.window_sums, self.window_count = state["window_sums"], state["window_count"]
-    self.window_step = state["window_step"]
+    trainer.replay.load(os.path.join(trainer.state_dir(), "replay"), state["replay_lengths"])
+    trainer.replay.load_sampler_state({k: v.numpy() for k, v in tensors.get("replay_visits", {}).items()})
+    trainer.rng.bit_generator.state = state["rng"]
+    trainer.replay.rng.bit_generator.state = state["replay_rng"]
+    trainer.step, trainer.updates, trainer.episodes = state["step"], state["updates"], state["episodes"]
+    trainer.update_credit, trainer.next_eval = state["update_credit"], state["next_eval"]
+    trainer.seconds_before = state.get("seconds", 0.0)
+    trainer.window_sums, trainer.window_count = state["window_sums"], state["window_count"]
+    trainer.window_step = state["window_step"]
     if state.get("acting") is not None:
-        self.saved_acting = (tensors["acting"], state["acting"])
-    if self.group.main:
-        truncate_metrics(os.path.join(self.logdir, "metrics.jsonl"), self.step)
+        trainer.saved_acting = (tensors["acting"], state["acting"])
+    if trainer.group.main:
+        truncate_metrics(os.path.join(trainer.logdir, "metrics.jsonl"), trainer.step)
 
-def _load(self: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
+
+def _load(trainer: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
     """(tensors, state) of the newest checkpoint; data-parallel: the newest step that every rank has (a crash can
     interrupt the ranks' saves at different points), run with the same number of ranks."""
-    root = os.path.join(self.state_dir(), "checkpoints")
-    if not self.group.active:
-        _, tensors, state = checkpoint.load_latest(root, self.device)
+    root = os.path.join(trainer.state_dir(), "checkpoints")
+    if not trainer.group.active:
+        _, tensors, state = checkpoint.load_latest(root, trainer.device)
         if state.get("world_size", 1) != 1:
-            raise UserError(f"{self.logdir} was trained with {state['world_size']} data-parallel ranks; resume "
+            raise UserError(f"{trainer.logdir} was trained with {state['world_size']} data-parallel ranks; resume "
                              f"it with torchrun --nproc_per_node {state['world_size']}")
         return tensors, state
     paths = {checkpoint.step_of(p): p for p in checkpoint.list_checkpoints(root)}
-    common = set.intersection(*(set(steps) for steps in self.group.gather(sorted(paths))))
+    common = set.intersection(*(set(steps) for steps in trainer.group.gather(sorted(paths))))
     if not common:
-        raise UserError(f"no checkpoint step common to all {self.group.world_size} ranks under "
-                                f"{self.logdir} (rank {self.group.rank} has {sorted(paths)}); was the run trained "
-                                "with this many ranks?")
-    tensors, state = checkpoint.load(paths[max(common)], self.device)
-    if state.get("world_size", 1) != self.group.world_size:
-        raise UserError(f"{self.logdir} was trained with {state.get('world_size', 1)} ranks; resume it with "
+        raise UserError(f"no checkpoint step common to all {trainer.group.world_size} ranks under {trainer.logdir} "
+                        f"(rank {trainer.group.rank} has {sorted(paths)}); was the run trained with this many ranks?")
+    tensors, state = checkpoint.load(paths[max(common)], trainer.device)
+    if state.get("world_size", 1) != trainer.group.world_size:
+        raise UserError(f"{trainer.logdir} was trained with {state.get('world_size', 1)} ranks; resume it with "
                          f"the same number")
     return tensors, state
 
