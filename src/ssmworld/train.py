@@ -359,6 +359,7 @@ class Trainer:
         """Write a checkpoint; ``acting``: with the episodes in progress where the envs allow (returns whether)."""
         return run_state.save(self, acting)
 
+
 class _Window:
     """Counters of the current train/ row window."""
 
