@@ -10,6 +10,7 @@
     ssmworld bench cores [--quick] [--json PATH] [--threads N] [--cores s5,mamba] [--lengths 64,256]
     ssmworld bench world-model [--quick] [--json PATH] [--lengths 256,1024] [--batch 4] [--width 256]
                                [--cores mamba2,attention] [--imagination context] [--horizon 16] [--starts 1024]
+    ssmworld bench update [--preset r2i] [--size small] [--env dmc:cartpole_balance] [--json PATH] [a.b=value ...]
     ssmworld list cores|envs|presets [suite]
     ssmworld list keys [--preset P] [--size S] [--env E]
     ssmworld bsuite-score runs/a runs/b ... [--results-dir DIR] [--json PATH]
@@ -85,6 +86,16 @@ def _parser() -> argparse.ArgumentParser:
     wm.add_argument("--context", type=int, help="real steps before each start with --imagination context (default 8)")
     wm.add_argument("--horizon", type=int, help="imagination steps (default 15)")
     wm.add_argument("--starts", type=int, help="imagination start states (default 256)")
+
+    upd = bench_what.add_parser("update", help="one full agent update of a preset: seconds per part, GFLOP, "
+                                "fraction of the sgemm rate")
+    upd.add_argument("--preset", default="r2i", help="preset (default r2i)")
+    upd.add_argument("--size", default="small", help="debug | small | paper (default small)")
+    upd.add_argument("--env", default="dmc:cartpole_balance", help="env id (default dmc:cartpole_balance)")
+    upd.add_argument("--repeats", type=int, default=5, help="timed updates after the warm-up (default 5)")
+    upd.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    upd.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    upd.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. agent.horizon=15")
 
     train = commands.add_parser("train", help="train an agent (a new run, or --resume one)")
     train.add_argument("--preset", help=f"{' | '.join(_preset_names())} (default r2i; `ssmworld list presets`)")
@@ -472,6 +483,14 @@ def main(argv: list[str] | None = None) -> int:
             return _bench_cores(args)
         if args.command == "bench" and args.what == "world-model":
             return _bench_world_model(args)
+        if args.command == "bench" and args.what == "update":
+            from .bench_update import bench_update
+
+            if args.repeats <= 0 or args.threads <= 0:
+                return _fail("--repeats and --threads must be positive")
+            bench_update(args.preset, args.size, args.env, args.overrides, args.repeats, threads=args.threads,
+                         json_path=args.json)
+            return 0
         if args.command == "train":
             return _train(args)
         if args.command == "sweep":

@@ -1,0 +1,107 @@
+"""`ssmworld bench update`: one full agent update of a preset (world model + imagination + actor-critic), where the
+time goes and how close it runs to this machine's matmul rate.
+
+The run's agent and replay are built as `ssmworld train` builds them (preset, size, env, overrides); replay is filled
+with random-action steps; then ``repeats`` updates are timed after ``warmup`` ones. Reported per update: seconds of
+each part (Agent.update's own split; on CUDA it synchronises), GFLOP of one update (torch.utils.flop_counter, counted
+on one extra update), the achieved GFLOP/s, and that as a fraction of the fp32 sgemm rate measured in the same
+process at the same thread count (a square matmul large enough to reach it). Medians; a JSON report with --json.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any
+
+
+def sgemm_rate(size: int = 1024, repeats: int = 10) -> float:
+    """GFLOP/s of a (size x size) @ (size x size) fp32 matmul on the default device, median of ``repeats``."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    sync = (lambda: torch.cuda.synchronize()) if a.is_cuda else (lambda: None)
+    a @ b
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        sync()
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def bench_update(preset: str, size: str, env: str, overrides: list[str], repeats: int = 5, warmup: int = 2,
+                 threads: int = 1, json_path: str | None = None) -> dict[str, Any]:
+    """Measure and print; returns the report (see the module docstring)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .config import load_config
+    from .runtime import tune_cpu_allocator
+    from .train import Trainer, batch_to_tensors
+
+    tune_cpu_allocator()
+    torch.set_num_threads(threads)
+    cfg = load_config(preset, size, env, overrides)
+    tc = cfg.train
+    trainer = Trainer(cfg, quiet=True)
+    fill = max(tc.prefill, 4 * tc.sequence_length, tc.batch_size * 2)
+    trainer.tc.prefill = fill  # random actions while filling
+    while trainer.step < fill:
+        trainer._env_step()
+    trainer.vec.close()
+    context = tc.context_length if tc.context == "episode" else 0
+
+    def update() -> dict[str, float]:
+        batch = batch_to_tensors(trainer.replay.sample(tc.batch_size, tc.sequence_length, context), trainer.device)
+        contexts = None
+        if tc.imagination_contexts == "replay":
+            n = cfg.agent.imagination_starts or tc.batch_size * tc.sequence_length
+            contexts = batch_to_tensors(trainer.replay.sample_contexts(n, cfg.agent.imagination_context, context),
+                                        trainer.device)
+        return trainer.agent.update(batch, contexts)
+
+    for _ in range(warmup):
+        update()
+    parts: dict[str, list[float]] = {"world_model": [], "imagination": [], "actor_critic": []}
+    totals = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        metrics = update()
+        totals.append(time.perf_counter() - start)
+        for name in parts:
+            parts[name].append(metrics[f"seconds_{name}"])
+    with FlopCounterMode(display=False) as counter:
+        update()
+    gflop = counter.get_total_flops() / 1e9
+    seconds = statistics.median(totals)
+    rate = sgemm_rate()
+    params = sum(p.numel() for p in trainer.agent.parameters())
+    report = dict(
+        meta=dict(benchmark="update", date=datetime.datetime.now().isoformat(timespec="seconds"),
+                  machine=platform.machine(), processor=platform.processor(), cpu_count=os.cpu_count(),
+                  threads=threads, device=str(trainer.device), torch=torch.__version__,
+                  command=" ".join(["ssmworld"] + sys.argv[1:])),
+        preset=preset, size=size, env=env, overrides=overrides, parameters=params, batch=tc.batch_size,
+        length=tc.sequence_length, seconds=seconds, parts={k: statistics.median(v) for k, v in parts.items()},
+        sample_seconds=statistics.median(t - sum(p) for t, *p in zip(totals, *parts.values())),  # replay -> tensors
+        gflop=gflop, gflops=gflop / seconds, sgemm_gflops=rate, sgemm_fraction=gflop / seconds / rate)
+    print(f"update of {preset}/{size} on {env} ({params / 1e6:.2f}M parameters, B={tc.batch_size} x "
+          f"T={tc.sequence_length}, {threads} thread(s), {trainer.device}):")
+    print(f"  {seconds:.3f} s per update (median of {repeats}): " + ", ".join(
+        f"{k} {v:.3f} s" for k, v in report["parts"].items()) + f", replay sampling {report['sample_seconds']:.3f} s")
+    print(f"  {gflop:.2f} GFLOP, {gflop / seconds:.1f} GFLOP/s = {100 * report['sgemm_fraction']:.0f}% of the "
+          f"sgemm rate ({rate:.1f} GFLOP/s)")
+    if json_path:
+        with open(json_path + ".tmp", "w") as f:
+            json.dump(report, f, indent=1)
+        os.replace(json_path + ".tmp", json_path)
+        print(f"wrote {json_path}")
+    return report
