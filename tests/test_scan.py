@@ -10,13 +10,15 @@ def test_hand_computed_values():
     # x_t = a_t x_{t-1} + b_t from x0 = 1: x = [2*1+1, 0*3+5, 3*5+1] = [3, 5, 16]
     a = torch.tensor([[2.0, 0.0, 3.0]])
     b = torch.tensor([[1.0, 5.0, 1.0]])
-    x = linear_scan(a, b, torch.tensor([1.0]), chunk=2)
-    assert x.tolist() == [[3.0, 5.0, 16.0]]
+    for method in ("blocked", "log"):
+        x = linear_scan(a, b, torch.tensor([1.0]), chunk=2, method=method)
+        assert x.tolist() == [[3.0, 5.0, 16.0]]
 
 
+@pytest.mark.parametrize("method", ["blocked", "log"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
 @pytest.mark.parametrize("length,chunk", [(1, 4), (7, 4), (64, 64), (257, 16), (300, 64)])
-def test_matches_sequential_loop(dtype, length, chunk):
+def test_matches_sequential_loop(dtype, length, chunk, method):
     g = torch.Generator().manual_seed(length)
     shape = (3, length, 5)
     a = 0.9 * torch.rand(shape, generator=g) + 0.05
@@ -25,17 +27,18 @@ def test_matches_sequential_loop(dtype, length, chunk):
     a = a * (torch.rand(shape, generator=g) > 0.05)  # zeros: episode resets
     b = torch.randn(shape, generator=g, dtype=dtype)
     x0 = torch.randn(3, 5, generator=g, dtype=dtype)
-    torch.testing.assert_close(linear_scan(a, b, x0, chunk), scan_reference(a, b, x0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(linear_scan(a, b, x0, chunk, method), scan_reference(a, b, x0), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["blocked", "log"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
-def test_gradcheck(dtype):
+def test_gradcheck(dtype, method):
     g = torch.Generator().manual_seed(0)
     shape = (2, 11, 3)
     a = (0.5 * torch.randn(shape, generator=g, dtype=dtype)).requires_grad_()
     b = torch.randn(shape, generator=g, dtype=dtype).requires_grad_()
     x0 = torch.randn(2, 3, generator=g, dtype=dtype).requires_grad_()
-    assert torch.autograd.gradcheck(lambda a, b, x0: linear_scan(a, b, x0, 4), (a, b, x0))
+    assert torch.autograd.gradcheck(lambda a, b, x0: linear_scan(a, b, x0, 4, method), (a, b, x0))
 
 
 def test_gradient_through_expanded_coefficients():
@@ -46,3 +49,10 @@ def test_gradient_through_expanded_coefficients():
     a_ref = a_param.detach().clone().requires_grad_()
     scan_reference(a_ref.expand(2, 9, 3), b, x0).sum().backward()
     torch.testing.assert_close(a_param.grad, a_ref.grad)
+
+
+def test_auto_is_blocked_on_the_cpu_and_a_bad_method_is_refused():
+    a, b, x0 = torch.full((1, 5, 2), 0.5), torch.ones(1, 5, 2), torch.zeros(1, 2)
+    assert torch.equal(linear_scan(a, b, x0, 2), linear_scan(a, b, x0, 2, "blocked"))
+    with pytest.raises(ValueError, match="method"):
+        linear_scan(a, b, x0, 2, "fast")

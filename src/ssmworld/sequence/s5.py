@@ -101,12 +101,16 @@ class S5Layer(nn.Module):
         return lam_bar, ((lam_bar - 1) / lam)[:, None] * b
 
     def _input(self, u: torch.Tensor, b_bar: torch.Tensor) -> torch.Tensor:
-        """B_bar u for real u (..., H) -> complex (..., P), as two real matmuls."""
-        return torch.complex(u @ b_bar.real.T, u @ b_bar.imag.T)
+        """B_bar u for real u (..., H) -> complex (..., P): one real matmul with the (P, 2, H) stack of B_bar's real
+        and imaginary parts, whose (..., P, 2) result is viewed as complex without a copy."""
+        weight = torch.view_as_real(b_bar).transpose(1, 2).reshape(-1, u.shape[-1])  # rows re_0, im_0, re_1, ...
+        return torch.view_as_complex((u @ weight.T).unflatten(-1, (-1, 2)))
 
     def _output(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """y = Re(C x) + D u, then the gated dense block and the post-norm residual. u (..., H), x (..., P)."""
-        y = x.real @ self.c_re.T - x.imag @ self.c_im.T + self.d * u
+        """y = Re(C x) + D u, then the gated dense block and the post-norm residual. u (..., H), x (..., P).
+        Re(C x) = [Re x, Im x] . [C_re, -C_im] as one matmul over x's interleaved real view (no copy of x)."""
+        weight = torch.stack([self.c_re, -self.c_im], -1).flatten(1)  # (H, 2P): columns re_0, im_0, re_1, ...
+        y = torch.view_as_real(x).flatten(-2) @ weight.T + self.d * u
         v = F.gelu(y, approximate="tanh")
         v = self.gate_value(v) * torch.sigmoid(self.gate_sigmoid(v))
         return self.norm(u + v)
