@@ -4,6 +4,7 @@ for an env, greedy evaluation episodes and loading a run's trained agent."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -63,26 +64,49 @@ def to_env_actions(action: np.ndarray, space: gym.Space) -> np.ndarray:
     return (low + (action + 1) / 2 * (high - low)).reshape(*action.shape[:-1], *space.shape).astype(space.dtype)
 
 
+@dataclass
+class Episode:
+    """One played episode: its return, length, the last step's info; with ``record``, every observation and the
+    agent's action after each (one-hot or [-1, 1], (A,) tensors)."""
+
+    total: float = 0.0
+    length: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+    observations: list[dict[str, np.ndarray]] = field(default_factory=list)
+    actions: list[torch.Tensor] = field(default_factory=list)
+
+
 @torch.no_grad()
+def run_episode(agent: Agent, env: gym.Env, seed: int | None, explore: bool = False, record: bool = False,
+                max_steps: int | None = None) -> Episode:
+    """The one act loop: reset ``env`` with ``seed``, let the agent act (carrying its core state) until the episode
+    ends or ``max_steps`` actions were taken."""
+    device = next(agent.parameters()).device
+    obs, _ = env.reset(seed=seed)
+    episode, state, done = Episode(observations=[obs] if record else []), None, False
+    while not done and (max_steps is None or episode.length < max_steps):
+        batch = {k: v[None] for k, v in obs_to_tensors(obs, device).items()}
+        action, state = agent.act(batch, torch.tensor([state is None], device=device), state, explore=explore)
+        obs, reward, terminated, truncated, episode.info = env.step(to_env_actions(action[0].cpu().numpy(),
+                                                                                   env.action_space))
+        episode.total, episode.length, done = episode.total + float(reward), episode.length + 1, terminated or truncated
+        if record:
+            episode.actions.append(action[0])
+            episode.observations.append(obs)
+    return episode
+
+
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0, explore: bool = False,
              env_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run ``episodes`` episodes with the agent's greedy policy (``explore=False``) in a fresh env."""
     env = envs.make(env_id, seed=seed, **(env_options or {}))
-    device = next(agent.parameters()).device
     returns, lengths, successes = [], [], []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        state, is_first, total, length, done, info = None, True, 0.0, 0, False, {}
-        while not done:
-            obs_t = {k: v[None] for k, v in obs_to_tensors(obs, device).items()}
-            action, state = agent.act(obs_t, torch.tensor([is_first], device=device), state, explore=explore)
-            obs, reward, terminated, truncated, info = env.step(to_env_actions(action[0].cpu().numpy(),
-                                                                               env.action_space))
-            total, length, is_first, done = total + float(reward), length + 1, False, terminated or truncated
-        returns.append(total)
-        lengths.append(length)
-        if "success" in info:
-            successes.append(float(info["success"]))
+    for index in range(episodes):
+        episode = run_episode(agent, env, seed + index, explore)
+        returns.append(episode.total)
+        lengths.append(episode.length)
+        if "success" in episode.info:
+            successes.append(float(episode.info["success"]))
     env.close()
     summary = {"episodes": episodes, "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
                "length_mean": float(np.mean(lengths))}

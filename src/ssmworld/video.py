@@ -18,7 +18,7 @@ import torch
 
 from . import envs
 from .agent import Agent
-from .episodes import obs_to_tensors, to_env_actions
+from .episodes import obs_to_tensors, run_episode
 from .errors import UserError, install_hint
 
 
@@ -40,16 +40,9 @@ def record_episode(agent: Agent, env_id: str, path: str, seed: int = 0, context:
     key = wm.image_keys[0]
     device = next(agent.parameters()).device
     env = envs.make(env_id, seed=seed, **(env_options or {}))
-    obs, _ = env.reset(seed=seed)
-    observations, actions, state, done, total = [obs], [], None, False, 0.0
-    while not done and len(actions) < max_steps:
-        batch = {k: v[None] for k, v in obs_to_tensors(obs, device).items()}
-        action, state = agent.act(batch, torch.tensor([not actions], device=device), state, explore=explore)
-        actions.append(action[0])
-        obs, reward, terminated, truncated, _ = env.step(to_env_actions(action[0].cpu().numpy(), env.action_space))
-        observations.append(obs)
-        total, done = total + float(reward), terminated or truncated
+    episode = run_episode(agent, env, seed, explore, record=True, max_steps=max_steps)
     env.close()
+    observations, actions, total = episode.observations, episode.actions, episode.total
 
     # The model's open-loop rollout: observe the first `context` real steps, then imagine with the real actions.
     T = len(observations)
