@@ -4,16 +4,34 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Iterable, Literal, Protocol
 
 import torch
 from torch import nn
 
 from .behavior import ActorCritic, ActorCriticConfig
-from .distributed import Group
 from .errors import UserError
 from .optim import LaProp
 from .world_model import WorldModel, WorldModelConfig
+
+
+class GradientSync(Protocol):
+    """What the agent needs from data parallelism (distributed.Group implements it)."""
+
+    def average_gradients(self, parameters: Iterable[nn.Parameter]) -> None: ...
+
+    def average_buffers(self, module: nn.Module) -> None: ...
+
+
+class NoSync:
+    """A single process: nothing to share."""
+
+    def average_gradients(self, parameters: Iterable[nn.Parameter]) -> None:
+        pass
+
+    def average_buffers(self, module: nn.Module) -> None:
+        pass
+
 
 # "latent" (z only) is the no-memory control of the learning test, not an R2I option.
 POLICY_INPUTS = {"output": ("h", "z"), "hidden": ("z", "x"), "full": ("h", "z", "x"), "latent": ("z",)}
@@ -68,7 +86,9 @@ class Agent(nn.Module):
         self.model_opt = optimizer(self.world_model.parameters(), cfg.model_lr, eps=cfg.model_eps)
         self.actor_opt = optimizer(ac.actor.parameters(), cfg.actor_lr, eps=cfg.actor_critic_eps)
         self.critic_opt = optimizer(ac.critic.parameters(), cfg.critic_lr, eps=cfg.actor_critic_eps)
-        self.group = Group()  # data-parallel ranks (the Trainer sets it under torchrun): gradients are averaged
+        # How gradients and statistics are shared between data-parallel ranks: injected by the runtime (the Trainer
+        # sets its distributed.Group under torchrun); a single process shares nothing.
+        self.sync: GradientSync = NoSync()
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": self.model_opt, "actor": self.actor_opt, "critic": self.critic_opt}
@@ -121,7 +141,7 @@ class Agent(nn.Module):
         self.updates += 1
         self.model_opt.zero_grad(set_to_none=True)
         model_loss.backward()
-        self.group.average_gradients(wm.parameters())
+        self.sync.average_gradients(wm.parameters())
         metrics["grad_norm_model"] = nn.utils.clip_grad_norm_(wm.parameters(), cfg.model_clip)
         self.model_opt.step()
         clock.append(_now(batch["action"].device))
@@ -154,14 +174,14 @@ class Agent(nn.Module):
         self.actor_opt.zero_grad(set_to_none=True)
         self.critic_opt.zero_grad(set_to_none=True)
         (actor_loss + critic_loss).backward()
-        self.group.average_gradients([*ac.actor.parameters(), *ac.critic.parameters()])
+        self.sync.average_gradients([*ac.actor.parameters(), *ac.critic.parameters()])
         metrics["grad_norm_actor"] = nn.utils.clip_grad_norm_(ac.actor.parameters(), cfg.actor_critic_clip)
         metrics["grad_norm_critic"] = nn.utils.clip_grad_norm_(ac.critic.parameters(), cfg.actor_critic_clip)
         self.actor_opt.step()
         self.critic_opt.step()
         wm.zero_grad(set_to_none=True)  # gradients the actor sent through the dynamics are not model updates
         ac.update_slow_critic()
-        self.group.average_buffers(self)  # return-normalisation EMAs, batch-norm statistics
+        self.sync.average_buffers(self)  # return-normalisation EMAs, batch-norm statistics
         metrics.update(ac_metrics)
         clock.append(_now(batch["action"].device))
         for name, start, end in zip(("world_model", "imagination", "actor_critic"), clock, clock[1:]):

@@ -93,7 +93,7 @@ class Trainer:
         probe = envs.make(tc.env, seed=self.seed, **tc.env_options)
         self.action_space = probe.action_space
         self.agent = build_agent(cfg.agent, probe, self.device)
-        self.agent.group = self.group
+        self.agent.sync = self.group  # gradients and statistics averaged over data-parallel ranks
         self.group.broadcast_module(self.agent)  # same initial weights on every rank
         self.discrete, self.action_dim = self.agent.discrete, self.agent.action_dim
         probe.close()
