@@ -57,12 +57,12 @@ def test_quickstart_train_command_is_valid():
 
     pytest = __import__("pytest")
     pytest.importorskip("bsuite")
-    from ssmworld.cli import _parser
+    from ssmworld.cli_parser import build_parser
     from ssmworld.config import load_config
     from ssmworld.train import Trainer
 
     words = shlex.split(readme_commands()[0].split("&&")[-1])
-    args = _parser().parse_args(words[words.index("ssmworld") + 1:])
+    args = build_parser().parse_args(words[words.index("ssmworld") + 1:])
     assert args.command == "train" and args.steps > 0
     cfg = load_config(args.preset or "r2i", args.size or "small", args.env, args.overrides)
     Trainer(cfg, quiet=True).vec.close()
