@@ -46,9 +46,9 @@ class TrainConfig:
     replay_chunk: int = 256  # steps per replay chunk (>= sequence_length)
     # What a training sequence remembers from before its first step: "window" = nothing (it starts from the core's
     # initial state), "episode" = the episode so far: the core state entering its first step is recomputed without
-    # gradient over up to context_length earlier steps of its episode (gradients stay inside the window). Cost per update:
-    # a forward pass (encoder included) over up to batch_size x context_length replayed steps; lower it for long
-    # episodes of images (Memory Maze: 4000 steps of 64x64 frames).
+    # gradient over up to context_length earlier steps of its episode (gradients stay inside the window). Cost per
+    # update: a forward pass (encoder included) over up to batch_size x context_length replayed steps; lower it for
+    # long episodes of images (Memory Maze: 4000 steps of 64x64 frames).
     context: Literal["window", "episode"] = "window"
     context_length: int = 4096  # train.context=episode: at most this many earlier steps of the episode are replayed
     life_loss_terminal: bool = False  # atari: a lost life is a termination target for the world model only (Drama)
