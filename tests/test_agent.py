@@ -6,6 +6,7 @@ import torch
 
 from ssmworld.agent import Agent, AgentConfig
 from ssmworld.behavior import ActorCriticConfig
+from ssmworld.imagination import ImaginationConfig
 from ssmworld.world_model import WorldModelConfig
 
 from .test_world_model import CORE_CFGS, batch
@@ -15,10 +16,10 @@ def make_agent(core, discrete=True, policy_input="hidden", starts=None, imaginat
                continuous_gradient="dynamics"):
     torch.manual_seed(0)
     cfg = AgentConfig(
-        world_model=WorldModelConfig(core=core, core_cfg=CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4),
+        world_model=WorldModelConfig.with_core(core, CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4),
         actor_critic=ActorCriticConfig(units=32, layers=1, continuous_gradient=continuous_gradient),
-        policy_input=policy_input, horizon=4,
-        imagination_starts=starts, imagination=imagination, imagination_context=4)
+        policy_input=policy_input,
+        imagination=ImaginationConfig(horizon=4, starts=imagination, context=4, count=starts))
     return Agent({"vector": 5, "cue": 2}, 4, discrete, cfg)
 
 
@@ -52,7 +53,7 @@ def test_attention_core_needs_context_imagination():
 @pytest.mark.parametrize("discrete", [True, False])
 @pytest.mark.parametrize("core", ["s5", "mamba", "mamba2", "gru", "attention"])
 def test_one_full_update_with_context_imagination(core, discrete):
-    agent = make_agent(core, discrete, policy_input="output", starts=8, imagination="context")
+    agent = make_agent(core, discrete, policy_input="output", starts=8, imagination="batch")
     before = {n: p.detach().clone() for n, p in agent.named_parameters()}
     metrics = agent.update(batch(continuous=not discrete))
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values()), metrics
@@ -64,7 +65,7 @@ def test_one_full_update_with_context_imagination(core, discrete):
 @pytest.mark.parametrize("core", ["gru", "s5", "attention"])
 def test_context_start_equals_the_posterior_state_when_the_episode_starts_inside(core):
     """A context window that contains the episode start reproduces the training pass's h at its last step."""
-    agent = make_agent(core, starts=64, imagination="context")
+    agent = make_agent(core, starts=64, imagination="batch")
     data = batch()  # B=3, T=12; episodes start at t=0 (all rows) and at t=5 in row 1
     with torch.no_grad():
         out = agent.world_model.observe(data["obs"], data["action"], data["is_first"])
@@ -102,10 +103,10 @@ def test_acting_carries_the_state_like_the_training_pass(core):
 def test_one_full_update_with_image_observations(discrete):
     """Pixels (uint8, as replay stores them) plus a vector, e.g. dmc_vision with proprioception or Atari."""
     torch.manual_seed(0)
-    cfg = AgentConfig(world_model=WorldModelConfig(core="s5", core_cfg=CORE_CFGS["s5"], units=32, latent_groups=4,
+    cfg = AgentConfig(world_model=WorldModelConfig.with_core("s5", CORE_CFGS["s5"], units=32, latent_groups=4,
                                                    latent_classes=4, cnn_depth=4),
-                      actor_critic=ActorCriticConfig(units=32, layers=1), policy_input="full", horizon=3,
-                      imagination_starts=16)
+                      actor_critic=ActorCriticConfig(units=32, layers=1), policy_input="full",
+                      imagination=ImaginationConfig(horizon=3, count=16))
     agent = Agent({"image": (16, 16, 3), "vector": 5}, 4, discrete, cfg)
     data = batch(continuous=not discrete)
     data["obs"] = {"image": torch.randint(0, 256, (3, 12, 16, 16, 3), dtype=torch.uint8),

@@ -40,10 +40,16 @@ def test_train_resume_and_eval(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["--env", "nosuite:x"], "unknown env suite 'nosuite'"),
-    (["--env", "builtin:recall/2", "agent.horizn=3"], "did you mean 'agent.horizon'"),
+    (["--env", "builtin:recall/2", "agent.imagination.horizn=3"], "did you mean 'agent.imagination.horizon'"),
+    (["--env", "builtin:recall/2", "agent.horizon=3"], "'agent.horizon' was renamed: use agent.imagination.horizon"),
+    (["--env", "builtin:recall/2", "agent.imagination=context"], "use agent.imagination.starts=posterior|batch|replay"),
     (["--env", "builtin:recall/2", "train.batch_size=big"], "train.batch_size expects int, got 'big'"),
     (["--env", "builtin:recall/2", "--preset", "nope"], "unknown preset 'nope'"),
-    (["--env", "builtin:recall/2", "agent.world_model.core_cfg.bogus=1"], "unknown option(s) ['bogus']"),
+    (["--env", "builtin:recall/2", "agent.world_model.s5.bogus=1"], "unknown key 'agent.world_model.s5.bogus'"),
+    (["--env", "builtin:recall/2", "agent.world_model.core_cfg.width=8"], "agent.world_model.s5.width"),
+    (["--env", "builtin:recall/2", "agent.world_model.s5.discretization=zho"], "did you mean 'zoh'"),
+    (["--env", "builtin:recall/2", "agent.world_model.core=gru", "agent.world_model.gru.blocks=3"],
+     "must be a positive multiple of blocks"),
     (["--env", "builtin:recall/2", "agent.world_model.core=lstm"], "core must be one of s5, mamba, mamba2, gru"),
     (["--env", "gym:Pendulum-v1", "agent.policy_input=everything"], "policy_input must be one of"),
     (["--env", "builtin:recall/2", "--device", "cuda:7"] if not __import__("torch").cuda.is_available() else

@@ -85,7 +85,7 @@ def test_episode_context_gives_the_state_of_a_pass_over_the_whole_episode(core, 
     # deterministic latents (the mode), so both passes see the same z
     monkeypatch.setattr(CategoricalLatent, "sample", lambda self: self.mode())
     torch.manual_seed(0)
-    cfg = WorldModelConfig(core=core, core_cfg=CORE_CFGS[core], units=16, latent_groups=2, latent_classes=4,
+    cfg = WorldModelConfig.with_core(core, CORE_CFGS[core], units=16, latent_groups=2, latent_classes=4,
                            encoder_layers=1, head_layers=1)
     wm = WorldModel({"vector": 3}, 2, cfg)
     B, L = 3, 20
@@ -127,7 +127,7 @@ def test_drama_replay_contexts_get_their_episode_context():
     cfg = load_config("drama", "debug", "builtin:recall/20", ["train.context=episode", "train.steps=150",
                                                                "train.eval_episodes=1"])
     trainer = Trainer(cfg, quiet=True)
-    assert cfg.train.imagination_contexts == "replay"
+    assert cfg.agent.imagination.starts == "replay"
     summary = trainer.run()
     assert summary["updates"] > 0
     windows = batch_to_tensors(trainer.replay.sample_contexts(4, 3, context=64))
@@ -136,8 +136,8 @@ def test_drama_replay_contexts_get_their_episode_context():
 
 def test_episode_context_with_batch_contexts_is_refused():
     cfg = load_config("drama", "debug", "builtin:recall/20", ["train.context=episode",
-                                                               "train.imagination_contexts=batch"])
-    with pytest.raises(ValueError, match="imagination_contexts=replay"):
+                                                               "agent.imagination.starts=batch"])
+    with pytest.raises(ValueError, match="needs agent.imagination.starts posterior or replay"):
         Trainer(cfg, quiet=True)
 
 

@@ -24,6 +24,7 @@ def tiny_drama(actions=3, **overrides):
     import torch
 
     torch.manual_seed(0)
+    overrides = {"agent.imagination.starts": "batch", **overrides}  # no replay here: contexts from the batch
     cfg = load_config("drama", "debug", "builtin:recall/5", [f"{k}={v}" for k, v in overrides.items()])
     return Agent({"image": (64, 64, 3)}, actions, True, cfg.agent), cfg
 
@@ -175,7 +176,7 @@ def test_acting_with_the_carried_state_equals_re_encoding_the_episode():
 
 def test_drama_mamba1_world_model_parameter_count():
     cfg = load_config("drama-mamba1", "paper", "atari:Pong")
-    assert cfg.agent.world_model.core == "mamba" and cfg.agent.imagination == "context"  # inherited from drama
+    assert cfg.agent.world_model.core == "mamba" and cfg.agent.imagination.starts == "replay"  # inherited from drama
     agent = Agent({"image": (64, 64, 3)}, 6, True, cfg.agent)
     assert agent.world_model.parameter_counts()["total"] == 7_337_315
 
@@ -208,21 +209,21 @@ def test_agent_trains_with_laprop():
 
 
 def test_trainer_draws_imagination_contexts_from_replay_with_dfs_counts(tmp_path):
-    """drama: every update draws a world-model batch (n_i += 1 at its B starts) and imagination_starts contexts of 8
+    """drama: every update draws a world-model batch (n_i += 1 at its B starts) and imagination.count contexts of 8
     steps (m_i += 1 at their starts) from replay; both counts survive a checkpoint."""
     import numpy as np
 
     from ssmworld.train import Trainer
 
     cfg = load_config("drama", "debug", "builtin:recall/5")
-    assert cfg.train.imagination_contexts == "replay" and cfg.train.sampler == "dfs"
+    assert cfg.agent.imagination.starts == "replay" and cfg.train.sampler == "dfs"
     cfg.train.steps, cfg.train.eval_episodes = 60, 0
     trainer = Trainer(cfg, str(tmp_path), quiet=True)
     trainer.run()
     assert trainer.updates > 0
     chunks = list(trainer.replay.chunks)
     assert sum(int(c.visits.sum()) for c in chunks) == trainer.updates * cfg.train.batch_size
-    assert sum(int(c.contexts.sum()) for c in chunks) == trainer.updates * cfg.agent.imagination_starts
+    assert sum(int(c.contexts.sum()) for c in chunks) == trainer.updates * cfg.agent.imagination.count
     resumed = Trainer(cfg, str(tmp_path), resume=True, quiet=True)
     for a, b in zip(chunks, resumed.replay.chunks):
         assert np.array_equal(a.contexts, b.contexts) and np.array_equal(a.visits, b.visits)
@@ -233,7 +234,4 @@ def test_dfs_contexts_need_enough_prefill():
 
     cfg = load_config("drama", "debug", "builtin:recall/5", ["train.prefill=20"])
     with pytest.raises(ValueError, match="train.prefill must be >= 39"):
-        Trainer(cfg, quiet=True)
-    cfg = load_config("r2i", "debug", "builtin:recall/5", ["train.imagination_contexts=replay"])
-    with pytest.raises(ValueError, match="needs agent.imagination=context"):
         Trainer(cfg, quiet=True)

@@ -64,7 +64,8 @@ def test_resume_is_consistent(tmp_path, capsys):
     logdir = str(tmp_path / "run")
     assert cli(capsys, "train", *DEBUG, "--steps", "60", "--logdir", logdir)[0] == 0
     first = json.loads(open(os.path.join(logdir, "summary.json")).read())
-    for extra in (["--preset", "dreamerv3"], ["--env", "builtin:recall/3"], ["--size", "small"], ["agent.horizon=2"]):
+    for extra in (["--preset", "dreamerv3"], ["--env", "builtin:recall/3"], ["--size", "small"],
+                  ["agent.imagination.horizon=2"]):
         code, _, err = cli(capsys, "train", "--logdir", logdir, "--resume", *extra)
         assert code == 2 and "keeps the run's config" in err and extra[0] in err
     rows = open(os.path.join(logdir, "metrics.jsonl")).read()
@@ -82,7 +83,7 @@ def test_resume_is_consistent(tmp_path, capsys):
     (["train.train_ratio=-1"], "train.train_ratio must be >= 0"),
     (["train.stop_at=0.9", "train.eval_every=0"], "train.stop_at needs"),
     (["train.context=forever"], "train.context must be one of window, episode, got 'forever'"),
-    (["agent.imagination=contxt"], "did you mean 'context'"),
+    (["agent.imagination.starts=replya"], "did you mean 'replay'"),
 ])
 def test_bad_values_name_themselves(tmp_path, capsys, args, message):
     code, _, err = cli(capsys, "train", *DEBUG, "--logdir", str(tmp_path / "run"), *args)
@@ -104,12 +105,14 @@ def test_steps_below_prefill_warn_and_the_end_says_what_next(tmp_path, capsys):
 
 
 def test_config_prints_values_with_their_source(capsys):
-    code, out, _ = cli(capsys, "config", "--preset", "dreamerv3", "--env", "bsuite:memory_len/3", "agent.horizon=7")
+    code, out, _ = cli(capsys, "config", "--preset", "dreamerv3", "--env", "bsuite:memory_len/3",
+                       "agent.imagination.horizon=7")
     lines = {line.split(" = ")[0]: line for line in out.splitlines()}
-    assert code == 0 and "# command line" in lines["agent.horizon"] and "7" in lines["agent.horizon"]
+    horizon = lines["agent.imagination.horizon"]
+    assert code == 0 and "# command line" in horizon and "7" in horizon
     assert "'gru'" in lines["agent.world_model.core"] and "# preset dreamerv3" in lines["agent.world_model.core"]
-    assert "# preset dreamerv3 size small" in lines["agent.world_model.core_cfg.width"]
-    assert "# default" in lines["agent.world_model.core_cfg.norm_eps"]
+    assert "# preset dreamerv3 size small" in lines["agent.world_model.gru.width"]
+    assert "# default" in lines["agent.world_model.gru.norm_eps"]
     assert "# --env" in lines["train.env"]
 
 
@@ -119,8 +122,7 @@ def test_list_keys_takes_the_run_options_and_describes_every_key(capsys):
     assert "agent.world_model.latent_groups = 16  # categorical latents per step (G)" in out  # the dmc overlay
     for preset in ("r2i", "dreamerv3", "drama"):
         for core in CORES:
-            cfg = load_config(preset, "small", "builtin:recall/2", [f"agent.world_model.core={core}",
-                                                                    "agent.world_model.core_cfg={}"])
+            cfg = load_config(preset, "small", "builtin:recall/2", [f"agent.world_model.core={core}"])
             undocumented = [key for key, _, _, text in config_rows(cfg) if not text]
             assert not undocumented, (preset, core, undocumented)
 

@@ -15,10 +15,10 @@ from ssmworld.config import load_config
 from ssmworld.train import Trainer
 
 STEPS = 6000
-AGENT = ["agent.world_model.units=64", "agent.world_model.core_cfg.width=64", "agent.world_model.core_cfg.state_size=32",
-         "agent.world_model.core_cfg.n_layers=2", "agent.world_model.latent_groups=2",
+AGENT = ["agent.world_model.units=64", "agent.world_model.s5.width=64", "agent.world_model.s5.state_size=32",
+         "agent.world_model.s5.n_layers=2", "agent.world_model.latent_groups=2",
          "agent.world_model.latent_classes=8", "agent.world_model.reward_init=1.0", "agent.actor_critic.units=64",
-         "agent.horizon=10", "agent.imagination_starts=256", "agent.model_lr=1e-3", "agent.actor_lr=3e-4",
+         "agent.imagination.horizon=10", "agent.imagination.count=256", "agent.model_lr=1e-3", "agent.actor_lr=3e-4",
          "agent.critic_lr=3e-4", "train.batch_size=16", "train.sequence_length=32", "train.train_ratio=256",
          "train.prefill=1000", "train.eval_every=0", "train.eval_episodes=50", "train.log_every=1000"]
 CONTROL = ["agent.policy_input=latent", "agent.world_model.memory=false"]

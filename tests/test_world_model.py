@@ -58,7 +58,7 @@ def batch(B=3, T=12, A=4, continuous=False):
 @pytest.mark.parametrize("core", CORE_CFGS)
 def test_one_update_for_every_core(core, continuous):
     torch.manual_seed(0)
-    cfg = WorldModelConfig(core=core, core_cfg=CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4)
+    cfg = WorldModelConfig.with_core(core, CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4)
     model = WorldModel({"vector": 5, "cue": 2}, action_dim=4, cfg=cfg)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     data = batch(continuous=continuous)
@@ -78,7 +78,7 @@ def test_one_update_for_every_core(core, continuous):
 
 
 def test_missing_observation_key_is_named():
-    model = WorldModel({"vector": 5}, 2, WorldModelConfig(core="gru", core_cfg=dict(width=16, blocks=2), units=16))
+    model = WorldModel({"vector": 5}, 2, WorldModelConfig.with_core("gru", dict(width=16, blocks=2), units=16))
     with pytest.raises(KeyError, match="vector"):
         model.encode({"image": torch.zeros(1, 1, 5)})
 
@@ -87,7 +87,7 @@ def test_missing_observation_key_is_named():
 def test_imagination_first_step_matches_the_training_pass(core):
     """From the posterior state at t, imagining the replayed action a_t gives the h_{t+1} of the parallel pass."""
     torch.manual_seed(1)
-    cfg = WorldModelConfig(core=core, core_cfg=CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4)
+    cfg = WorldModelConfig.with_core(core, CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4)
     model = WorldModel({"vector": 5, "cue": 2}, action_dim=4, cfg=cfg)
     data = batch()
     with torch.no_grad():
@@ -109,7 +109,7 @@ def test_imagination_first_step_matches_the_training_pass(core):
 def test_memoryless_control_forgets_the_past(core):
     """memory=False: h_t depends on (z_{t-1}, a_{t-1}) only, in the training pass and in imagination."""
     torch.manual_seed(2)
-    cfg = WorldModelConfig(core=core, core_cfg=CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4,
+    cfg = WorldModelConfig.with_core(core, CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4,
                            memory=False)
     model = WorldModel({"vector": 5, "cue": 2}, action_dim=4, cfg=cfg)
     data = batch()
@@ -125,8 +125,8 @@ def test_memoryless_control_forgets_the_past(core):
         h2 = model.observe(other["obs"], other["action"], other["is_first"])["h"]
     assert not torch.allclose(h1[:, 3], h2[:, 3])
     torch.testing.assert_close(h1[:, 7:], h2[:, 7:])  # from t=6 on the inputs (z_{t-1}, a_{t-1}) agree
-    memory = WorldModel({"vector": 5, "cue": 2}, action_dim=4, cfg=WorldModelConfig(
-        core=core, core_cfg=CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4))
+    memory = WorldModel({"vector": 5, "cue": 2}, action_dim=4, cfg=WorldModelConfig.with_core(
+        core, CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4))
     memory.load_state_dict(model.state_dict())
     with torch.no_grad():
         torch.manual_seed(3)
@@ -139,7 +139,7 @@ def test_image_and_vector_observations(style):
     """Images (uint8, channels last) go through the CNN encoder and decoder; vectors through the MLPs."""
     torch.manual_seed(0)
     size = 16 if style == "dreamerv3" else 64  # Drama's CNN is for 64x64 only
-    cfg = WorldModelConfig(core="gru", core_cfg=CORE_CFGS["gru"], units=32, latent_groups=4, latent_classes=4,
+    cfg = WorldModelConfig.with_core("gru", CORE_CFGS["gru"], units=32, latent_groups=4, latent_classes=4,
                            image_style=style, cnn_depth=4)
     model = WorldModel({"image": (size, size, 3), "vector": 5}, action_dim=4, cfg=cfg)
     data = batch(B=2, T=8)

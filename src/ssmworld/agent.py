@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from .behavior import ActorCritic, ActorCriticConfig
-from .errors import UserError
+from .errors import check_choices
+from .imagination import ImaginationConfig, choose_starts
 from .optim import LaProp
 from .world_model import WorldModel, WorldModelConfig
 
@@ -43,13 +44,7 @@ class AgentConfig:
     actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
     # R2I: "output" (h, z), "hidden" (z, x), "full" (h, z, x); control: "latent" (z)
     policy_input: Literal["output", "hidden", "full", "latent"] = "hidden"
-    horizon: int = 15  # imagination steps per start state
-    # Where imagination starts: "posterior" = the core state at every step of the training pass (R2I), or "context" =
-    # a fresh core pass over the last ``imagination_context`` real steps before a random step of the batch (Drama;
-    # works for every core, including attention, whose per-step states are not materialised).
-    imagination: Literal["posterior", "context"] = "posterior"
-    imagination_context: int = 8  # real steps re-encoded before each imagination start (agent.imagination=context)
-    imagination_starts: int | None = None  # random subset of the B*T posterior states (None: all, as R2I)
+    imagination: ImaginationConfig = field(default_factory=ImaginationConfig)  # starts and horizon (imagination.py)
     model_lr: float = 1e-4  # world-model learning rate
     model_eps: float = 1e-8  # world-model optimiser epsilon
     model_clip: float = 1000.0  # world-model gradient-norm clip
@@ -67,11 +62,8 @@ class Agent(nn.Module):
                  cfg: AgentConfig):
         """obs_shapes: vector sizes (n,) or image shapes (H, W, C) by key (see WorldModel)."""
         super().__init__()
-        if cfg.policy_input not in POLICY_INPUTS:
-            raise UserError(f"agent: policy_input must be one of {sorted(POLICY_INPUTS)}, got {cfg.policy_input!r}")
-        if cfg.imagination not in ("posterior", "context") or cfg.imagination_context < 1:
-            raise UserError(f"agent: imagination must be 'posterior' or 'context' (with imagination_context >= 1), "
-                             f"got {cfg.imagination!r}, {cfg.imagination_context}")
+        check_choices(cfg, "agent")
+        check_choices(cfg.imagination, "agent.imagination")
         self.cfg, self.discrete, self.action_dim = cfg, discrete, action_dim
         self.world_model = WorldModel(obs_shapes, action_dim, cfg.world_model)
         sizes = {"h": self.world_model.core.output_dim, "z": self.world_model.latent_dim,
@@ -80,8 +72,6 @@ class Agent(nn.Module):
         self.actor_critic = ActorCritic(feat_dim, action_dim, discrete, cfg.actor_critic)
         ac = self.actor_critic
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # in checkpoints: the warm-up resumes
-        if cfg.optimizer not in ("adam", "laprop"):
-            raise UserError(f"agent: optimizer must be 'adam' or 'laprop', got {cfg.optimizer!r}")
         optimizer = torch.optim.Adam if cfg.optimizer == "adam" else LaProp
         self.model_opt = optimizer(self.world_model.parameters(), cfg.model_lr, eps=cfg.model_eps)
         self.actor_opt = optimizer(ac.actor.parameters(), cfg.actor_lr, eps=cfg.actor_critic_eps)
@@ -130,11 +120,10 @@ class Agent(nn.Module):
     # ---- training ----------------------------------------------------------------------------------------------
     def update(self, batch: dict[str, Any], contexts: dict[str, Any] | None = None) -> dict[str, float]:
         """One world-model update and one actor-critic update in imagination. batch: see WorldModel.loss;
-        contexts: replayed (N, C) windows to start imagination from (imagination="context"; None: windows of batch)."""
+        contexts: replayed (N, C) windows to start imagination from (agent.imagination.starts=replay)."""
         cfg, wm, ac = self.cfg, self.world_model, self.actor_critic
         clock = [_now(batch["action"].device)]
-        posterior = cfg.imagination == "posterior"
-        model_loss, metrics, out = wm.loss(batch, all_states=posterior)
+        model_loss, metrics, out = wm.loss(batch, all_states=cfg.imagination.starts == "posterior")
         if cfg.model_warmup > 0:
             for group in self.model_opt.param_groups:
                 group["lr"] = cfg.model_lr * min(1.0, (int(self.updates) + 1) / cfg.model_warmup)
@@ -146,31 +135,17 @@ class Agent(nn.Module):
         self.model_opt.step()
         clock.append(_now(batch["action"].device))
 
-        # Imagination starts (detached: the actor does not train the world model).
-        if posterior:
-            h, z = out["h"].detach().flatten(0, 1), out["z"].detach().flatten(0, 1)
-            starts = {k: v.detach().flatten(0, 1) for k, v in out["state"].items()}
-            start_cont = 1.0 - batch["is_terminal"].float().flatten()
-            if cfg.imagination_starts is not None and cfg.imagination_starts < h.shape[0]:
-                pick = torch.randperm(h.shape[0], device=h.device)[: cfg.imagination_starts]
-                h, z, start_cont = h[pick], z[pick], start_cont[pick]
-                starts = {k: v[pick] for k, v in starts.items()}
-        elif contexts is not None:
-            h, z, starts, start_cont = wm.context_windows(contexts)
-        else:
-            B, T = batch["is_first"].shape
-            h, z, starts, start_cont = wm.context_starts(out["z"].detach(), batch, cfg.imagination_context,
-                                                         cfg.imagination_starts or B * T)
+        starts = choose_starts(wm, cfg.imagination, batch, out, contexts)
 
         def policy(parts: dict[str, torch.Tensor]) -> torch.Tensor:
             dist = ac.policy(self.features(parts).detach())
             return dist.sample() if self.discrete else dist.sample_in_bounds()  # in [-1, 1], as in replay
 
         with torch.set_grad_enabled(ac.backprop_dynamics):  # the return's gradient through the dynamics
-            traj = wm.imagine(h, z, starts, policy, cfg.horizon)
+            traj = wm.imagine(starts.h, starts.z, starts.state, policy, cfg.imagination.horizon)
         clock.append(_now(batch["action"].device))
         feat = self.features(traj)
-        actor_loss, critic_loss, ac_metrics = ac.loss(feat, traj["action"], traj["reward"], traj["cont"], start_cont)
+        actor_loss, critic_loss, ac_metrics = ac.loss(feat, traj["action"], traj["reward"], traj["cont"], starts.cont)
         self.actor_opt.zero_grad(set_to_none=True)
         self.critic_opt.zero_grad(set_to_none=True)
         (actor_loss + critic_loss).backward()

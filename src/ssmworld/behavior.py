@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .errors import UserError
+from .errors import check_choices
 from .nn import MLP, BoundedNormal, TwoHot
 from .nn.distributions import onehot, sample_index
 
@@ -87,9 +87,7 @@ class ActorCritic(nn.Module):
 
     def __init__(self, feat_dim: int, action_dim: int, discrete: bool, cfg: ActorCriticConfig):
         super().__init__()
-        if cfg.continuous_gradient not in ("dynamics", "reinforce"):
-            raise UserError(f"actor_critic: continuous_gradient must be 'dynamics' or 'reinforce', "
-                             f"got {cfg.continuous_gradient!r}")
+        check_choices(cfg, "agent.actor_critic")
         self.cfg, self.discrete, self.action_dim = cfg, discrete, action_dim
         self.actor = MLP(feat_dim, cfg.units, cfg.layers, action_dim if discrete else 2 * action_dim)
         self.critic = MLP(feat_dim, cfg.units, cfg.layers, 255, zero_output=True)

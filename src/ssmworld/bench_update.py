@@ -62,9 +62,10 @@ def bench_update(preset: str, size: str, env: str, overrides: list[str], repeats
     def update() -> dict[str, float]:
         batch = batch_to_tensors(trainer.replay.sample(tc.batch_size, tc.sequence_length, context), trainer.device)
         contexts = None
-        if tc.imagination_contexts == "replay":
-            n = cfg.agent.imagination_starts or tc.batch_size * tc.sequence_length
-            contexts = batch_to_tensors(trainer.replay.sample_contexts(n, cfg.agent.imagination_context, context),
+        imagination = cfg.agent.imagination
+        if imagination.starts == "replay":
+            n = imagination.number(tc.batch_size, tc.sequence_length)
+            contexts = batch_to_tensors(trainer.replay.sample_contexts(n, imagination.context, context),
                                         trainer.device)
         return trainer.agent.update(batch, contexts)
 

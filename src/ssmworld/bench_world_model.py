@@ -54,7 +54,8 @@ class WorldModelBenchSettings:
     action_dim: int = 4
     imagine_starts: int = 256
     horizon: int = 15
-    imagination: str = "posterior"  # posterior | context (Drama: context 8, horizon 16, 1024 starts)
+    # posterior | context (Drama's starts from the batch: agent.imagination.starts=batch; context 8, horizon 16, 1024)
+    imagination: str = "posterior"
     context: int = 8
     all_states: bool = False  # True: loss(all_states=True), the variant Agent.update runs (imagination starts)
     target_speedup: float = 10.0
@@ -85,6 +86,7 @@ def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
     import torch
     from torch import nn
 
+    from .imagination import ImaginationConfig, choose_starts
     from .runtime import tune_cpu_allocator
     from .world_model import WorldModel, WorldModelConfig
 
@@ -93,7 +95,7 @@ def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
     sync = use_device(s.get("device", "cpu"))
     torch.manual_seed(0)
     B, T, A, width = s["batch"], length, s["action_dim"], s["width"]
-    cfg = WorldModelConfig(core=core, units=width, core_cfg=dict(width=width, **CORE_CONFIGS[core]))
+    cfg = WorldModelConfig.with_core(core, dict(width=width, **CORE_CONFIGS[core]), units=width)
     wm = WorldModel({"vector": s["obs_dim"]}, A, cfg)
     opt = torch.optim.Adam(wm.parameters(), 1e-4, eps=1e-8)
     is_first = torch.zeros(B, T, dtype=torch.bool)
@@ -120,14 +122,12 @@ def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
         context = s["imagination"] == "context"
         out = wm.observe(batch["obs"], batch["action"], batch["is_first"], all_states=not context)
 
+        imagination = ImaginationConfig(s["horizon"], "batch" if context else "posterior", s["context"],
+                                        s["imagine_starts"])
+
         def imagine() -> None:
-            if context:
-                h, z, starts, _ = wm.context_starts(out["z"], batch, s["context"], s["imagine_starts"])
-            else:
-                pick = torch.randint(B * T, (s["imagine_starts"],))
-                h, z = out["h"].flatten(0, 1)[pick], out["z"].flatten(0, 1)[pick]
-                starts = {k: v.flatten(0, 1)[pick] for k, v in out["state"].items()}
-            wm.imagine(h, z, starts, policy, s["horizon"])
+            starts = choose_starts(wm, imagination, batch, out)
+            wm.imagine(starts.h, starts.z, starts.state, policy, imagination.horizon)
 
         imagine_s, imagine_times, _ = _median_time(imagine, s["repeats"], s["budget_s"], sync)
     return dict(core=core, length=length, median_s=median_s, times_s=times, warmup_s=warmup,

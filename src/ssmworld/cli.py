@@ -224,7 +224,7 @@ def _list(args: argparse.Namespace) -> int:
 
         for name in sorted(CORES):  # each core's options: sequence.make(name, input_dim, **options)
             cls = core_class(name).Config
-            print(f"{name}:")
+            print(f"{name}:  (in a config: agent.world_model.{name}.<option>)")
             for f in dataclasses.fields(cls):
                 print(f"  {f.name} = {f.default!r}  # {field_descriptions(cls).get(f.name, '')}")
     elif args.what == "presets":
@@ -240,6 +240,7 @@ def _list(args: argparse.Namespace) -> int:
         print(f"# keys of {cfg.preset}/{cfg.size} on {cfg.train.env}: key = value  # description")
         for key, value, _, description in config_rows(cfg):
             print(f"{key} = {value!r}  # {description}")
+        print("# the other cores' options: agent.world_model.<core>.<option> (`ssmworld list cores`)")
     else:
         from .envs import SUITES, list_tasks
 

@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument("--repeats", type=int, default=5, help="timed updates after the warm-up (default 5)")
     upd.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     upd.add_argument("--json", metavar="PATH", help="write the report as JSON")
-    upd.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. agent.horizon=15")
+    upd.add_argument("overrides", nargs="*", metavar="key=value",
+                     help="config overrides, e.g. agent.imagination.horizon=15")
 
     train = commands.add_parser("train", help="train an agent (a new run, or --resume one)")
     train.add_argument("--preset", help=f"{' | '.join(_preset_names())} (default r2i; `ssmworld list presets`)")

@@ -24,7 +24,9 @@ from typing import Any, Literal
 import yaml
 
 from .agent import AgentConfig
-from .errors import UserError
+from .errors import UserError, choice_message
+from .sequence.base import build_config
+from .world_model import WorldModelConfig
 
 SIZES = ("debug", "small", "paper")
 
@@ -55,9 +57,6 @@ class TrainConfig:
     # uniform | recency | dfs (Drama's dynamic frequency-based sampling)
     sampler: Literal["uniform", "recency", "dfs"] = "uniform"
     dfs_temperature: float = 10.0  # tau of DFS: p_i = softmax(-n_i / tau); larger is closer to uniform
-    # Where imagination contexts come from with agent.imagination=context: windows of the world-model batch ("batch"),
-    # or separate draws from replay ("replay": with sampler=dfs, Drama's m_i rule; drama.md §4)
-    imagination_contexts: Literal["batch", "replay"] = "batch"
     eval_every: int = 10_000  # env steps between evaluations (0: only at the end)
     eval_episodes: int = 10  # greedy-policy episodes per evaluation
     log_every: int = 1_000  # env steps between train/ and perf/ metric rows
@@ -143,18 +142,30 @@ def load_config(preset: str = "r2i", size: str = "small", env: str | None = None
     suite = cfg.train.env.partition(":")[0]
     for origin, layer in preset_layers(preset, size, suite):
         apply_overrides(cfg, layer, origin=origin)
-        sources.update(dict.fromkeys(layer, origin))
+        sources.update(dict.fromkeys(_keys_set(layer), origin))
     sources.update(preset="--preset", size="--size")
     if env is not None:
         cfg.train.env = env
         sources["train.env"] = "--env"
     if overrides:
         apply_overrides(cfg, overrides)
-        items = [parse_override(o)[0] for o in overrides] if isinstance(overrides, list) else list(overrides)
-        sources.update(dict.fromkeys(items, "command line"))
+        items = dict(parse_override(o) for o in overrides) if isinstance(overrides, list) else overrides
+        sources.update(dict.fromkeys(_keys_set(items), "command line"))
         if cfg.train.env.partition(":")[0] != suite:
             raise ConfigError("set the env with --env (it selects the suite overlay), not with train.env=")
+    check_core(cfg, "config")
     return cfg
+
+
+def _keys_set(layer: dict[str, Any]) -> list[str]:
+    """The leaf keys a layer sets: a mapping given for a group sets each of its keys."""
+    keys = []
+    for key, value in layer.items():
+        if isinstance(value, dict) and dataclasses.is_dataclass(_get(Config(), key)):
+            keys += _keys_set({f"{key}.{sub}": sub_value for sub, sub_value in value.items()})
+        else:
+            keys.append(key)
+    return keys
 
 
 # ---- overrides -----------------------------------------------------------------------------------------------------
@@ -193,14 +204,25 @@ def leaf_keys(obj: Any = None, prefix: str = "") -> list[str]:
 def _set(cfg: Config, key: str, value: Any, origin: str) -> None:
     parts, obj = key.split("."), cfg
     for i, name in enumerate(parts):
-        if isinstance(obj, dict):  # free-form mapping (e.g. the core's options): checked when the core is built
+        if isinstance(obj, dict):  # free-form mapping (train.env_options): checked by the suite
             _set_in_dict(obj, parts[i:], value)
             return
         names = {f.name for f in dataclasses.fields(obj)}
         if name not in names:
+            old = ".".join(parts[: i + 1])
+            if old in RENAMED:
+                core = cfg.agent.world_model.core if isinstance(cfg, Config) else "<core>"
+                new = RENAMED[old].format(core=core, option=".".join(parts[i + 1:]) or "<option>")
+                raise ConfigError(f"{origin}: {old!r} was renamed: use {new}")
             raise ConfigError(f"{origin}: unknown key {key!r}{_suggest(key)}")
         if i == len(parts) - 1:
             if dataclasses.is_dataclass(getattr(obj, name)):
+                if isinstance(value, dict):  # {a: 1, b: 2} on a group sets those keys, the others stay
+                    for sub, sub_value in value.items():
+                        _set(cfg, f"{key}.{sub}", sub_value, origin)
+                    return
+                if key in RENAMED:  # a key that became a group: agent.imagination=context
+                    raise ConfigError(f"{origin}: {key!r} is now a group: use {RENAMED[key]}")
                 group = getattr(obj, name)
                 raise ConfigError(f"{origin}: {key!r} is a group; set one of its keys, e.g. "
                                   f"{leaf_keys(group, key + '.')[0]}")
@@ -236,12 +258,9 @@ def _convert(value: Any, hint: Any, key: str, origin: str) -> Any:
         hint = next(a for a in args if a is not type(None))
     origin_type = typing.get_origin(hint) or hint
     if origin_type is typing.Literal:  # an enum: one of the listed strings
-        choices = [str(c) for c in typing.get_args(hint)]
-        if isinstance(value, str) and value in choices:
+        if isinstance(value, str) and value in typing.get_args(hint):
             return value
-        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
-        hint_text = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"{origin}: {key} must be one of {', '.join(choices)}, got {value!r}{hint_text}")
+        raise ConfigError(f"{origin}: {choice_message(key, value, typing.get_args(hint))}")
     bad = ConfigError(f"{origin}: {key} expects {_type_name(hint)}, got {value!r}")
     if origin_type is bool:
         if isinstance(value, bool):
@@ -291,7 +310,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config dict -> {dotted key: value} (dict-valued fields such as core options stay whole)."""
+    """Nested config dict -> {dotted key: value} (dict-valued fields such as train.env_options stay whole)."""
     out: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict) and f"{prefix}{key}" not in _DICT_FIELDS:
@@ -304,8 +323,47 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def from_dict(tree: dict[str, Any]) -> Config:
     """Rebuild a Config from ``to_dict`` output (e.g. a run's config.yaml), with the same checks as overrides."""
     cfg = Config()
-    apply_overrides(cfg, flatten(tree), origin="config file")
+    apply_overrides(cfg, flatten(_upgrade(tree)), origin="config file")
+    check_core(cfg, "config file")
     return cfg
+
+
+# Keys renamed on 2026-11-30 (one typed group per core; one imagination group): the message for the old name.
+RENAMED = {
+    "agent.world_model.core_cfg": "agent.world_model.{core}.{option} (one group per core)",
+    "agent.horizon": "agent.imagination.horizon",
+    "agent.imagination": "agent.imagination.starts=posterior|batch|replay",
+    "agent.imagination_context": "agent.imagination.context",
+    "agent.imagination_starts": "agent.imagination.count",
+    "train.imagination_contexts": "agent.imagination.starts=batch|replay",
+}
+
+
+def _upgrade(tree: dict[str, Any]) -> dict[str, Any]:
+    """Config files written before the renames above (a run's config.yaml) load as they were meant, so that old runs
+    still resume: the core's ``core_cfg`` dict goes into its group, the four imagination keys into theirs."""
+    agent, train = tree.get("agent") or {}, tree.get("train") or {}
+    world_model = agent.get("world_model") or {}
+    if "core_cfg" in world_model:
+        options = world_model.pop("core_cfg") or {}
+        world_model.setdefault(world_model.get("core", WorldModelConfig.core), {}).update(options)
+    if not isinstance(agent.get("imagination", {}), dict):  # the old agent.imagination: posterior | context
+        contexts = train.pop("imagination_contexts", "batch")
+        starts = "posterior" if agent.pop("imagination") == "posterior" else contexts
+        agent["imagination"] = {"starts": starts}
+        for old, new in (("horizon", "horizon"), ("imagination_context", "context"), ("imagination_starts", "count")):
+            if old in agent:
+                agent["imagination"][new] = agent.pop(old)
+    return tree
+
+
+def check_core(cfg: Config, origin: str) -> None:
+    """The selected core's own checks (ranges, divisibility) at load time, not first when the model is built."""
+    world_model = cfg.agent.world_model
+    try:
+        build_config(type(world_model.core_options), world_model.core, dataclasses.asdict(world_model.core_options))
+    except UserError as e:
+        raise ConfigError(f"{origin}: {e} (keys agent.world_model.{world_model.core}.*)") from None
 
 
 def save_yaml(cfg: Config, path: str) -> None:
@@ -324,4 +382,4 @@ def _get(obj: Any, key: str) -> Any:
     return obj
 
 
-_DICT_FIELDS = {k for k in leaf_keys() if isinstance(_get(Config(), k), dict)}  # e.g. agent.world_model.core_cfg
+_DICT_FIELDS = {k for k in leaf_keys() if isinstance(_get(Config(), k), dict)}  # e.g. train.env_options

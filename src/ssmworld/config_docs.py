@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from .config import Config, _get, leaf_keys
-from .sequence import core_class
+from .sequence import CORES
 
 _FIELD = re.compile(r"^\s+(\w+)\s*:\s*[^=#]+(?:=[^#]*)?(?:#\s*(.*))?$")
 
@@ -38,30 +38,19 @@ def field_descriptions(cls: type) -> dict[str, str]:
 
 
 def describe_key(key: str, cfg: Config | None = None) -> str:
-    """The description of a dotted key (core options: from the configured core's dataclass)."""
+    """The description of a dotted key: the comment on its dataclass field."""
     parts, obj = key.split("."), cfg or Config()
-    if parts[:3] == ["agent", "world_model", "core_cfg"] and len(parts) == 4:
-        return field_descriptions(core_class(obj.agent.world_model.core).Config).get(parts[3], "")
     parent = _get(obj, ".".join(parts[:-1])) if len(parts) > 1 else obj
     return field_descriptions(type(parent)).get(parts[-1], "")
 
 
 def config_rows(cfg: Config, sources: dict[str, str] | None = None) -> list[tuple[str, Any, str, str]]:
-    """(key, value, source layer, description) for every key of ``cfg``, the core's options one by one."""
+    """(key, value, source layer, description) for every key of ``cfg`` that the run uses (of the per-core groups,
+    only the selected core's)."""
     sources = sources or {}
-    core_fields = dataclasses.fields(core_class(cfg.agent.world_model.core).Config)
-    core_cfg = cfg.agent.world_model.core_cfg
-    rows = []
-    for key in leaf_keys(cfg):
-        if key == "agent.world_model.core_cfg":
-            for f in core_fields:
-                sub = f"{key}.{f.name}"
-                value = core_cfg.get(f.name, f.default)
-                rows.append((sub, value, _source(sub, sources) if f.name in core_cfg else "default",
-                             describe_key(sub, cfg)))
-            continue
-        rows.append((key, _get(cfg, key), _source(key, sources), describe_key(key, cfg)))
-    return rows
+    unused = tuple(f"agent.world_model.{name}." for name in CORES if name != cfg.agent.world_model.core)
+    return [(key, _get(cfg, key), _source(key, sources), describe_key(key, cfg))
+            for key in leaf_keys(cfg) if not key.startswith(unused)]
 
 
 def _source(key: str, sources: dict[str, str]) -> str:

@@ -7,7 +7,11 @@ Any other exception is a bug: a traceback and exit code 1 (sweeps retry it).
 ``UserError`` subclasses ValueError, so code that catches ValueError around a constructor keeps working.
 ``Interrupted``: SIGINT/SIGTERM stopped a training run after writing a checkpoint (exit code 128 + the signal)."""
 
+import dataclasses
+import difflib
 import signal
+import typing
+from typing import Any, Literal
 
 
 class UserError(ValueError):
@@ -27,3 +31,21 @@ class Interrupted(Exception):
 def install_hint(extra: str) -> str:
     """How to install an optional extra (from the checkout, with the pins that keep torch a CPU build)."""
     return f"pip install -c constraints.txt -e '.[{extra}]' in the ssmworld checkout"
+
+
+def choice_message(key: str, value: Any, choices: typing.Sequence[Any]) -> str:
+    """'<key> must be one of a, b, got 'x'; did you mean 'a'?' for an enum value."""
+    names = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{key} must be one of {', '.join(names)}, got {value!r}{hint}"
+
+
+def check_choices(config: Any, prefix: str) -> None:
+    """Every ``Literal`` field of the dataclass ``config`` holds one of its values. Loaded configs are checked field by
+    field (config.py); this covers configs built in code, in the one place each component is constructed."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        hint, value = hints[f.name], getattr(config, f.name)
+        if typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
+            raise UserError(choice_message(f"{prefix}.{f.name}", value, typing.get_args(hint)))

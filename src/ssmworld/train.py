@@ -23,7 +23,7 @@ from . import acting_state, envs, run_state
 from .config import Config, save_yaml
 from .distributed import Group, rank_device
 from .episodes import build_agent, evaluate, obs_to_tensors, resolve_device, to_env_actions
-from .errors import Interrupted, UserError
+from .errors import Interrupted, UserError, check_choices
 from .logger import Logger
 from .replay import ReplayBuffer
 
@@ -59,29 +59,22 @@ class Trainer:
         self.cfg, self.logdir, self.quiet = cfg, logdir, quiet
         self.group = group or Group()
         self.seed = tc.seed + 1_000_003 * self.group.rank  # rank 0 = the single-process run
-        if tc.sampler not in ReplayBuffer.SAMPLERS:
-            raise UserError(f"train.sampler must be one of {', '.join(ReplayBuffer.SAMPLERS)}, got {tc.sampler!r}")
-        if tc.imagination_contexts not in ("batch", "replay"):
-            raise UserError(f"train.imagination_contexts must be batch or replay, got {tc.imagination_contexts!r}")
-        if tc.imagination_contexts == "replay":
-            if cfg.agent.imagination != "context":
-                raise UserError("train.imagination_contexts=replay needs agent.imagination=context")
-            need = (cfg.agent.imagination_starts or tc.batch_size * tc.sequence_length) + tc.envs * (
-                cfg.agent.imagination_context - 1)
+        check_choices(tc, "train")
+        imagination = cfg.agent.imagination
+        if imagination.starts == "replay":
+            need = imagination.number(tc.batch_size, tc.sequence_length) + tc.envs * (imagination.context - 1)
             need *= self.group.world_size  # prefill counts the steps of all ranks
             if tc.sampler == "dfs" and tc.prefill < need:  # dfs draws the contexts without replacement
                 raise UserError(f"train.prefill must be >= {need} (imagination starts + envs x (context - 1), per "
                                  f"rank) for dfs imagination contexts, got {tc.prefill}")
-        if tc.context not in ("window", "episode") or tc.context_length < 1:
-            raise UserError(f"train.context must be window or episode (with context_length >= 1), got {tc.context!r}")
-        if tc.context == "episode" and cfg.agent.imagination == "context" and tc.imagination_contexts == "batch":
-            raise UserError("train.context=episode with agent.imagination=context needs "
-                             "train.imagination_contexts=replay (batch contexts start from the initial state)")
-        if tc.stop_at is not None and (tc.stop_metric not in ("success_rate", "return_mean") or tc.eval_every <= 0
-                                       or tc.eval_episodes <= 0):
-            raise UserError("train.stop_at needs train.stop_metric success_rate or return_mean and evaluations "
-                             f"(train.eval_every and eval_episodes > 0), got {tc.stop_metric!r}, {tc.eval_every}, "
-                             f"{tc.eval_episodes}")
+        if tc.context_length < 1:
+            raise UserError(f"train.context_length must be >= 1, got {tc.context_length}")
+        if tc.context == "episode" and imagination.starts == "batch":
+            raise UserError("train.context=episode needs agent.imagination.starts posterior or replay (batch "
+                             "contexts start from the initial state)")
+        if tc.stop_at is not None and (tc.eval_every <= 0 or tc.eval_episodes <= 0):
+            raise UserError("train.stop_at needs evaluations (train.eval_every and eval_episodes > 0), got "
+                             f"{tc.eval_every}, {tc.eval_episodes}")
         for name in ("envs", "batch_size", "sequence_length", "steps"):
             if getattr(tc, name) <= 0:
                 raise UserError(f"train.{name} must be positive, got {getattr(tc, name)}")
@@ -317,14 +310,14 @@ class Trainer:
         return rows
 
     def _update(self) -> dict[str, float]:
-        tc, agent_cfg = self.tc, self.cfg.agent
+        tc = self.tc
         context = tc.context_length if tc.context == "episode" else 0
         batch = batch_to_tensors(self.replay.sample(tc.batch_size, tc.sequence_length, context), self.device)
         contexts = None
-        if tc.imagination_contexts == "replay":  # Drama: contexts drawn apart from the batch (dfs: the m_i rule)
-            n = agent_cfg.imagination_starts or tc.batch_size * tc.sequence_length
-            contexts = batch_to_tensors(self.replay.sample_contexts(n, agent_cfg.imagination_context, context),
-                                        self.device)
+        imagination = self.cfg.agent.imagination
+        if imagination.starts == "replay":  # Drama: contexts drawn apart from the batch (dfs: the m_i rule)
+            n = imagination.number(tc.batch_size, tc.sequence_length)
+            contexts = batch_to_tensors(self.replay.sample_contexts(n, imagination.context, context), self.device)
         metrics = self.agent.update(batch, contexts)
         self.updates += 1
         bad = [k for k, v in metrics.items() if not np.isfinite(v)]

@@ -13,6 +13,7 @@ Imagination rolls the same core forward in step mode from posterior states (R2I:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -20,15 +21,26 @@ import torch
 from torch import nn
 
 from . import sequence
-from .errors import UserError
+from .errors import UserError, check_choices
 from .nn import MLP, Bernoulli, CategoricalLatent, ImageDecoder, ImageEncoder, TwoHot, dense_block, symlog
+from .sequence.attention import AttentionConfig
+from .sequence.gru import GRUConfig
+from .sequence.mamba import MambaConfig
+from .sequence.mamba2 import Mamba2Config
+from .sequence.s5 import S5Config
 
 
 @dataclass
 class WorldModelConfig:
     # the sequence core: s5 | mamba | mamba2 | gru | attention (`ssmworld list cores`)
     core: Literal["s5", "mamba", "mamba2", "gru", "attention"] = "s5"
-    core_cfg: dict[str, Any] = field(default_factory=dict)
+    # One typed group of options per core; the one named by `core` is used (`ssmworld list cores`). A preset that
+    # switches cores keeps every other size (dreamerv3.yaml extends r2i.yaml).
+    s5: S5Config = field(default_factory=S5Config)  # options of the s5 core (R2I)
+    mamba: MambaConfig = field(default_factory=MambaConfig)  # options of the mamba core (Mamba-1)
+    mamba2: Mamba2Config = field(default_factory=Mamba2Config)  # options of the mamba2 core (Drama)
+    gru: GRUConfig = field(default_factory=GRUConfig)  # options of the gru core (DreamerV3's block GRU)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)  # options of the attention core
     units: int = 256  # encoder, heads and the core's input width
     encoder_layers: int = 2  # hidden layers of the vector encoder MLP
     head_layers: int = 2  # hidden layers of the decoder, reward and continue heads
@@ -63,6 +75,17 @@ class WorldModelConfig:
     head_input: Literal["hz", "h"] = "hz"  # reward and continue heads read (h, z) | "h"
     decoder_input: Literal["hz", "z"] = "hz"  # decoders read (h, z) | "z"
 
+    @property
+    def core_options(self) -> Any:
+        """The options of the selected core (one of the per-core groups)."""
+        return getattr(self, self.core)
+
+    @classmethod
+    def with_core(cls, core: str, options: dict[str, Any] | None = None, **fields: Any) -> WorldModelConfig:
+        """A config for ``core`` with those core options, e.g. ``with_core("gru", {"width": 16}, units=16)``."""
+        group = sequence.build_config(sequence.core_class(core).Config, core, dict(options or {}))
+        return cls(core=core, **{core: group}, **fields)
+
 
 def kl_balance(post_logits: torch.Tensor, prior_logits: torch.Tensor, latent: Any, dyn_scale: float,
                rep_scale: float, free_bits: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -96,12 +119,7 @@ class WorldModel(nn.Module):
                                              for k in self.image_keys})
         embed_dim = (self.encoder.output_dim if self.encoder else 0) + sum(
             e.output_dim for e in self.image_encoders.values())
-        for name, value, allowed in (("stem_norm", cfg.stem_norm, ("layer", "rms")),
-                                     ("head_norm", cfg.head_norm, ("layer", "rms")),
-                                     ("head_input", cfg.head_input, ("hz", "h")),
-                                     ("decoder_input", cfg.decoder_input, ("hz", "z"))):
-            if value not in allowed:
-                raise UserError(f"world model: {name} must be one of {allowed}, got {value!r}")
+        check_choices(cfg, "agent.world_model")
 
         def logits_layer(in_dim: int) -> nn.Module:
             if not cfg.latent_hidden:
@@ -111,7 +129,7 @@ class WorldModel(nn.Module):
         self.posterior = logits_layer(embed_dim)
         self.core_input = dense_block(self.latent_dim + action_dim, cfg.units, norm=cfg.stem_norm,
                                       bias=cfg.stem_norm == "rms")
-        self.core = sequence.make(cfg.core, cfg.units, **cfg.core_cfg)
+        self.core = sequence.make(cfg.core, cfg.units, **dataclasses.asdict(cfg.core_options))
         h_dim = self.core.output_dim
         self.prior = logits_layer(h_dim)
         decoder_dim = self.latent_dim + (h_dim if cfg.decoder_input == "hz" else 0)

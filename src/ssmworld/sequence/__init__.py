@@ -33,4 +33,4 @@ def make(name: str, input_dim: int, **cfg: Any) -> SequenceCore:
     return cls(input_dim, build_config(cls.Config, name, cfg))
 
 
-__all__ = ["CORES", "SequenceCore", "State", "core_class", "make"]
+__all__ = ["CORES", "SequenceCore", "State", "build_config", "core_class", "make"]

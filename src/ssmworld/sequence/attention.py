@@ -34,6 +34,16 @@ class AttentionConfig:
     norm_eps: float = 1e-5  # epsilon of the layer norms
     rope_base: float = 10000.0  # base of the rotary position embedding
 
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.n_heads <= 0 or self.width % self.n_heads:
+            raise UserError(f"attention: width ({self.width}) must be a positive multiple of n_heads")
+        if (self.width // self.n_heads) % 2:
+            raise UserError(f"attention: head size width / n_heads must be even for RoPE, got {self.width}")
+        if self.window is not None and self.window < 1:
+            raise UserError(f"attention: window must be None or >= 1, got {self.window}")
+        if self.n_layers < 1 or self.mlp_ratio < 1:
+            raise UserError("attention: n_layers and mlp_ratio must be >= 1")
+
 
 def rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
     """Rotary embedding (rotate-half form). x: (B, T, H, D) with D even; pos: (B, T) integer positions."""
@@ -95,14 +105,6 @@ class AttentionCore(SequenceCore):
     def __init__(self, input_dim: int, config: AttentionConfig | None = None) -> None:
         super().__init__()
         config = config or AttentionConfig()
-        if config.width <= 0 or config.n_heads <= 0 or config.width % config.n_heads:
-            raise UserError(f"attention: width ({config.width}) must be a positive multiple of n_heads")
-        if (config.width // config.n_heads) % 2:
-            raise UserError(f"attention: head size width / n_heads must be even for RoPE, got {config.width}")
-        if config.window is not None and config.window < 1:
-            raise UserError(f"attention: window must be None or >= 1, got {config.window}")
-        if config.n_layers < 1 or config.mlp_ratio < 1:
-            raise UserError("attention: n_layers and mlp_ratio must be >= 1")
         self.config = config
         self.input_dim = input_dim
         self.output_dim = config.width
@@ -198,7 +200,7 @@ class AttentionCore(SequenceCore):
     def _forward_states(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         raise NotImplementedError(
             "attention: per-step states would be KV caches of every length; start imagination from a re-encoded real"
-            " context instead (Drama's approach: agent.imagination=context)")
+            " context instead (Drama's approach: agent.imagination.starts=replay or batch)")
 
     def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """x: (B, input_dim) -> y: (B, width) and the state with one more slot (at most ``window``)."""

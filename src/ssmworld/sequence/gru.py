@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -32,8 +33,14 @@ from .base import SequenceCore, State
 class GRUConfig:
     width: int = 256  # hidden size, also the output size
     blocks: int = 8  # number of groups; width must be divisible by blocks
-    initial: str = "learned"  # "learned": h0 = tanh(parameter) | "zeros"
+    initial: Literal["learned", "zeros"] = "learned"  # "learned": h0 = tanh(parameter) | "zeros"
     norm_eps: float = 1e-3  # epsilon of the layer norms
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.blocks <= 0 or self.width % self.blocks:
+            raise UserError(f"gru: width ({self.width}) must be a positive multiple of blocks ({self.blocks})")
+        if self.initial not in ("learned", "zeros"):
+            raise UserError(f"gru: initial must be 'learned' or 'zeros', got {self.initial!r}")
 
 
 class GRUCore(SequenceCore):
@@ -43,10 +50,6 @@ class GRUCore(SequenceCore):
     def __init__(self, input_dim: int, config: GRUConfig | None = None) -> None:
         super().__init__()
         config = config or GRUConfig()
-        if config.width <= 0 or config.blocks <= 0 or config.width % config.blocks:
-            raise UserError(f"gru: width ({config.width}) must be a positive multiple of blocks ({config.blocks})")
-        if config.initial not in ("learned", "zeros"):
-            raise UserError(f"gru: initial must be 'learned' or 'zeros', got {config.initial!r}")
         self.config = config
         self.input_dim = input_dim
         self.output_dim = self.state_features_dim = config.width

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,8 @@ class MambaConfig:
     dt_min: float = 1e-3  # smallest initial time step
     dt_max: float = 1e-1  # largest initial time step
     dt_init_floor: float = 1e-4  # floor of the initial time steps
-    initial: str = "zeros"  # "zeros" | "learned" (a parameter `initial_ssm`; the conv window always restarts at 0)
+    # "zeros" | "learned" (a parameter `initial_ssm`; the conv window always restarts at 0)
+    initial: Literal["zeros", "learned"] = "zeros"
     chunk: int = 16  # time steps per segment of the parallel scan (8-16 measured fastest on CPU; 64 was 1.7x slower)
     norm_eps: float = 1e-5  # epsilon of the RMS norms
     use_cuda_kernels: bool = False  # mamba_ssm's selective_scan_fn on CUDA where it applies (UNTESTED on GPU)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,8 @@ class Mamba2Config:
     dt_init_floor: float = 1e-4  # floor of the initial time steps
     a_init_min: float = 1.0  # smallest initial decay rate A (per head)
     a_init_max: float = 16.0  # largest initial decay rate A
-    initial: str = "zeros"  # "zeros" | "learned" (the ssm state at t=0 and after resets; conv window always zeros)
+    # "zeros" | "learned" (the ssm state at t=0 and after resets; conv window always zeros)
+    initial: Literal["zeros", "learned"] = "zeros"
     norm_eps: float = 1e-5  # epsilon of the RMS norms
     use_cuda_kernels: bool = False  # mamba_ssm's Triton SSD on CUDA tensors (untested here: no GPU)
 

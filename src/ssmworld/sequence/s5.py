@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,12 +34,22 @@ class S5Config:
     n_layers: int = 4  # S5 layers in the stack
     output_dim: int | None = None  # R2I "deter" (None: = width)
     n_blocks: int = 8  # HiPPO blocks on the diagonal
-    discretization: str = "bilinear"  # "bilinear" | "zoh"
-    initial: str = "learned"  # "learned" | "zeros"
+    discretization: Literal["bilinear", "zoh"] = "bilinear"  # "bilinear" | "zoh"
+    initial: Literal["learned", "zeros"] = "learned"  # "learned" | "zeros"
     dt_min: float = 1e-3  # smallest initial time step (log-uniform init of the discretisation step)
     dt_max: float = 1e-1  # largest initial time step
     chunk: int = 64  # chunk of the parallel scan
     norm_eps: float = 1e-6  # epsilon of the layer norms
+
+    def __post_init__(self) -> None:
+        if self.discretization not in ("bilinear", "zoh"):
+            raise UserError(f"s5: discretization must be 'bilinear' or 'zoh', got {self.discretization!r}")
+        if self.initial not in ("learned", "zeros"):
+            raise UserError(f"s5: initial must be 'learned' or 'zeros', got {self.initial!r}")
+        if self.state_size % self.n_blocks:
+            raise UserError(f"s5: state_size ({self.state_size}) must be divisible by n_blocks ({self.n_blocks})")
+        if not 0 < self.dt_min <= self.dt_max:
+            raise UserError(f"s5: need 0 < dt_min <= dt_max, got {self.dt_min}, {self.dt_max}")
 
 
 def hippo_legs_normal(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,14 +154,6 @@ class S5Core(SequenceCore):
 
     def __init__(self, input_dim: int, cfg: S5Config):
         super().__init__()
-        if cfg.discretization not in ("bilinear", "zoh"):
-            raise UserError(f"s5: discretization must be 'bilinear' or 'zoh', got {cfg.discretization!r}")
-        if cfg.initial not in ("learned", "zeros"):
-            raise UserError(f"s5: initial must be 'learned' or 'zeros', got {cfg.initial!r}")
-        if cfg.state_size % cfg.n_blocks:
-            raise UserError(f"s5: state_size ({cfg.state_size}) must be divisible by n_blocks ({cfg.n_blocks})")
-        if not 0 < cfg.dt_min <= cfg.dt_max:
-            raise UserError(f"s5: need 0 < dt_min <= dt_max, got {cfg.dt_min}, {cfg.dt_max}")
         self.cfg = cfg
         self.input_dim = input_dim
         self.output_dim = cfg.output_dim or cfg.width
