@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from ssmworld.agent import Agent
-from ssmworld.config import load_config
+from ssmworld.dreamer.agent import Agent
+from ssmworld.runtime.config import load_config
 
 
 def main() -> None:

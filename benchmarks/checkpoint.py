@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from ssmworld.replay import ReplayBuffer
+from ssmworld.dreamer.replay import ReplayBuffer
 
 
 def dir_size(path: str) -> int:

@@ -22,8 +22,8 @@ import time
 import numpy as np
 import torch
 
-from ssmworld.config import load_config
-from ssmworld.train import Trainer, batch_to_tensors
+from ssmworld.runtime.config import load_config
+from ssmworld.runtime.train import Trainer, batch_to_tensors
 
 
 def measure(preset: str, env: str, length: int, repeats: int, seed: int = 0) -> dict:

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from ssmworld import envs
-from ssmworld.episodes import load_run, obs_to_tensors, to_env_actions
 from ssmworld.nn import symexp
+from ssmworld.runtime.episodes import load_run, obs_to_tensors, to_env_actions
 
 
 @torch.no_grad()

@@ -20,8 +20,8 @@ from unittest import mock
 import torch
 
 from ssmworld import sequence
-from ssmworld.bench import CORE_CONFIGS
 from ssmworld.sequence import s5, scan
+from ssmworld.tools.bench_cores import CORE_CONFIGS
 
 
 def timed(fn, repeats: int) -> float:

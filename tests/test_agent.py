@@ -4,10 +4,10 @@ acting carries the core state and matches the training pass."""
 import pytest
 import torch
 
-from ssmworld.agent import Agent, AgentConfig
-from ssmworld.behavior import ActorCriticConfig
-from ssmworld.imagination import ImaginationConfig
-from ssmworld.world_model import WorldModelConfig
+from ssmworld.dreamer.agent import Agent, AgentConfig
+from ssmworld.dreamer.behavior import ActorCriticConfig
+from ssmworld.dreamer.imagination import ImaginationConfig
+from ssmworld.dreamer.world_model import WorldModelConfig
 
 from .test_world_model import CORE_CFGS, batch
 

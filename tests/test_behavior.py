@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ssmworld.behavior import ReturnNormalizer, lambda_returns
+from ssmworld.dreamer.behavior import ReturnNormalizer, lambda_returns
 
 
 def test_lambda_returns_hand_computed():
@@ -41,7 +41,7 @@ def test_return_normalizer_hand_computed():
 
 
 def make_actor_critic(discrete=True, **cfg):
-    from ssmworld.behavior import ActorCritic, ActorCriticConfig
+    from ssmworld.dreamer.behavior import ActorCritic, ActorCriticConfig
 
     torch.manual_seed(0)
     return ActorCritic(feat_dim=3, action_dim=2, discrete=discrete, cfg=ActorCriticConfig(units=16, layers=1, **cfg))

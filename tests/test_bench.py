@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from ssmworld.bench import BenchSettings, check_targets
+from ssmworld.tools.bench_cores import BenchSettings, check_targets
 
 
 def row(core, length, seconds, peak, mode="parallel"):

@@ -2,8 +2,8 @@
 
 import json
 
-from ssmworld.bench_update import sgemm_rate
 from ssmworld.cli import main
+from ssmworld.tools.bench_update import sgemm_rate
 
 
 def test_tiny_update_bench_writes_a_consistent_report(tmp_path, capsys):

@@ -6,7 +6,7 @@ import json
 import pytest
 from rich.console import Console
 
-from ssmworld.bench_world_model import WorldModelBenchSettings, bench_world_model, scaling, speedups
+from ssmworld.tools.bench_world_model import WorldModelBenchSettings, bench_world_model, scaling, speedups
 
 
 def row(core, length, seconds, imagine):

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from ssmworld.config import load_config
-from ssmworld.train import Trainer
+from ssmworld.runtime.config import load_config
+from ssmworld.runtime.train import Trainer
 
 pytest.importorskip("dm_control")
 ROOT = os.path.join(os.path.dirname(__file__), "..", "benchmarks")

@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip("bsuite")
 
-from ssmworld.bsuite_score import bsuite_rows, bsuite_score  # noqa: E402
 from ssmworld.cli import main  # noqa: E402
-from ssmworld.config import load_config, save_yaml  # noqa: E402
+from ssmworld.runtime.config import load_config, save_yaml  # noqa: E402
+from ssmworld.tools.bsuite_score import bsuite_rows, bsuite_score  # noqa: E402
 
 
 def fake_run(path, successes):

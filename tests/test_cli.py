@@ -111,9 +111,9 @@ def test_export_and_load_agent_drive_an_env(tmp_path, capsys):
         done, steps = terminated or truncated, steps + 1
     assert steps == 4
     # the exported weights are the run's: same greedy actions as the checkpointed agent
-    from ssmworld.episodes import load_run
-
     import torch
+
+    from ssmworld.runtime.episodes import load_run
 
     _, agent, _ = load_run(logdir)
     for a, b in zip(agent.state_dict().values(), policy.agent.state_dict().values()):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ssmworld.config import (
+from ssmworld.runtime.config import (
     Config,
     ConfigError,
     apply_overrides,
@@ -98,7 +98,7 @@ def test_round_trip_through_yaml(tmp_path):
 
 
 def test_every_leaf_key_accepts_its_own_default():
-    from ssmworld.config import _get
+    from ssmworld.runtime.config import _get
 
     cfg = Config()
     apply_overrides(cfg, {key: _get(Config(), key) for key in leaf_keys()})
@@ -140,7 +140,7 @@ def test_dreamerv3_overlays_match_r2i_except_the_core():
 
 
 def test_extends_composes_at_any_depth(monkeypatch):
-    from ssmworld import config as config_module
+    from ssmworld.runtime import config as config_module
 
     presets = {
         "root": {"base": {"agent.imagination.horizon": 1},
@@ -172,8 +172,8 @@ def test_enum_values_are_checked_when_the_config_loads():
 
 
 def test_enum_values_of_configs_built_in_code_are_checked_by_the_components():
-    from ssmworld.agent import Agent, AgentConfig
-    from ssmworld.world_model import WorldModel, WorldModelConfig
+    from ssmworld.dreamer.agent import Agent, AgentConfig
+    from ssmworld.dreamer.world_model import WorldModel, WorldModelConfig
 
     with pytest.raises(ValueError, match="agent.world_model.stem_norm must be one of layer, rms, got 'lyer'; did you"):
         WorldModel({"x": 3}, 2, WorldModelConfig(stem_norm="lyer"))
@@ -197,7 +197,7 @@ def test_core_options_are_one_typed_group_per_core():
 
 
 def test_config_files_with_the_old_keys_still_load():
-    from ssmworld.imagination import ImaginationConfig
+    from ssmworld.dreamer.imagination import ImaginationConfig
 
     tree = to_dict(load_config("dreamerv3", "debug", "builtin:recall/3"))
     del tree["agent"]["world_model"]["gru"]
@@ -215,7 +215,7 @@ def test_config_files_with_the_old_keys_still_load():
 def test_dreamerv3_is_r2i_with_another_core(size):
     """dreamerv3.yaml extends r2i.yaml: per suite, the resolved configs differ only in the core, the policy input,
     the GRU's options and, at the paper size, DreamerV3's own batch and replay schedule."""
-    from ssmworld.config import flatten
+    from ssmworld.runtime.config import flatten
 
     own = {"preset", "agent.world_model.core", "agent.policy_input"}
     if size == "paper":

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from ssmworld.config import load_config
+from ssmworld.dreamer.replay import ReplayBuffer
+from ssmworld.dreamer.world_model import WorldModel, WorldModelConfig
 from ssmworld.nn import CategoricalLatent
-from ssmworld.replay import ReplayBuffer
-from ssmworld.train import Trainer, batch_to_tensors
-from ssmworld.world_model import WorldModel, WorldModelConfig
+from ssmworld.runtime.config import load_config
+from ssmworld.runtime.train import Trainer, batch_to_tensors
 
 
 def fill(buffer, n, episode_length, stream=0):

@@ -1,19 +1,19 @@
 """Data-parallel training: gradient/buffer averaging on 2 gloo processes, and a torchrun run whose ranks keep identical
 parameters while acting on different data, checkpoint per rank and resume."""
 
-import pytest
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from ssmworld import checkpoint
-from ssmworld.distributed import Group
+from ssmworld.runtime.distributed import Group
+from ssmworld.runtime import checkpoint
 
 WORLD = 2
 

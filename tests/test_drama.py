@@ -2,8 +2,8 @@
 
 import pytest
 
-from ssmworld.agent import Agent
-from ssmworld.config import load_config
+from ssmworld.dreamer.agent import Agent
+from ssmworld.runtime.config import load_config
 
 
 @pytest.mark.parametrize("actions,total", [(6, 7_155_459), (18, 7_161_603)])
@@ -64,7 +64,7 @@ def test_d2_lambda_returns_bootstrap_on_the_next_state():
     """Drama's official returns use V(s_t) in the (1 - lambda) term (D2); ours use V(s_{t+1})."""
     import torch
 
-    from ssmworld.behavior import lambda_returns
+    from ssmworld.dreamer.behavior import lambda_returns
 
     value = torch.tensor([10.0, 1.0, 2.0])  # V(s_0) must not appear in any return
     returns = lambda_returns(torch.zeros(2), torch.ones(2), value, gamma=1.0, lam=0.5)
@@ -89,7 +89,7 @@ def test_d4_checkpoint_keeps_every_statistic_the_policy_uses(tmp_path):
     running statistics, the return normaliser and the warm-up counter round-trip through a checkpoint."""
     import torch
 
-    from ssmworld import checkpoint
+    from ssmworld.runtime import checkpoint
 
     agent, _ = tiny_drama()
     for _ in range(3):
@@ -184,7 +184,7 @@ def test_drama_mamba1_world_model_parameter_count():
 def test_laprop_hand_computed_steps():
     import torch
 
-    from ssmworld.optim import LaProp
+    from ssmworld.dreamer.optim import LaProp
 
     p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
     opt = LaProp([p], lr=0.1, betas=(0.5, 0.75), eps=0.0)
@@ -213,7 +213,7 @@ def test_trainer_draws_imagination_contexts_from_replay_with_dfs_counts(tmp_path
     steps (m_i += 1 at their starts) from replay; both counts survive a checkpoint."""
     import numpy as np
 
-    from ssmworld.train import Trainer
+    from ssmworld.runtime.train import Trainer
 
     cfg = load_config("drama", "debug", "builtin:recall/5")
     assert cfg.agent.imagination.starts == "replay" and cfg.train.sampler == "dfs"
@@ -230,7 +230,7 @@ def test_trainer_draws_imagination_contexts_from_replay_with_dfs_counts(tmp_path
 
 
 def test_dfs_contexts_need_enough_prefill():
-    from ssmworld.train import Trainer
+    from ssmworld.runtime.train import Trainer
 
     cfg = load_config("drama", "debug", "builtin:recall/5", ["train.prefill=20"])
     with pytest.raises(ValueError, match="train.prefill must be >= 39"):

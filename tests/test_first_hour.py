@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from ssmworld.cli import main
-from ssmworld.config import load_config
-from ssmworld.config_docs import config_rows
+from ssmworld.runtime.config import load_config
+from ssmworld.runtime.config_docs import config_rows
 from ssmworld.sequence import CORES
 
 DEBUG = ["--size", "debug", "--env", "builtin:recall/2", "--quiet", "train.prefill=20"]
@@ -34,7 +34,7 @@ def test_help_of_every_command(capsys, command):
 
 
 def test_a_bug_is_a_traceback_not_bad_input(tmp_path, capsys, monkeypatch):
-    from ssmworld.train import Trainer
+    from ssmworld.runtime.train import Trainer
 
     def broken(self):
         raise ValueError("shape mismatch inside an update")  # a bug, not the user's input
@@ -42,7 +42,7 @@ def test_a_bug_is_a_traceback_not_bad_input(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(Trainer, "_update", broken)
     with pytest.raises(ValueError, match="shape mismatch"):  # propagates: Python prints it and exits 1
         main(["train", *DEBUG, "--steps", "60", "--logdir", str(tmp_path / "run")])
-    script = ("import sys; from ssmworld.cli import main; from ssmworld.train import Trainer; "
+    script = ("import sys; from ssmworld.cli import main; from ssmworld.runtime.train import Trainer; "
               "Trainer._update = lambda self: 1 / 0; sys.exit(main(sys.argv[1:]))")
     proc = subprocess.run([sys.executable, "-c", script, "train", *DEBUG, "--steps", "60", "--logdir",
                            str(tmp_path / "sub")], capture_output=True, text=True)

@@ -11,8 +11,8 @@ asks for it 4 steps later; the same agent learns it through the DreamerV3-style 
 
 import pytest
 
-from ssmworld.config import load_config
-from ssmworld.train import Trainer
+from ssmworld.runtime.config import load_config
+from ssmworld.runtime.train import Trainer
 
 STEPS = 6000
 AGENT = ["agent.world_model.units=64", "agent.world_model.s5.width=64", "agent.world_model.s5.state_size=32",

@@ -12,8 +12,8 @@ through time.
 
 import pytest
 
-from ssmworld.config import load_config
-from ssmworld.train import Trainer
+from ssmworld.runtime.config import load_config
+from ssmworld.runtime.train import Trainer
 
 from .test_learning import AGENT
 

@@ -4,8 +4,8 @@ import io
 
 from rich.console import Console
 
-from ssmworld import logger as logger_module
-from ssmworld.logger import Logger, read_metrics
+from ssmworld.runtime.logger import Logger, read_metrics
+from ssmworld.runtime import logger as logger_module
 
 
 def test_rows_go_to_metrics_jsonl_and_non_finite_values_become_null(tmp_path):

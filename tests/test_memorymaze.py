@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from ssmworld import envs
-from ssmworld.envs.memorymaze import EPISODE_STEPS, MemoryMazeEnv, _tasks
 from ssmworld.envs import memorymaze_contacts
+from ssmworld.envs.memorymaze import EPISODE_STEPS, MemoryMazeEnv, _tasks
 from ssmworld.envs.memorymaze_contacts import fast_update_activation, install_fast_contacts, is_fast
 
 dm_env = pytest.importorskip("dm_env")

@@ -46,7 +46,7 @@ def test_cli_bad_input_exits_2_with_one_line():
 
 def test_cli_lists_cores():
     proc = run_cli("list", "cores")
-    names = [line[:-1] for line in proc.stdout.splitlines() if not line.startswith(" ")]
+    names = [line.split(":")[0] for line in proc.stdout.splitlines() if not line.startswith(" ")]
     assert proc.returncode == 0 and names == ["attention", "gru", "mamba", "mamba2", "s5"]
     assert "  state_size = 64  # P, complex states per layer" in proc.stdout  # each core's options, described
 
@@ -58,8 +58,8 @@ def test_quickstart_train_command_is_valid():
     pytest = __import__("pytest")
     pytest.importorskip("bsuite")
     from ssmworld.cli_parser import build_parser
-    from ssmworld.config import load_config
-    from ssmworld.train import Trainer
+    from ssmworld.runtime.config import load_config
+    from ssmworld.runtime.train import Trainer
 
     words = shlex.split(readme_commands()[0].split("&&")[-1])
     args = build_parser().parse_args(words[words.index("ssmworld") + 1:])

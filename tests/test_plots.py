@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 import yaml
 
-from ssmworld.plots import (bootstrap_ci, find_runs, iqm, moving_average, optimality_gap, plot_runs,
-                            stratified_bootstrap_ci, stratified_resample)
+from ssmworld.tools.plots import (
+    bootstrap_ci,
+    find_runs,
+    iqm,
+    moving_average,
+    optimality_gap,
+    plot_runs,
+    stratified_bootstrap_ci,
+    stratified_resample,
+)
 
 
 def write_run(path, env, preset, seed, returns, eval_every=0, steps_per_episode=10, size=None):
@@ -86,7 +94,7 @@ def test_plot_runs_aggregates_over_tasks(tmp_path):
 
 
 def test_normalizer_per_suite():
-    from ssmworld.plots import normalizer
+    from ssmworld.tools.plots import normalizer
 
     name, norm = normalizer("dmc:cartpole_balance", "eval/return_mean")
     assert name == "max" and norm(450.0) == pytest.approx(0.45)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ssmworld.replay import ReplayBuffer
+from ssmworld.dreamer.replay import ReplayBuffer
 
 
 def fill(buffer, n, stream=0, episode_length=5, offset=0):

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from ssmworld.cli import main
-from ssmworld.sweep import RunRecord, SweepSettings, _finish, execute_run, run_state, train_command
-from ssmworld.sweep_grid import RunSpec, expand_braces, make_grid
+from ssmworld.runtime.sweep import RunRecord, SweepSettings, _finish, execute_run, run_state, train_command
+from ssmworld.runtime.sweep_grid import RunSpec, expand_braces, make_grid
 
 RUN = ["--size", "debug", "--local-cpus", "2"]
 OVERRIDES = ["train.prefill=30", "train.eval_episodes=2"]  # positional: after the options
@@ -127,7 +127,7 @@ def test_sweep_runs_to_completion_and_a_relaunch_skips_it(tmp_path):
     assert [(r / "metrics.jsonl").stat().st_mtime_ns for r in runs] == mtimes  # no training started
     assert {r["status"] for r in json.loads((root / "sweep.json").read_text())["runs"].values()} == {"skipped"}
 
-    from ssmworld.plots import plot_runs  # the sweep root feeds `ssmworld plot` as it is
+    from ssmworld.tools.plots import plot_runs  # the sweep root feeds `ssmworld plot` as it is
 
     (curve,) = plot_runs([str(root)], str(tmp_path / "sweep.png"), points=5)["curves"]
     assert (curve["env"], curve["preset"], curve["seeds"]) == ("builtin:recall/2", "r2i", [0, 1])

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from ssmworld import checkpoint
-from ssmworld.config import load_config
-from ssmworld.logger import read_metrics
-from ssmworld.replay import ReplayBuffer
-from ssmworld.episodes import load_run, to_env_actions
-from ssmworld.train import Trainer, batch_to_tensors, train
+from ssmworld.dreamer.replay import ReplayBuffer
+from ssmworld.runtime.config import load_config
+from ssmworld.runtime.episodes import load_run, to_env_actions
+from ssmworld.runtime.logger import read_metrics
+from ssmworld.runtime import checkpoint
+from ssmworld.runtime.train import Trainer, batch_to_tensors, train
 
 
 def debug_config(env="builtin:recall/2", steps=80, **overrides):
@@ -178,7 +178,7 @@ def test_train_function_returns_a_summary():
 def test_unsupported_spaces_are_named():
     import gymnasium as gym
 
-    from ssmworld.episodes import space_dims
+    from ssmworld.runtime.episodes import space_dims
 
     grid = gym.spaces.Dict({"grid": gym.spaces.Box(0, 1, (8, 8), np.float32)})
     with pytest.raises(ValueError, match="observation 'grid'.*not supported; accepted: flat vectors .* uint8 images"):
@@ -242,8 +242,8 @@ def test_a_non_finite_loss_stops_the_run_naming_the_term(tmp_path, capsys):
 def test_disk_full_stops_the_run_with_one_line_and_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
     import errno
 
-    from ssmworld import checkpoint as ckpt
     from ssmworld.cli import main
+    from ssmworld.runtime import checkpoint as ckpt
 
     logdir = tmp_path / "run"
     args = ["train", "--size", "debug", "--env", "builtin:recall/2", "--steps", "60", "--logdir", str(logdir),

@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
-from ssmworld.config import load_config
-from ssmworld.episodes import build_agent
+from ssmworld.runtime.config import load_config
+from ssmworld.runtime.episodes import build_agent
 
 
 def test_video_of_real_and_imagined_frames(tmp_path):
     pytest.importorskip("minigrid")
     imageio = pytest.importorskip("imageio.v2")
     from ssmworld import envs
-    from ssmworld.video import record_episode
+    from ssmworld.tools.video import record_episode
 
     cfg = load_config("r2i", "debug", "minigrid:MemoryS7", ["agent.world_model.cnn_depth=4"])
     options = {"max_steps": 12, "size": 16}
@@ -25,7 +25,7 @@ def test_video_of_real_and_imagined_frames(tmp_path):
 
 def test_video_needs_image_observations(tmp_path):
     from ssmworld import envs
-    from ssmworld.video import record_episode
+    from ssmworld.tools.video import record_episode
 
     cfg = load_config("r2i", "debug", "builtin:recall/2")
     agent = build_agent(cfg.agent, envs.make("builtin:recall/2"))

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from ssmworld.dreamer.world_model import WorldModel, WorldModelConfig, kl_balance
 from ssmworld.nn import CategoricalLatent
-from ssmworld.world_model import WorldModel, WorldModelConfig, kl_balance
 
 
 def latent(logits):

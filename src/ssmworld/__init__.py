@@ -1,5 +1,13 @@
 """ssmworld: model-based reinforcement learning with state-space-model world models.
 
+Layout (each layer imports only the ones below it; docs/ARCHITECTURE.md):
+    cli.py, cli_parser.py   the command line
+    tools/                  benchmarks, plots, videos, export, bsuite scoring
+    runtime/                config and presets, the train loop, checkpoints, logging, distributed, sweeps
+    dreamer/                the algorithm: world model, imagination, actor-critic, agent, replay
+    sequence/, nn/, envs/   sequence cores, network blocks, environment suites
+    errors.py               bad input vs bugs
+
 Public API (imported on first use, so `import ssmworld` stays light):
     ssmworld.load_config(preset, size, env, overrides) -> Config
     ssmworld.train(cfg, logdir=None) -> summary dict
@@ -11,7 +19,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = {"load_config": "config", "train": "train", "evaluate": "episodes", "load_agent": "export"}
+_API = {"load_config": "runtime.config", "train": "runtime.train", "evaluate": "runtime.episodes",
+        "load_agent": "tools.export"}
 
 
 def __getattr__(name: str) -> Any:

@@ -47,7 +47,7 @@ def _apply_positive(args: argparse.Namespace, settings: object, names: tuple[str
 
 
 def _bench_cores(args: argparse.Namespace) -> int:
-    from .bench import CORE_CONFIGS, BenchSettings, bench_cores
+    from .tools.bench_cores import CORE_CONFIGS, BenchSettings, bench_cores
 
     settings = BenchSettings(threads=args.threads, device=args.device)
     if args.quick:
@@ -73,9 +73,9 @@ def _bench_cores(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import json
 
-    from .config import load_config, load_yaml
-    from .distributed import setup
-    from .train import Trainer
+    from .runtime.config import load_config, load_yaml
+    from .runtime.distributed import setup
+    from .runtime.train import Trainer
 
     if args.threads is not None:
         if args.threads <= 0:
@@ -133,7 +133,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _has_checkpoint(logdir: str) -> bool:
-    from .checkpoint import list_checkpoints
+    from .runtime.checkpoint import list_checkpoints
 
     return bool(list_checkpoints(os.path.join(logdir, "checkpoints")))
 
@@ -152,8 +152,8 @@ def _sweep(args: argparse.Namespace) -> int:
     import json
     import os
 
-    from .sweep import SweepSettings, sweep
-    from .sweep_grid import make_grid
+    from .runtime.sweep import SweepSettings, sweep
+    from .runtime.sweep_grid import make_grid
 
     for name, low in (("seeds", 1), ("seed_start", 0), ("cpus_per_run", 1), ("gpus_per_run", 0), ("retries", 0),
                       ("local_cpus", 1)):
@@ -176,7 +176,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import json
 
-    from .episodes import evaluate, load_run
+    from .runtime.episodes import evaluate, load_run
 
     if args.episodes <= 0:
         return _fail(f"--episodes must be positive, got {args.episodes}")
@@ -184,7 +184,7 @@ def _eval(args: argparse.Namespace) -> int:
     result = evaluate(agent, cfg.train.env, args.episodes, seed=args.seed, explore=args.explore,
                       env_options=cfg.train.env_options)
     if args.video:
-        from .video import record_episode
+        from .tools.video import record_episode
 
         result["video"] = dict(path=args.video, **record_episode(
             agent, cfg.train.env, args.video, seed=args.seed, context=args.context, explore=args.explore,
@@ -198,7 +198,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     import json
 
-    from .plots import plot_runs
+    from .tools.plots import plot_runs
 
     result = plot_runs(args.runs, args.out, metric=args.metric, x=args.x, group_by=args.group_by)
     if args.json:
@@ -209,7 +209,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export_run
+    from .tools.export import export_run
 
     print(export_run(args.logdir, args.out))
     return 0
@@ -219,7 +219,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.what == "cores":
         import dataclasses
 
-        from .config_docs import field_descriptions
+        from .runtime.config_docs import field_descriptions
         from .sequence import CORES, core_class
 
         for name in sorted(CORES):  # each core's options: sequence.make(name, input_dim, **options)
@@ -228,13 +228,13 @@ def _list(args: argparse.Namespace) -> int:
             for f in dataclasses.fields(cls):
                 print(f"  {f.name} = {f.default!r}  # {field_descriptions(cls).get(f.name, '')}")
     elif args.what == "presets":
-        from .config import preset_names, read_preset
+        from .runtime.config import preset_names, read_preset
 
         for name in preset_names():
             print(f"{name:12s} {read_preset(name).get('description', '')}")
     elif args.what == "keys":
-        from .config import load_config
-        from .config_docs import config_rows
+        from .runtime.config import load_config
+        from .runtime.config_docs import config_rows
 
         cfg = load_config(args.preset or "r2i", args.size or "small", args.env)
         print(f"# keys of {cfg.preset}/{cfg.size} on {cfg.train.env}: key = value  # description")
@@ -263,7 +263,7 @@ def _list(args: argparse.Namespace) -> int:
 def _bsuite_score(args: argparse.Namespace) -> int:
     import json
 
-    from .bsuite_score import bsuite_score
+    from .tools.bsuite_score import bsuite_score
 
     scores = bsuite_score(args.runs, args.results_dir)
     width = max(len(s["run"]) for s in scores)
@@ -279,8 +279,8 @@ def _bsuite_score(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from .config import load_config, load_yaml
-    from .config_docs import config_rows
+    from .runtime.config import load_config, load_yaml
+    from .runtime.config_docs import config_rows
 
     sources: dict[str, str] = {}
     if args.logdir:
@@ -301,7 +301,7 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _bench_world_model(args: argparse.Namespace) -> int:
-    from .bench_world_model import WorldModelBenchSettings, bench_world_model
+    from .tools.bench_world_model import WorldModelBenchSettings, bench_world_model
 
     settings = WorldModelBenchSettings.quick() if args.quick else WorldModelBenchSettings()
     settings.threads, settings.device = args.threads, args.device
@@ -323,7 +323,7 @@ def _bench_world_model(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .runtime import tune_cpu_allocator
+    from .runtime.process import tune_cpu_allocator
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench" and args.what == "world-model":
             return _bench_world_model(args)
         if args.command == "bench" and args.what == "update":
-            from .bench_update import bench_update
+            from .tools.bench_update import bench_update
 
             if args.repeats <= 0 or args.threads <= 0:
                 return _fail("--repeats and --threads must be positive")

@@ -1,7 +1,7 @@
 """Layers and distributions shared by world models and actor-critics."""
 
-from .distributions import Bernoulli, BoundedNormal, CategoricalLatent, TwoHot, symexp, symlog
 from .conv import ImageDecoder, ImageEncoder
+from .distributions import Bernoulli, BoundedNormal, CategoricalLatent, TwoHot, symexp, symlog
 from .layers import MLP, dense_block
 
 __all__ = ["MLP", "Bernoulli", "BoundedNormal", "CategoricalLatent", "ImageDecoder", "ImageEncoder", "TwoHot",

@@ -147,7 +147,8 @@ class SequenceCore(nn.Module):
             if value.shape[0] != batch:
                 shape = ", ".join(str(s) for s in self.initial(1)[key].shape[1:])
                 raise ValueError(
-                    f"{self.name}: state[{key!r}] has batch size {value.shape[0]}, expected {batch} (shape (B, {shape}))"
+                    f"{self.name}: state[{key!r}] has batch size {value.shape[0]}, expected {batch} "
+                    f"(shape (B, {shape}))"
                 )
         return state
 

@@ -79,8 +79,8 @@ def measure(core_name: str, length: int, mode: str, settings: dict[str, Any]) ->
     """Time forward+backward of one core at one length. mode: "parallel" or "step". Runs in a worker process."""
     import torch
 
-    from . import sequence
-    from .runtime import tune_cpu_allocator
+    from .. import sequence
+    from ..runtime.process import tune_cpu_allocator
 
     tune_cpu_allocator()  # as `ssmworld train` does: measure what users run
     torch.set_num_threads(settings["threads"])
@@ -121,7 +121,7 @@ def _run_worker(core: str, length: int, mode: str, settings: BenchSettings) -> d
     env = dict(os.environ, OMP_NUM_THREADS=str(settings.threads), MKL_NUM_THREADS=str(settings.threads))
     args = json.dumps(dict(core=core, length=length, mode=mode, settings=asdict(settings)))
     proc = subprocess.run(
-        [sys.executable, "-m", "ssmworld.bench", "--worker", args], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "ssmworld.tools.bench_cores", "--worker", args], capture_output=True, text=True, env=env
     )
     if proc.returncode != 0:
         error = (proc.stderr.strip().splitlines() or ["no output"])[-1]

@@ -35,8 +35,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .bench import CORE_CONFIGS, _peak_rss_mb, _rss_mb, _torch_version, _write_json_atomic, peak_mb, use_device
-from .errors import UserError
+from ..errors import UserError
+from .bench_cores import CORE_CONFIGS, _peak_rss_mb, _rss_mb, _torch_version, _write_json_atomic, peak_mb, use_device
 
 FAST, SLOW = "s5", "gru"  # the ratio reported is SLOW / FAST
 
@@ -86,9 +86,9 @@ def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
     import torch
     from torch import nn
 
-    from .imagination import ImaginationConfig, choose_starts
-    from .runtime import tune_cpu_allocator
-    from .world_model import WorldModel, WorldModelConfig
+    from ..dreamer.imagination import ImaginationConfig, choose_starts
+    from ..dreamer.world_model import WorldModel, WorldModelConfig
+    from ..runtime.process import tune_cpu_allocator
 
     tune_cpu_allocator()  # as `ssmworld train` does
     torch.set_num_threads(s["threads"])
@@ -139,7 +139,7 @@ def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
 def _run_worker(core: str, length: int, settings: WorldModelBenchSettings) -> dict[str, Any]:
     env = dict(os.environ, OMP_NUM_THREADS=str(settings.threads), MKL_NUM_THREADS=str(settings.threads))
     job = json.dumps(dict(core=core, length=length, settings=asdict(settings)))
-    proc = subprocess.run([sys.executable, "-m", "ssmworld.bench_world_model", "--worker", job],
+    proc = subprocess.run([sys.executable, "-m", "ssmworld.tools.bench_world_model", "--worker", job],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         error = (proc.stderr.strip().splitlines() or ["no output"])[-1]

@@ -23,13 +23,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from . import envs
-from .agent import Agent
-from .config import load_yaml, save_yaml
-from .envs.gym_adapter import DictObservation, observation_converter, space_from_json, space_to_json
-from .episodes import load_run, obs_to_tensors, space_dims, to_env_actions
-from .errors import UserError
-from .logger import read_metrics
+from .. import envs
+from ..dreamer.agent import Agent
+from ..envs.gym_adapter import DictObservation, observation_converter, space_from_json, space_to_json
+from ..errors import UserError
+from ..runtime.config import load_yaml, save_yaml
+from ..runtime.episodes import load_run, obs_to_tensors, space_dims, to_env_actions
+from ..runtime.logger import read_metrics
 
 
 def export_run(logdir: str, out: str) -> str:

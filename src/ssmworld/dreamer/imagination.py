@@ -21,8 +21,8 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
-from .errors import UserError
-from .sequence import State
+from ..errors import UserError
+from ..sequence import State
 from .world_model import WorldModel
 
 

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import envs
-from .agent import Agent
-from .episodes import obs_to_tensors, run_episode
-from .errors import UserError, install_hint
+from .. import envs
+from ..dreamer.agent import Agent
+from ..errors import UserError, install_hint
+from ..runtime.episodes import obs_to_tensors, run_episode
 
 
 def to_uint8(pred: torch.Tensor, style: str) -> np.ndarray:

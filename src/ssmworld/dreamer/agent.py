@@ -9,8 +9,8 @@ from typing import Any, Iterable, Literal, Protocol
 import torch
 from torch import nn
 
+from ..errors import check_choices
 from .behavior import ActorCritic, ActorCriticConfig
-from .errors import check_choices
 from .imagination import ImaginationConfig, choose_starts
 from .optim import LaProp
 from .world_model import WorldModel, WorldModelConfig
@@ -49,7 +49,7 @@ class AgentConfig:
     model_eps: float = 1e-8  # world-model optimiser epsilon
     model_clip: float = 1000.0  # world-model gradient-norm clip
     model_warmup: int = 0  # updates of linear learning-rate warm-up for the world model (Drama: 1000)
-    # adam | laprop (Drama's option; ssmworld/optim.py), for all three parts
+    # adam | laprop (Drama's option; ssmworld/dreamer/optim.py), for all three parts
     optimizer: Literal["adam", "laprop"] = "adam"
     actor_lr: float = 3e-5  # actor learning rate
     critic_lr: float = 3e-5  # critic learning rate

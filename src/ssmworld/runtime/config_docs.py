@@ -12,8 +12,8 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from ..sequence import CORES
 from .config import Config, _get, leaf_keys
-from .sequence import CORES
 
 _FIELD = re.compile(r"^\s+(\w+)\s*:\s*[^=#]+(?:=[^#]*)?(?:#\s*(.*))?$")
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .config import load_yaml
-from .errors import UserError, install_hint
-from .logger import read_metrics
+from ..errors import UserError, install_hint
+from ..runtime.config import load_yaml
+from ..runtime.logger import read_metrics
 
 
 def bsuite_rows(logdir: str) -> tuple[str, list[dict[str, Any]]]:

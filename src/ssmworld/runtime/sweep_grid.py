@@ -8,7 +8,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from .errors import UserError
+from ..errors import UserError
 
 MAX_RUNS = 10_000  # a grid larger than this is almost surely a typo in a brace range
 RANGE = re.compile(r"(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?")

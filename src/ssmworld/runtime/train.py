@@ -19,13 +19,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from . import acting_state, envs, run_state
+from .. import envs
+from ..dreamer.replay import ReplayBuffer
+from ..errors import Interrupted, UserError, check_choices
+from . import acting_state, run_state
 from .config import Config, save_yaml
 from .distributed import Group, rank_device
 from .episodes import build_agent, evaluate, obs_to_tensors, resolve_device, to_env_actions
-from .errors import Interrupted, UserError, check_choices
 from .logger import Logger
-from .replay import ReplayBuffer
 
 
 def batch_to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, Any]:

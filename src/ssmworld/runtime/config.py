@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 import yaml
 
-from .agent import AgentConfig
-from .errors import UserError, choice_message
-from .sequence.base import build_config
-from .world_model import WorldModelConfig
+from ..dreamer.agent import AgentConfig
+from ..dreamer.world_model import WorldModelConfig
+from ..errors import UserError, choice_message
+from ..sequence.base import build_config
 
 SIZES = ("debug", "small", "paper")
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .errors import UserError
+from ..errors import UserError
 
 PREFIX = "step-"
 

@@ -11,10 +11,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from . import checkpoint, envs
-from .agent import Agent, AgentConfig
+from .. import envs
+from ..dreamer.agent import Agent, AgentConfig
+from ..errors import UserError
+from . import checkpoint
 from .config import Config, load_yaml
-from .errors import UserError
 
 
 def resolve_device(name: str) -> torch.device:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import UserError, install_hint
+from ..errors import UserError, install_hint
 from .sweep_grid import RunSpec, validate
 
 # What `ssmworld train` writes into a run directory (data-parallel ranks > 0 keep their state in rank-<r>/): a fresh

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 Step = dict[str, np.ndarray]
 
@@ -269,8 +269,8 @@ class ReplayBuffer:
 
     # ---- persistence ---------------------------------------------------------------------------------------------
     def save(self, directory: str) -> None:
-        """Write chunks as directory/<uid>.npz. Chunks unchanged since their last save are not rewritten; files of evicted
-        chunks are removed. Each file is written to a temporary name and renamed, so a crash leaves no torn chunk."""
+        """Write chunks as directory/<uid>.npz. Chunks unchanged since their last save are not rewritten; files of
+        evicted chunks are removed. Each file is written to a temporary name and renamed, so a crash leaves no torn chunk."""
         os.makedirs(directory, exist_ok=True)
         live = {f"{c.uid}.npz" for c in self.chunks}
         for name in os.listdir(directory):

@@ -13,9 +13,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .errors import check_choices
-from .nn import MLP, BoundedNormal, TwoHot
-from .nn.distributions import onehot, sample_index
+from ..errors import check_choices
+from ..nn import MLP, BoundedNormal, TwoHot
+from ..nn.distributions import onehot, sample_index
 
 
 def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float,

@@ -20,14 +20,14 @@ from typing import Any, Callable, Literal
 import torch
 from torch import nn
 
-from . import sequence
-from .errors import UserError, check_choices
-from .nn import MLP, Bernoulli, CategoricalLatent, ImageDecoder, ImageEncoder, TwoHot, dense_block, symlog
-from .sequence.attention import AttentionConfig
-from .sequence.gru import GRUConfig
-from .sequence.mamba import MambaConfig
-from .sequence.mamba2 import Mamba2Config
-from .sequence.s5 import S5Config
+from .. import sequence
+from ..errors import UserError, check_choices
+from ..nn import MLP, Bernoulli, CategoricalLatent, ImageDecoder, ImageEncoder, TwoHot, dense_block, symlog
+from ..sequence.attention import AttentionConfig
+from ..sequence.gru import GRUConfig
+from ..sequence.mamba import MambaConfig
+from ..sequence.mamba2 import Mamba2Config
+from ..sequence.s5 import S5Config
 
 
 @dataclass
@@ -173,7 +173,8 @@ class WorldModel(nn.Module):
         """obs: {key: (..., dim) vectors or (..., H, W, C) images} -> posterior logits (..., groups * classes)."""
         missing = set(self.obs_shapes) - set(obs)
         if missing:
-            raise KeyError(f"world model: observation keys {sorted(missing)} missing; expected {sorted(self.obs_shapes)}")
+            raise KeyError(f"world model: observation keys {sorted(missing)} missing; expected "
+                           f"{sorted(self.obs_shapes)}")
         parts = [encoder(obs[k]) for k, encoder in self.image_encoders.items()]
         if self.encoder is not None:
             parts.insert(0, self.encoder(torch.cat([symlog(obs[k].float()) for k in self.vector_keys], -1)))

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import torch
 
-from .errors import UserError
+from ..errors import UserError
 
 
 class LaProp(torch.optim.Optimizer):

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..errors import UserError
 from . import checkpoint
-from .errors import UserError
 
 if TYPE_CHECKING:
     from .train import Trainer

@@ -43,9 +43,9 @@ def bench_update(preset: str, size: str, env: str, overrides: list[str], repeats
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .config import load_config
-    from .runtime import tune_cpu_allocator
-    from .train import Trainer, batch_to_tensors
+    from ..runtime.config import load_config
+    from ..runtime.process import tune_cpu_allocator
+    from ..runtime.train import Trainer, batch_to_tensors
 
     tune_cpu_allocator()
     torch.set_num_threads(threads)

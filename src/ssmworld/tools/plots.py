@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .errors import UserError, install_hint
-from .logger import read_metrics
+from ..errors import UserError, install_hint
+from ..runtime.logger import read_metrics
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
@@ -199,7 +199,7 @@ def normalizer(env: str, metric: str,
         return "min-max", lambda s: (s - random) / (best - random)
     suite, _, game = env.partition(":")
     if suite == "atari" and "return" in metric:  # human scores are returns: a success rate is not normalised by them
-        from .envs.atari import human_normalized
+        from ..envs.atari import human_normalized
         try:
             human_normalized(game, 0.0)
         except ValueError:  # a game without reference scores stays raw rather than failing the whole plot

@@ -1,0 +1,1 @@
+"""Tools over runs and components: benchmarks (`ssmworld bench`), plots, videos, export, bsuite scoring."""
