@@ -8,17 +8,12 @@ memory-hungry configuration cannot disturb the next.
 
 from __future__ import annotations
 
-import datetime
-import json
-import os
-import platform
-import resource
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from .bench_harness import peak_mb, report_meta, rss_mb, run_worker, use_device, worker_main, write_json_atomic
 
 # Shared sizes: width 256 everywhere, 2 layers; S5 P=64 per layer; Mamba d_state 16, expand 2.
 CORE_CONFIGS: dict[str, dict[str, Any]] = {
@@ -42,37 +37,10 @@ class BenchSettings:
     threads: int = 1
     device: str = "cpu"  # cpu | cuda | cuda:N: where the cores run (peak memory: the GPU's allocator on CUDA)
     budget_s: float = 60.0  # skip longer lengths of a core once one forward+backward takes longer than this
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def use_device(name: str) -> Any:
-    """Make ``name`` the default device of this (worker) process; returns a function that waits for its queued work
-    (CUDA kernels run asynchronously), so that wall-clock times are real."""
-    import torch
-
-    device = torch.device(name)
-    torch.set_default_device(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
-
-
-def peak_mb(device: str, base_mb: float) -> float:
-    """Peak memory since ``base_mb`` was read: resident memory on the CPU, the CUDA allocator's peak on a GPU."""
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated(torch.device(device)) / 2**20
-    return _peak_rss_mb() - base_mb
+    # The checks printed under the table (what an O(T) parallel core should show; docs/RESULTS.md "Sequence cores"):
+    min_step_ratio: float = 5.0  # step loop / parallel mode at step_length, at least
+    max_token_growth: float = 2.0  # time per token, longest T / shortest T, at most (SSM cores)
+    max_memory_growth: float = 4.5  # peak memory for 4x the tokens, at most (linear or better)
 
 
 def measure(core_name: str, length: int, mode: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +75,7 @@ def measure(core_name: str, length: int, mode: str, settings: dict[str, Any]) ->
         sync()
         return time.perf_counter() - start
 
-    base_mb = _rss_mb()
+    base_mb = rss_mb()
     warmup = run()
     repeats = settings["repeats"] if warmup < settings["budget_s"] else 1
     times = [run() for _ in range(repeats)]
@@ -115,18 +83,6 @@ def measure(core_name: str, length: int, mode: str, settings: dict[str, Any]) ->
         core=core_name, length=length, mode=mode, median_s=statistics.median(times), times_s=times,
         warmup_s=warmup, peak_mb=peak_mb(settings.get("device", "cpu"), base_mb),
     )
-
-
-def _run_worker(core: str, length: int, mode: str, settings: BenchSettings) -> dict[str, Any]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(settings.threads), MKL_NUM_THREADS=str(settings.threads))
-    args = json.dumps(dict(core=core, length=length, mode=mode, settings=asdict(settings)))
-    proc = subprocess.run(
-        [sys.executable, "-m", "ssmworld.tools.bench_cores", "--worker", args], capture_output=True, text=True, env=env
-    )
-    if proc.returncode != 0:
-        error = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return dict(core=core, length=length, mode=mode, error=error)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def check_targets(results: list[dict[str, Any]], settings: BenchSettings) -> list[dict[str, Any]]:
@@ -143,21 +99,22 @@ def check_targets(results: list[dict[str, Any]], settings: BenchSettings) -> lis
         par, step = get(core, settings.step_length), get(core, settings.step_length, "step")
         if core in SSM_CORES and par and step:
             ratio = step["median_s"] / par["median_s"]
-            checks.append(dict(core=core, target=f"step/parallel at T={settings.step_length} >= 5", value=ratio,
-                               ok=ratio >= 5))
+            checks.append(dict(core=core, target=f"step/parallel at T={settings.step_length} >= "
+                               f"{settings.min_step_ratio:g}", value=ratio, ok=ratio >= settings.min_step_ratio))
         a, b = get(core, lo), get(core, hi)
         if a and b and hi > lo:
             ratio = (b["median_s"] / hi) / (a["median_s"] / lo)
             if core in SSM_CORES:
-                checks.append(dict(core=core, target=f"time/token T={hi} vs T={lo} <= 2", value=ratio, ok=ratio <= 2))
+                checks.append(dict(core=core, target=f"time/token T={hi} vs T={lo} <= {settings.max_token_growth:g}",
+                                   value=ratio, ok=ratio <= settings.max_token_growth))
             elif core == "attention":
                 checks.append(dict(core=core, target=f"time/token T={hi} vs T={lo} grows (> 1.5)", value=ratio,
                                    ok=ratio > 1.5))
         c = get(core, hi // 4) if hi >= 1024 else None
         if core in SSM_CORES and b and c and c["peak_mb"] > 0:  # 4x the tokens: at most ~4x the memory
             ratio = b["peak_mb"] / c["peak_mb"]
-            checks.append(dict(core=core, target=f"peak memory T={hi} / T={hi // 4} <= 4.5 (linear or better)",
-                               value=ratio, ok=ratio <= 4.5))
+            checks.append(dict(core=core, target=f"peak memory T={hi} / T={hi // 4} <= {settings.max_memory_growth:g} "
+                               "(linear or better)", value=ratio, ok=ratio <= settings.max_memory_growth))
     return checks
 
 
@@ -180,7 +137,8 @@ def bench_cores(settings: BenchSettings, json_path: str | None = None, console: 
             if mode == "parallel" and core in too_slow:
                 results.append(dict(core=core, length=length, mode=mode, error="skipped: over the time budget"))
                 continue
-            result = _run_worker(core, length, mode, settings)
+            result = run_worker(__name__, dict(core=core, length=length, mode=mode, settings=asdict(settings)),
+                                settings.threads)
             results.append(result)
             if mode == "parallel" and result.get("warmup_s", 0) > settings.budget_s:
                 too_slow.add(core)
@@ -203,33 +161,14 @@ def bench_cores(settings: BenchSettings, json_path: str | None = None, console: 
         console.print(f"{mark}  {c['core']:<9} {c['target']}: {c['value']:.2f}")
 
     report = dict(
-        meta=dict(date=datetime.datetime.now().isoformat(timespec="seconds"), host=platform.node(),
-                  machine=platform.machine(), cpu_count=os.cpu_count(), python=platform.python_version(),
-                  torch=_torch_version(), command=" ".join(["ssmworld"] + sys.argv[1:]),
-                  wall_s=time.perf_counter() - started, settings=asdict(settings)),
+        meta=report_meta("cores", wall_s=time.perf_counter() - started, settings=asdict(settings)),
         results=results, checks=checks,
     )
     if json_path:
-        _write_json_atomic(json_path, report)
+        write_json_atomic(json_path, report)
         console.print(f"wrote {json_path}")
     return report
 
 
-def _torch_version() -> str:
-    import torch
-
-    return torch.__version__
-
-
-def _write_json_atomic(path: str, data: Any) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--worker":
-    job = json.loads(sys.argv[2])
-    print(json.dumps(measure(job["core"], job["length"], job["mode"], job["settings"])))
+if __name__ == "__main__":
+    worker_main(lambda job: measure(job["core"], job["length"], job["mode"], job["settings"]))

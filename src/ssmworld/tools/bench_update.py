@@ -10,14 +10,11 @@ process at the same thread count (a square matmul large enough to reach it). Med
 
 from __future__ import annotations
 
-import datetime
-import json
-import os
-import platform
 import statistics
-import sys
 import time
 from typing import Any
+
+from .bench_harness import report_meta, write_json_atomic
 
 
 def sgemm_rate(size: int = 1024, repeats: int = 10) -> float:
@@ -86,10 +83,7 @@ def bench_update(preset: str, size: str, env: str, overrides: list[str], repeats
     rate = sgemm_rate()
     params = sum(p.numel() for p in trainer.agent.parameters())
     report = dict(
-        meta=dict(benchmark="update", date=datetime.datetime.now().isoformat(timespec="seconds"),
-                  machine=platform.machine(), processor=platform.processor(), cpu_count=os.cpu_count(),
-                  threads=threads, device=str(trainer.device), torch=torch.__version__,
-                  command=" ".join(["ssmworld"] + sys.argv[1:])),
+        meta=report_meta("update", threads=threads, device=str(trainer.device)),
         preset=preset, size=size, env=env, overrides=overrides, parameters=params, batch=tc.batch_size,
         length=tc.sequence_length, seconds=seconds, parts={k: statistics.median(v) for k, v in parts.items()},
         sample_seconds=statistics.median(t - sum(p) for t, *p in zip(totals, *parts.values())),  # replay -> tensors
@@ -101,8 +95,6 @@ def bench_update(preset: str, size: str, env: str, overrides: list[str], repeats
     print(f"  {gflop:.2f} GFLOP, {gflop / seconds:.1f} GFLOP/s = {100 * report['sgemm_fraction']:.0f}% of the "
           f"sgemm rate ({rate:.1f} GFLOP/s)")
     if json_path:
-        with open(json_path + ".tmp", "w") as f:
-            json.dump(report, f, indent=1)
-        os.replace(json_path + ".tmp", json_path)
+        write_json_atomic(json_path, report)
         print(f"wrote {json_path}")
     return report

@@ -1,0 +1,104 @@
+"""What every `ssmworld bench` shares: one measurement per worker process, timing, memory and the report's header.
+
+Each measurement (a core at one length, a world model at one length) runs in a fresh Python process with its own
+thread count, so that allocator state, compiled kernels and memory peaks of one do not leak into the next:
+
+    result = run_worker("ssmworld.tools.bench_cores", job, threads)     # the parent
+    if __name__ == "__main__": worker_main(lambda job: measure(**job))  # the module, as `python -m MODULE --worker JOB`
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+
+def run_worker(module: str, job: dict[str, Any], threads: int) -> dict[str, Any]:
+    """Run ``python -m module --worker JOB`` with ``threads`` torch threads; its last stdout line is the result (a
+    JSON object). A failed worker gives ``{**job fields that name it, "error": its last stderr line}``."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    proc = subprocess.run([sys.executable, "-m", module, "--worker", json.dumps(job)], capture_output=True, text=True,
+                          env=env)
+    if proc.returncode != 0:
+        error = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {**{k: v for k, v in job.items() if k != "settings"}, "error": error}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def worker_main(measure: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """The worker side: ``--worker JOB`` on the command line -> print ``measure(job)`` as one JSON line."""
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        print(json.dumps(measure(json.loads(sys.argv[2]))))
+
+
+def median_time(fn: Callable[[], Any], repeats: int, budget_s: float, sync: Callable[[], Any] = lambda: None
+                ) -> tuple[float, list[float], float]:
+    """(median, times, warm-up) of ``fn`` in seconds, one warm-up call first (a single timed call if the warm-up
+    took longer than ``budget_s``); ``sync`` waits for queued device work."""
+    def timed() -> float:
+        start = time.perf_counter()
+        fn()
+        sync()
+        return time.perf_counter() - start
+
+    warmup = timed()
+    times = [timed() for _ in range(repeats if warmup < budget_s else 1)]
+    return statistics.median(times), times, warmup
+
+
+def use_device(name: str) -> Callable[[], Any]:
+    """Make ``name`` the default device of this (worker) process; returns a function that waits for its queued work
+    (CUDA kernels run asynchronously), so that wall-clock times are real."""
+    import torch
+
+    device = torch.device(name)
+    torch.set_default_device(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def peak_mb(device: str, base_mb: float) -> float:
+    """Peak memory since ``base_mb`` was read: resident memory on the CPU, the CUDA allocator's peak on a GPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated(torch.device(device)) / 2**20
+    return peak_rss_mb() - base_mb
+
+
+def report_meta(benchmark: str, **fields: Any) -> dict[str, Any]:
+    """The header of every benchmark report: what ran, where, when, with which versions and command."""
+    import torch
+
+    return dict(benchmark=benchmark, date=datetime.datetime.now().isoformat(timespec="seconds"), host=platform.node(),
+                machine=platform.machine(), processor=platform.processor(), cpu_count=os.cpu_count(),
+                python=platform.python_version(), torch=torch.__version__,
+                command=" ".join(["ssmworld"] + sys.argv[1:]), **fields)
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
