@@ -37,7 +37,7 @@ def test_shapes_with_leading_dims(style, res, feat):
 
 
 def test_drama_parameter_counts_match_spec():
-    # drama.md §1: encoder 232,272; decoder 1,281,811 (conv biases kept, BatchNorm2d(64) after the Linear)
+    # docs/REFERENCE.md drama.md §1: encoder 232,272; decoder 1,281,811 (conv biases kept, BatchNorm2d(64) after the Linear)
     assert _count(ImageEncoder((64, 64, 3), "drama")) == 232_272
     assert _count(ImageDecoder(1024, (64, 64, 3), "drama")) == 1_281_811
     # a channel-wise LayerNorm has the same 2 parameters per channel

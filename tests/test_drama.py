@@ -1,4 +1,4 @@
-"""The drama preset reproduces Drama's world-model layout: parameter counts per part as in spec drama.md §1."""
+"""The drama preset reproduces Drama's world-model layout: parameter counts per part as in docs/REFERENCE.md drama.md §1."""
 
 import pytest
 

@@ -10,7 +10,7 @@ one at a time (never two copies in memory).
 
 Samplers pick the *last* step of a sequence: ``uniform`` over all stored steps with enough history, ``recency``
 with probability decaying in the step's age (half-life ``recency_half_life`` steps), ``dfs``: Drama's dynamic
-frequency-based sampling (drama.md §4). Every step i keeps two counts: n_i, world-model sequences that started at i,
+frequency-based sampling (docs/REFERENCE.md drama.md §4). Every step i keeps two counts: n_i, world-model sequences that started at i,
 and m_i, imagination contexts that started at i. A world-model batch draws B distinct sequences with
 p_i = softmax(-n_i / tau), then n_i += 1, so rarely trained sequences (new data) are preferred without starving old
 ones. An imagination batch (``sample_contexts``) draws N distinct short contexts with

@@ -66,7 +66,7 @@ class WorldModelConfig:
     # False: a control without memory: the core is reset at every step (h_t depends on (z_{t-1}, a_{t-1}) only),
     # in training, acting and imagination alike.
     memory: bool = True
-    # Layout. Defaults: DreamerV3 / R2I; the drama preset switches to Drama's (drama.md §1).
+    # Layout. Defaults: DreamerV3 / R2I; the drama preset switches to Drama's (docs/REFERENCE.md drama.md §1).
     # core input Linear -> norm -> SiLU: "layer" (Linear without bias) | "rms" (with bias)
     stem_norm: Literal["layer", "rms"] = "layer"
     latent_hidden: bool = True  # posterior and prior logits after a dense block (False: a single Linear)

@@ -156,6 +156,8 @@ class Trainer:
                       "it further", file=sys.stderr)
             with open(os.path.join(self.logdir, "summary.json")) as f:
                 return json.load(f)
+        if self.logdir and main:
+            os.makedirs(self.logdir, exist_ok=True)
         logger = Logger(self.logdir if main else None, tc.steps, self.step, quiet=self.quiet or not main,
                         learning_starts=max(tc.prefill, tc.sequence_length))
         if self.logdir and main:

@@ -1,4 +1,4 @@
-"""Mamba-2 (SSD) sequence core, as used by Drama (spec drama.md §1), in pure PyTorch.
+"""Mamba-2 (SSD) sequence core, as used by Drama (docs/REFERENCE.md drama.md §1), in pure PyTorch.
 
 Per layer (prenorm residual block r <- r + Mixer(RMSNorm(r))), the mixer is
 

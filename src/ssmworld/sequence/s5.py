@@ -1,4 +1,4 @@
-"""S5: the R2I sequence model (spec r2i.md §1), a stack of complex diagonal state-space layers.
+"""S5: the R2I sequence model (docs/REFERENCE.md r2i.md §1), a stack of complex diagonal state-space layers.
 
 Each layer (post-norm, as in R2I):
     y = S5(u);  v = GELU(y);  v = Dense(v) * sigmoid(Dense'(v));  out = LayerNorm(u + v)

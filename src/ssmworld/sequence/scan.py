@@ -4,7 +4,7 @@
 
 Episode resets need no special operator: a reset at t (state entering t replaced by z) is the element
 a_t = 0, b_t = a * z + b_t, so resets with a learned initial state stay exactly associative (the official R2I
-operator is not, see spec r2i.md §1).
+operator is not, see docs/REFERENCE.md r2i.md §1).
 
 Two forward algorithms over chunks of C steps, chosen by ``method`` ("auto": blocked on the CPU, log-depth on GPUs):
 - "log": a two-level log-depth scan: Hillis-Steele inside chunks, then over the T/C chunk totals, then one fix-up.
