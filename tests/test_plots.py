@@ -158,3 +158,13 @@ def test_group_by_a_config_key_splits_the_curves(tmp_path):
     assert len(merged["curves"]) == 1 and len(merged["curves"][0]["seeds"]) == 4
     missing = plot_runs(runs[:1], str(tmp_path / "fig3.png"), group_by="agent.nothing")
     assert missing["curves"][0]["preset"] == "r2i nothing=?"
+
+
+def test_a_run_that_stopped_when_solved_holds_its_last_value(tmp_path):
+    early = write_run(tmp_path / "a", "builtin:recall/2", "r2i", 0, [0, 1], eval_every=1)
+    late = write_run(tmp_path / "b", "builtin:recall/2", "r2i", 1, [0, 0, 0, 1], eval_every=1)
+    (tmp_path / "a" / "summary.json").write_text(json.dumps({"solved": True}))
+    result = plot_runs([early, late], str(tmp_path / "fig.png"), metric="eval/return_mean")
+    curve = result["curves"][0]
+    assert curve["x"][-1] == 40  # the grid reaches the late seed's end; without the hold it would stop at 20
+    assert curve["mean"][-1] == 1.0  # both solved: the early one still counts as 1 after it stopped

@@ -17,6 +17,7 @@ resampled within each task, as in rliable (Agarwal et al. 2021, "Deep RL at the 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable
@@ -44,6 +45,7 @@ class Run:
     rows: list[dict[str, Any]]
     size: str = "?"
     config: dict[str, Any] | None = None
+    solved: bool = False  # the run ended at an evaluation that met train.stop_at (summary.json)
 
     def setting(self, key: str) -> str:
         """The value of a dotted config key (e.g. "train.sampler") as text; "?" when the config does not have it."""
@@ -75,9 +77,13 @@ def load_run(path: str) -> Run:
             cfg = yaml.safe_load(f) or {}
     except yaml.YAMLError as e:
         raise UserError(f"{config}: not valid YAML ({e})") from None
-    train = cfg.get("train") or {}
+    train, solved = cfg.get("train") or {}, False
+    summary = os.path.join(path, "summary.json")
+    if os.path.isfile(summary):
+        with open(summary) as f:
+            solved = bool(json.load(f).get("solved"))
     return Run(path, str(train.get("env", "?")), str(cfg.get("preset", "?")), int(train.get("seed", 0)),
-               read_metrics(metrics), str(cfg.get("size", "?")), cfg)
+               read_metrics(metrics), str(cfg.get("size", "?")), cfg, solved)
 
 
 def find_runs(paths: list[str]) -> list[str]:
@@ -316,6 +322,7 @@ def plot_runs(run_dirs: list[str], out: str, metric: str = "episode/return", x: 
         raise UserError(f"no run has metric {metric!r} with x {x!r}; metrics found: {', '.join(found) or 'none'}")
     curves = []
     for (env, preset), members in sorted(groups.items()):
+        members = _hold_solved(members)
         grid = common_grid([xs for _, xs, _ in members], points)
         values = np.stack([np.interp(grid, xs, ys) for _, xs, ys in members])
         low, high = bootstrap_ci(values, seed=seed)
@@ -329,6 +336,14 @@ def plot_runs(run_dirs: list[str], out: str, metric: str = "episode/return", x: 
               "aggregates": aggregate(curves, metric, references, seed) if several else None, "skipped": skipped}
     _draw(result, out)
     return result
+
+
+def _hold_solved(members: list[tuple[Run, np.ndarray, np.ndarray]]) -> list[tuple[Run, np.ndarray, np.ndarray]]:
+    """A run that stopped when solved (train.stop_at) keeps its last value up to the group's last x: seeds that
+    solved early would otherwise cut the mean over seeds short (the grid is where every seed has data)."""
+    end = max(xs[-1] for _, xs, _ in members)
+    return [(run, np.append(xs, end), np.append(ys, ys[-1])) if run.solved and xs[-1] < end else (run, xs, ys)
+            for run, xs, ys in members]
 
 
 __all__ = ["aggregate", "bootstrap_ci", "common_grid", "find_runs", "iqm", "load_run", "moving_average", "normalizer",
