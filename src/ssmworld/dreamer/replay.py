@@ -10,8 +10,8 @@ one at a time (never two copies in memory).
 
 Samplers pick the *last* step of a sequence: ``uniform`` over all stored steps with enough history, ``recency``
 with probability decaying in the step's age (half-life ``recency_half_life`` steps), ``dfs``: Drama's dynamic
-frequency-based sampling (docs/REFERENCE.md drama.md §4). Every step i keeps two counts: n_i, world-model sequences that started at i,
-and m_i, imagination contexts that started at i. A world-model batch draws B distinct sequences with
+frequency-based sampling (docs/REFERENCE.md drama.md §4). Every step i keeps two counts: n_i, world-model sequences
+that started at i, and m_i, imagination contexts that started at i. A world-model batch draws B distinct sequences with
 p_i = softmax(-n_i / tau), then n_i += 1, so rarely trained sequences (new data) are preferred without starving old
 ones. An imagination batch (``sample_contexts``) draws N distinct short contexts with
 p_i = softmax(-max(0, m_i / r - n_i) / tau), r = N / B, then m_i += 1: states imagined more often (scaled) than the
@@ -270,7 +270,8 @@ class ReplayBuffer:
     # ---- persistence ---------------------------------------------------------------------------------------------
     def save(self, directory: str) -> None:
         """Write chunks as directory/<uid>.npz. Chunks unchanged since their last save are not rewritten; files of
-        evicted chunks are removed. Each file is written to a temporary name and renamed, so a crash leaves no torn chunk."""
+        evicted chunks are removed. Each file is written to a temporary name and renamed, so a crash leaves no torn
+        chunk."""
         os.makedirs(directory, exist_ok=True)
         live = {f"{c.uid}.npz" for c in self.chunks}
         for name in os.listdir(directory):

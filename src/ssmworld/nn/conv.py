@@ -1,11 +1,11 @@
 """Image encoder and decoder for 64x64-style pixel observations, in two published styles.
 
-``dreamerv3`` (DreamerV3 / R2I, docs/REFERENCE.md r2i.md §1): pixels x/255 - 0.5; log2(H/4) convs k4 s2 p1 without bias, each followed
-by a channel-wise LayerNorm (eps 1e-3) and SiLU, channels depth * [1, 2, 4, 8, ...]; H -> 4 px, flattened (4*4*C_last).
+``dreamerv3`` (DreamerV3 / R2I, docs/REFERENCE.md r2i.md §1): pixels x/255 - 0.5; log2(H/4) convs k4 s2 p1 without
+bias, each followed by a channel-wise LayerNorm (eps 1e-3) and SiLU, channels depth * [1, 2, 4, 8, ...]; H -> 4 px, flattened (4*4*C_last).
 The decoder mirrors it with transposed convs; its loss is the squared error summed over pixels.
 
-``drama`` (Drama, docs/REFERENCE.md drama.md §1/§2): pixels x/255 in [0, 1]; 5 convs k5 p2 with bias, strides 1,2,2,2,2, channels
-16 * [1, 2, 3, 4, 4], each -> BatchNorm2d -> SiLU; 64 -> 4 px, flattened 64*4*4 = 1024. The decoder is Linear -> 64x4x4
+``drama`` (Drama, docs/REFERENCE.md drama.md §1/§2): pixels x/255 in [0, 1]; 5 convs k5 p2 with bias, strides
+1,2,2,2,2, channels 16 * [1, 2, 3, 4, 4], each -> BatchNorm2d -> SiLU; 64 -> 4 px, flattened 64*4*4 = 1024. The decoder is Linear -> 64x4x4
 -> BN -> SiLU, 4 transposed convs (k5 s2 p2, output_padding 1) 64->64->48->32->16 with BN+SiLU, a last transposed conv
 16->C (k5 s1 p2) and a sigmoid; loss = sum over C, H, W of (x_hat - x)^2 in [0, 1] (no symlog).
 
