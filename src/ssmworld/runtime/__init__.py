@@ -2,6 +2,7 @@
 
 config.py, config_docs.py    the typed config tree, presets (ssmworld/presets/*.yaml), overrides, descriptions
 train.py                     the Trainer: vector envs, the train ratio, evaluations, the time budget
+schedule.py                  the loop's schedules (train ratio, every N steps, evaluations, wall clocks)
 run_state.py, acting_state.py, checkpoint.py   exact resume: what a checkpoint holds, written atomically
 episodes.py                  env <-> agent conversions, evaluation, loading a run
 logger.py                    metrics.jsonl, TensorBoard, the progress line

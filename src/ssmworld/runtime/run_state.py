@@ -38,11 +38,9 @@ def save(trainer: Trainer, acting: bool = False) -> bool:
     saved = trainer._acting_state() if acting else None
     if saved is not None:
         tensors["acting"] = saved[0]
-    state = {"updates": trainer.updates, "episodes": trainer.episodes, "update_credit": trainer.update_credit,
-             "seconds": trainer.seconds_before + time.perf_counter() - trainer.started,
-             "window_sums": trainer.window_sums, "window_count": trainer.window_count,
-             "window_step": trainer.window_step,
-             "next_eval": trainer.next_eval, "rng": trainer.rng.bit_generator.state,
+    state = {"updates": trainer.updates, "episodes": trainer.episodes, "update_credit": trainer.ratio.credit,
+             "seconds": trainer.seconds_before + time.perf_counter() - trainer.started, **trainer.window.state(),
+             "next_eval": trainer.evaluations.next, "rng": trainer.rng.bit_generator.state,
              "replay_rng": trainer.replay.rng.bit_generator.state, "replay_lengths": trainer.replay.lengths(),
              "world_size": trainer.group.world_size, "acting": saved[1] if saved is not None else None}
     checkpoint.save(os.path.join(trainer.state_dir(), "checkpoints"), trainer.step, tensors, state,
@@ -63,10 +61,9 @@ def restore(trainer: Trainer) -> None:
     trainer.rng.bit_generator.state = state["rng"]
     trainer.replay.rng.bit_generator.state = state["replay_rng"]
     trainer.step, trainer.updates, trainer.episodes = state["step"], state["updates"], state["episodes"]
-    trainer.update_credit, trainer.next_eval = state["update_credit"], state["next_eval"]
+    trainer.ratio.credit, trainer.evaluations.next = state["update_credit"], state["next_eval"]
     trainer.seconds_before = state.get("seconds", 0.0)
-    trainer.window_sums, trainer.window_count = state["window_sums"], state["window_count"]
-    trainer.window_step = state["window_step"]
+    trainer.window.load(state)
     if state.get("acting") is not None:
         trainer.saved_acting = (tensors["acting"], state["acting"])
     if trainer.group.main:

@@ -27,6 +27,7 @@ from .config import Config, save_yaml
 from .distributed import Group, rank_device
 from .episodes import build_agent, evaluate, obs_to_tensors, resolve_device, to_env_actions
 from .logger import Logger
+from .schedule import Evaluations, EveryN, MetricWindow, TrainRatio, WallClock
 
 
 def batch_to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -95,11 +96,14 @@ class Trainer:
         self.replay = ReplayBuffer(max(tc.replay_capacity, chunk), chunk, tc.sampler, seed=self.seed + 1,
                                    dfs_temperature=tc.dfs_temperature)
         self.step = self.updates = self.episodes = 0
-        self.update_credit, self.next_eval = 0.0, tc.eval_every or None
+        # the schedules of the loop (schedule.py); their step-based state is part of a checkpoint
+        self.ratio = TrainRatio(tc.envs * tc.train_ratio / (tc.batch_size * tc.sequence_length))
+        self.evaluations = Evaluations(tc.eval_every, tc.steps)
+        self.log_rows = EveryN(tc.log_every)  # train/ rows at multiples of log_every: a resumed run writes the same
+        self.checkpoints = EveryN(tc.checkpoint_every)
+        self.window = MetricWindow()  # train metrics since the last train/ row
         self.seconds_before = 0.0  # wall-clock seconds of earlier sessions of this run (resume)
         self.started = time.perf_counter()
-        self.window_sums: dict[str, float] = {}  # train metrics summed since the last train/ row
-        self.window_count, self.window_step = 0, 0
         self.saved_acting: tuple[dict[str, Any], dict[str, Any]] | None = None  # (tensors, state) from a checkpoint
         self.interrupted = 0  # the signal that asked the run to stop (run(handle_signals=True))
         if resume:
@@ -211,13 +215,12 @@ class Trainer:
         """Act, update at the train ratio, log, evaluate and checkpoint until the end. Returns (the final
         evaluation's row, whether train.stop_at was met); on an interrupt ({}, False) with ``self.interrupted`` set."""
         tc, main = self.tc, self.group.main
-        window = _Window(self.step, self.updates)
-        last_checkpoint, started = time.monotonic(), time.perf_counter()
+        budget, checkpoint_clock = WallClock(tc.minutes), WallClock(tc.checkpoint_minutes)
+        self.window.restart(self.step, self.updates)
         while self.step < tc.steps:
-            out_of_time = bool(tc.minutes) and time.perf_counter() - started >= 60 * tc.minutes
-            checkpoint_time = time.monotonic() - last_checkpoint >= 60 * tc.checkpoint_minutes
             # wall-clock decisions and signals differ between ranks: rank 0's (one small broadcast per env step)
-            decision = self.group.agree(4 * bool(self.interrupted) + 2 * out_of_time + checkpoint_time, self.device)
+            decision = self.group.agree(4 * bool(self.interrupted) + 2 * (tc.minutes > 0 and budget.passed())
+                                        + checkpoint_clock.passed(), self.device)
             if decision & 4:
                 self.interrupted = self.interrupted or signal.SIGTERM
                 return {}, False
@@ -227,48 +230,34 @@ class Trainer:
             tick = time.perf_counter()
             for row in self._env_step():
                 logger.write(self.step, row)
-            window.env_seconds += time.perf_counter() - tick
+            self.window.env_seconds += time.perf_counter() - tick
             if self.step >= tc.prefill and self.step >= tc.sequence_length:
-                self.update_credit += tc.envs * tc.train_ratio / (tc.batch_size * tc.sequence_length)
-                while self.update_credit >= 1:
-                    self.update_credit -= 1
-                    for key, value in self._update().items():
-                        self.window_sums[key] = self.window_sums.get(key, 0.0) + value
-                    self.window_count += 1
-            # train/ rows at fixed multiples of log_every, so a resumed run writes the same rows
-            if self.step // tc.log_every != self.window_step // tc.log_every or self.step >= tc.steps:
-                logger.write(self.step, self._train_row(window))
-            if self.next_eval is not None and self.step >= self.next_eval and self.step < tc.steps:
-                self.next_eval += tc.eval_every
+                for _ in range(self.ratio.updates()):
+                    self.window.add(self._update())
+            if self.log_rows.crossed(self.window.step, self.step) or self.step >= tc.steps:
+                logger.write(self.step, self._train_row())
+            if self.evaluations.due(self.step):
                 result = self._evaluate(logger) if main else {}
                 logger.write(self.step, result)
                 if tc.stop_at is not None and self.group.agree(int(self._solved(result)), self.device):
                     logger.print(f"ssmworld: solved at step {self.step} (eval {tc.stop_metric} "
                                  f"{result.get(f'eval/{tc.stop_metric}', 0):g} >= train.stop_at={tc.stop_at:g})")
                     return result, True  # the evaluation that met the target is the final one
-            due = (tc.checkpoint_every and self.step // tc.checkpoint_every != (self.step - self.step_size)
-                   // tc.checkpoint_every) or decision & 1
+            due = self.checkpoints.crossed(self.step - self.step_size, self.step) or decision & 1
             if self.logdir and due and self.step < tc.steps:
                 if not self.save_checkpoint(acting=True):
                     self._restart_envs()  # envs that cannot be saved restart, in the resumed run too
-                last_checkpoint = time.monotonic()
+                checkpoint_clock.restart()
             logger.progress(self.step, self.updates)
         final = self._evaluate(logger, final=True) if main else {}
         logger.write(self.step, final)
         return final, False
 
-    def _train_row(self, window: "_Window") -> dict[str, Any]:
+    def _train_row(self) -> dict[str, Any]:
         """The train/ and perf/ row of the updates since the last one; starts a new window."""
-        seconds = time.perf_counter() - window.start
-        count = self.window_count
-        row = {f"train/{k}": v / count for k, v in self.window_sums.items()} if count else {}
-        row.update({"perf/fps": (self.step - window.steps) / seconds,
-                    "perf/updates_per_second": (self.updates - window.updates) / seconds,
-                    "perf/seconds": self.seconds_before + time.perf_counter() - self.started,
-                    "perf/acting_fraction": window.env_seconds / seconds,  # acting + env + replay writes
+        row = self.window.row(self.step, self.updates)
+        row.update({"perf/seconds": self.seconds_before + time.perf_counter() - self.started,
                     "replay/steps": len(self.replay), "train/updates": self.updates})
-        self.window_sums, self.window_count, self.window_step = {}, 0, self.step
-        window.__init__(self.step, self.updates)
         return row
 
     def _env_step(self) -> list[dict[str, Any]]:
@@ -354,13 +343,6 @@ class Trainer:
     def save_checkpoint(self, acting: bool = False) -> bool:
         """Write a checkpoint; ``acting``: with the episodes in progress where the envs allow (returns whether)."""
         return run_state.save(self, acting)
-
-
-class _Window:
-    """Counters of the current train/ row window."""
-
-    def __init__(self, steps: int, updates: int):
-        self.start, self.steps, self.updates, self.env_seconds = time.perf_counter(), steps, updates, 0.0
 
 
 def train(cfg: Config, logdir: str | None = None, resume: bool = False, quiet: bool = True) -> dict[str, Any]:
