@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from . import __version__
 
@@ -36,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ssmworld", description="State-space-model world models for RL.")
     parser.add_argument("--version", action="version", version=f"ssmworld {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_bench, _add_train, _add_sweep, _add_run_tools, _add_listing):
+        add(commands)
+    return parser
 
+
+def _add_bench(commands: Any) -> None:
     bench = commands.add_parser("bench", help="throughput and memory benchmarks")
     bench_what = bench.add_subparsers(dest="what", required=True)
     cores = bench_what.add_parser("cores", help="forward+backward time and peak memory of every sequence core")
@@ -77,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument("overrides", nargs="*", metavar="key=value",
                      help="config overrides, e.g. agent.imagination.horizon=15")
 
+
+def _add_train(commands: Any) -> None:
     train = commands.add_parser("train", help="train an agent (a new run, or --resume one)")
     train.add_argument("--preset", help=f"{' | '.join(_preset_names())} (default r2i; `ssmworld list presets`)")
     train.add_argument("--size", help="debug | small | paper (default small: CPU-practical)")
@@ -90,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.batch_size=32")
 
+
+def _add_sweep(commands: Any) -> None:
     sweep = commands.add_parser("sweep", help="train a grid of runs (preset x size x env x seed) as Ray tasks")
     sweep.add_argument("--preset", default="r2i", help="comma-separated presets (default r2i)")
     sweep.add_argument("--size", default="small", help="comma-separated sizes (default small)")
@@ -108,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="print only the final JSON line")
     sweep.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every run")
 
+
+def _add_run_tools(commands: Any) -> None:
+    """Commands over finished or running runs: eval, plot, export, bsuite-score."""
     evaluate = commands.add_parser("eval", help="evaluate the latest checkpoint of a run; prints a JSON summary")
     evaluate.add_argument("--logdir", required=True)
     evaluate.add_argument("--episodes", type=int, default=20)
@@ -130,6 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--logdir", required=True)
     export.add_argument("--out", required=True, help="export directory (replaced if it exists)")
 
+    score = commands.add_parser("bsuite-score", help="bsuite's own scores of runs on bsuite: envs (its analysis "
+                                "code, from CSV logs in its format)")
+    score.add_argument("runs", nargs="+", help="run directories of `ssmworld train` on bsuite: envs")
+    score.add_argument("--results-dir", default="bsuite_results", help="where the bsuite CSV logs are written "
+                       "(one folder per run; default bsuite_results)")
+    score.add_argument("--json", metavar="PATH", help="also write the scores as JSON")
+
+
+def _add_listing(commands: Any) -> None:
+    """What is available (list) and what a configuration resolves to (config)."""
     listing = commands.add_parser("list", help="list available components")
     listing.add_argument("what", choices=["cores", "envs", "presets", "keys"])
     listing.add_argument("suite", nargs="?", help="with `envs`: list the tasks of this suite")
@@ -138,13 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
                        ("--env", "with `keys`: the env id, which selects the suite overlay")):
         listing.add_argument(name, help=text)
 
-    score = commands.add_parser("bsuite-score", help="bsuite's own scores of runs on bsuite: envs (its analysis "
-                                "code, from CSV logs in its format)")
-    score.add_argument("runs", nargs="+", help="run directories of `ssmworld train` on bsuite: envs")
-    score.add_argument("--results-dir", default="bsuite_results", help="where the bsuite CSV logs are written "
-                       "(one folder per run; default bsuite_results)")
-    score.add_argument("--json", metavar="PATH", help="also write the scores as JSON")
-
     config = commands.add_parser("config", help="print the resolved configuration of a run, each value with the "
                                  "layer that set it (preset, size, suite overlay, command line)")
     config.add_argument("--preset", help="preset (default r2i)")
@@ -152,4 +168,3 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--env", help="suite:task (selects the suite overlay)")
     config.add_argument("--logdir", help="print this run's config.yaml instead (sources are not recorded)")
     config.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, as for train")
-    return parser
