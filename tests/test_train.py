@@ -263,3 +263,20 @@ def test_disk_full_stops_the_run_with_one_line_and_keeps_the_last_checkpoint(tmp
     assert code == 1 and "disk full" in err and err.count("\n") == 1
     path, _, state = ckpt.load_latest(str(logdir / "checkpoints"))  # the first checkpoint is intact and loadable
     assert state["step"] == 20
+
+
+def test_checkpoints_do_not_cut_the_episodes_of_envs_that_cannot_be_saved(tmp_path):
+    """gym:CartPole-v1 cannot save its state mid-episode; a checkpoint every 5 steps still must not cut episodes
+    (they used to restart at every checkpoint, so that no episode longer than the interval was ever completed)."""
+    logdir = str(tmp_path / "run")
+    cfg = debug_config(env="gym:CartPole-v1", steps=200, **{"train.prefill": 200, "train.checkpoint_every": 5,
+                                                            "train.eval_episodes": 0})
+    Trainer(cfg, logdir, quiet=True).run()
+    with open(os.path.join(logdir, "metrics.jsonl")) as f:
+        lengths = [row["episode/length"] for row in map(json.loads, f) if "episode/length" in row]
+    assert lengths and max(lengths) > 5, lengths
+    assert len(checkpoint.list_checkpoints(os.path.join(logdir, "checkpoints"))) >= 1
+    cfg.train.steps = 260  # a resumed run starts fresh episodes and goes on
+    Trainer(cfg, logdir, resume=True, quiet=True).run()
+    with open(os.path.join(logdir, "summary.json")) as f:
+        assert json.load(f)["steps"] == 260

@@ -3,8 +3,9 @@
 An env whose unwrapped env offers ``get_state() -> JSON-able dict`` and ``set_state(dict)`` (the builtin tasks), with
 no wrapper but stateless ones (a class attribute ``stateless = True``), can be saved mid-episode; then a checkpoint
 neither cuts its episodes nor changes what a resumed run does (tests/test_resume.py). If any env cannot, ``capture``
-returns None and the trainer restarts the envs at the checkpoint instead (both the uninterrupted and the resumed run
-do, so resume stays exact).
+returns None: the uninterrupted run goes on with its episodes (a checkpoint never cuts them: a Memory Maze episode may
+outlast many checkpoints), and a run resumed from that checkpoint starts fresh episodes, so its resume is exact up to
+the checkpoint but not after it.
 """
 
 from __future__ import annotations

@@ -125,9 +125,8 @@ class Trainer:
         return self.logdir if self.group.main else os.path.join(self.logdir, f"rank-{self.group.rank}")
 
     def _restart_envs(self) -> None:
-        """Start fresh episodes in every env, seeded from (seed, step). Done at the start, at every checkpoint and on
-        resume, so that a resumed run continues exactly as the uninterrupted one (env states are not saved; an
-        episode in progress at a checkpoint is cut and not logged)."""
+        """Start fresh episodes in every env, seeded from (seed, step): at the start of a run, and on resume unless the
+        checkpoint holds the episodes in progress (acting_state.py)."""
         n = self.tc.envs
         self.obs, _ = self.vec.reset(seed=self.seed + 7919 * self.step)
         self.reward, self.is_first = np.zeros(n, np.float32), np.ones(n, bool)
@@ -245,8 +244,9 @@ class Trainer:
                     return result, True  # the evaluation that met the target is the final one
             due = self.checkpoints.crossed(self.step - self.step_size, self.step) or decision & 1
             if self.logdir and due and self.step < tc.steps:
-                if not self.save_checkpoint(acting=True):
-                    self._restart_envs()  # envs that cannot be saved restart, in the resumed run too
+                # the episodes in progress are saved where the envs can be; the others run on (a resumed run
+                # restarts them: resume is exact only where the envs were saved)
+                self.save_checkpoint(acting=True)
                 checkpoint_clock.restart()
             logger.progress(self.step, self.updates)
         final = self._evaluate(logger, final=True) if main else {}
