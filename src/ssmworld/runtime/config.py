@@ -10,6 +10,10 @@ keys to values, all applied through the same type-checked ``apply_overrides``:
 Presets live in ``presets/<name>.yaml`` as ``{description, extends, base, sizes: {debug, small, paper}, suites: {suite:
 {all, <size>}}}``; the suite is the part of the env id before the colon; ``extends: <preset>`` applies that preset's
 layers first (each of the child's layers right after the parent's layer of the same kind).
+
+Every field is typed and checked when it is set (enums are ``Literal``s, with did-you-mean); a mapping given for a
+group (``agent.world_model.s5: {width: 128, n_layers: 2}``) sets those keys and keeps the others. Each sequence core
+has its own group of options (``agent.world_model.<core>``), so switching ``core`` never meets another core's keys.
 """
 
 from __future__ import annotations
