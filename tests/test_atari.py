@@ -173,3 +173,30 @@ def test_missing_rom_or_extra_names_the_fix(monkeypatch):
     with pytest.raises(ValueError, match=r"atari:Pong needs the atari extra: pip install -c constraints.txt "
                                          r"-e '\.\[atari\]'"):
         envs.make("atari:Pong")
+
+
+def test_a_saved_game_continues_identically_in_a_fresh_env():
+    """get_state/set_state (checkpoints keep the episode in progress): the same actions after a restore give the same
+    frames, rewards and flags, sticky actions (ALE's RNG) included; the wrapper stack stays savable."""
+    import json
+
+    from ssmworld.runtime.acting_state import savable
+
+    options = {"sticky": 0.25, "noop_max": 30}
+    env = envs.make("atari:Breakout", **options)
+    assert savable(env)
+    actions = np.random.default_rng(1).integers(env.action_space.n, size=120)
+    env.reset(seed=3)
+    for action in actions[:60]:
+        env.step(action)
+    state = json.loads(json.dumps(env.unwrapped.get_state()))  # JSON-able, as in a checkpoint's state.json
+
+    def play(e):
+        return [(o["image"], r, t, u, i["lives"]) for o, r, t, u, i in (e.step(a) for a in actions[60:])]
+
+    expected = play(env)
+    fresh = envs.make("atari:Breakout", **options)
+    fresh.reset(seed=99)  # another game entirely, then replaced by the saved one
+    fresh.unwrapped.set_state(state)
+    for (o1, r1, t1, u1, l1), (o2, r2, t2, u2, l2) in zip(expected, play(fresh), strict=True):
+        assert np.array_equal(o1, o2) and (r1, t1, u1, l1) == (r2, t2, u2, l2)

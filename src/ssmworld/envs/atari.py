@@ -23,6 +23,7 @@ to integers there), ``human_normalized(game, score) = (score - random) / (human 
 
 from __future__ import annotations
 
+import base64
 import re
 import warnings
 from typing import Any
@@ -178,6 +179,23 @@ class AtariEnv(gym.Env):
         lives = int(self.ale.lives())
         life_lost, self._lives = lives < self._lives, lives
         return self._obs(), reward, terminated, truncated, self._info(life_lost)
+
+    def get_state(self) -> dict[str, Any]:
+        """The game in progress as JSON-able values (a checkpoint saves it, so a resumed run continues the same game):
+        ALE's state with its RNG (sticky actions) and frame counters, serialised by ALE itself (no pickle), the last
+        two screens (the next observation max-pools over them), lives and the no-op RNG."""
+        return {"ale": base64.b64encode(self.ale.cloneState(include_rng=True).serialize()).decode("ascii"),
+                "frames": base64.b64encode(self._frames.tobytes()).decode("ascii"), "newest": self._newest,
+                "lives": self._lives, "rng": self.np_random.bit_generator.state}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        import ale_py
+
+        self.ale.restoreState(ale_py.ALEState(base64.b64decode(state["ale"])))
+        frames = np.frombuffer(base64.b64decode(state["frames"]), np.uint8)
+        self._frames[...] = frames.reshape(self._frames.shape)
+        self._newest, self._lives = int(state["newest"]), int(state["lives"])
+        self.np_random.bit_generator.state = state["rng"]
 
     def close(self) -> None:
         self._atari.close()
