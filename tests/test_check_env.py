@@ -10,7 +10,8 @@ from ssmworld import envs
 ENV_IDS = [
     "builtin:recall/3", "builtin:recall_image/2", "gym:CartPole-v1", "gym:Pendulum-v1", "bsuite:memory_len/0",
     "bsuite:catch/0", "popgym:RepeatPreviousEasy", "atari:Pong", "dmc:cartpole_balance", "dmc_vision:cartpole_balance",
-    "minigrid:MemoryS7", "memorymaze:9x9", "minatar:Breakout", "minatar:SpaceInvaders",
+    "minigrid:MemoryS7", pytest.param("memorymaze:9x9", marks=pytest.mark.slow),  # ~30 s: builds the maze
+    "minatar:Breakout", "minatar:SpaceInvaders",
 ]
 
 
