@@ -168,3 +168,12 @@ def test_a_run_that_stopped_when_solved_holds_its_last_value(tmp_path):
     curve = result["curves"][0]
     assert curve["x"][-1] == 40  # the grid reaches the late seed's end; without the hold it would stop at 20
     assert curve["mean"][-1] == 1.0  # both solved: the early one still counts as 1 after it stopped
+
+
+def test_raw_returns_of_different_tasks_are_not_aggregated(tmp_path):
+    runs = [write_run(tmp_path / f"{game}", f"minatar:{game}", "drama", 0, [1, 2, 3], eval_every=1)
+            for game in ("Breakout", "SpaceInvaders")]
+    assert plot_runs(runs, str(tmp_path / "a.png"), metric="eval/return_mean")["aggregates"] is None
+    with_refs = plot_runs(runs, str(tmp_path / "b.png"), metric="eval/return_mean",
+                          references={"minatar:Breakout": (0.2, 10.0), "minatar:SpaceInvaders": (4.0, 40.0)})
+    assert with_refs["aggregates"] is not None

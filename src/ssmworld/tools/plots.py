@@ -332,8 +332,10 @@ def plot_runs(run_dirs: list[str], out: str, metric: str = "episode/return", x: 
                        "mean": values.mean(axis=0).tolist(), "low": low.tolist(), "high": high.tolist(),
                        "final": values[:, -last:].mean(axis=1).tolist()})
     several = len({env for env, _ in groups}) >= 2
-    result = {"metric": metric, "x": x, "out": out, "curves": curves,
-              "aggregates": aggregate(curves, metric, references, seed) if several else None, "skipped": skipped}
+    comparable = "success" in metric or all(normalizer(env, metric, references)[0] != "raw" for env, _ in groups)
+    result = {"metric": metric, "x": x, "out": out, "curves": curves,  # raw returns of different tasks: no aggregate
+              "aggregates": aggregate(curves, metric, references, seed) if several and comparable else None,
+              "skipped": skipped}
     _draw(result, out)
     return result
 
