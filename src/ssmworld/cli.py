@@ -333,35 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     tune_cpu_allocator()
+    commands = {"train": _train, "sweep": _sweep, "eval": _eval, "export": _export, "plot": _plot, "list": _list,
+                "config": _config, "bsuite-score": _bsuite_score}
+    benches = {"cores": _bench_cores, "world-model": _bench_world_model, "update": _bench_update}
     try:
-        if args.command == "bench" and args.what == "cores":
-            return _bench_cores(args)
-        if args.command == "bench" and args.what == "world-model":
-            return _bench_world_model(args)
-        if args.command == "bench" and args.what == "update":
-            from .tools.bench_update import bench_update
-
-            if args.repeats <= 0 or args.threads <= 0:
-                return _fail("--repeats and --threads must be positive")
-            bench_update(args.preset, args.size, args.env, args.overrides, args.repeats, threads=args.threads,
-                         json_path=args.json)
-            return 0
-        if args.command == "train":
-            return _train(args)
-        if args.command == "sweep":
-            return _sweep(args)
-        if args.command == "eval":
-            return _eval(args)
-        if args.command == "export":
-            return _export(args)
-        if args.command == "plot":
-            return _plot(args)
-        if args.command == "list":
-            return _list(args)
-        if args.command == "config":
-            return _config(args)
-        if args.command == "bsuite-score":
-            return _bsuite_score(args)
+        return benches[args.what](args) if args.command == "bench" else commands[args.command](args)
     except UserError as err:  # bad input: config, env id, spaces, files; anything else is a bug: a traceback
         return _fail(str(err))
     except Interrupted as err:  # SIGINT / SIGTERM during training: a checkpoint was written
@@ -382,7 +358,16 @@ def main(argv: list[str] | None = None) -> int:
                   "checkpoint is intact (checkpoints are written to a temporary name and renamed)", file=sys.stderr)
             return 1
         raise
-    return _fail(f"unhandled command {args.command!r}")  # pragma: no cover - argparse rejects unknown commands
+
+
+def _bench_update(args: argparse.Namespace) -> int:
+    from .tools.bench_update import bench_update
+
+    if args.repeats <= 0 or args.threads <= 0:
+        return _fail("--repeats and --threads must be positive")
+    bench_update(args.preset, args.size, args.env, args.overrides, args.repeats, threads=args.threads,
+                 json_path=args.json)
+    return 0
 
 
 if __name__ == "__main__":

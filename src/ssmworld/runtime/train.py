@@ -301,15 +301,20 @@ class Trainer:
             rows.append(row)
         return rows
 
-    def _update(self) -> dict[str, float]:
-        tc = self.tc
+    def sample_batch(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """One update's data from replay: the (B, T) batch (with its episode prefix under train.context=episode)
+        and, with agent.imagination.starts=replay, the imagination contexts (None otherwise)."""
+        tc, imagination = self.tc, self.cfg.agent.imagination
         context = tc.context_length if tc.context == "episode" else 0
         batch = batch_to_tensors(self.replay.sample(tc.batch_size, tc.sequence_length, context), self.device)
         contexts = None
-        imagination = self.cfg.agent.imagination
         if imagination.starts == "replay":  # Drama: contexts drawn apart from the batch (dfs: the m_i rule)
             n = imagination.number(tc.batch_size, tc.sequence_length)
             contexts = batch_to_tensors(self.replay.sample_contexts(n, imagination.context, context), self.device)
+        return batch, contexts
+
+    def _update(self) -> dict[str, float]:
+        batch, contexts = self.sample_batch()
         metrics = self.agent.update(batch, contexts)
         self.updates += 1
         bad = [k for k, v in metrics.items() if not np.isfinite(v)]

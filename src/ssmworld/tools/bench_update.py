@@ -34,6 +34,16 @@ def sgemm_rate(size: int = 1024, repeats: int = 10) -> float:
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
+def _print(report: dict[str, Any], repeats: int) -> None:
+    r = report
+    print(f"update of {r['preset']}/{r['size']} on {r['env']} ({r['parameters'] / 1e6:.2f}M parameters, B={r['batch']} "
+          f"x T={r['length']}, {r['meta']['threads']} thread(s), {r['meta']['device']}):")
+    print(f"  {r['seconds']:.3f} s per update (median of {repeats}): " + ", ".join(
+        f"{k} {v:.3f} s" for k, v in r["parts"].items()) + f", replay sampling {r['sample_seconds']:.3f} s")
+    print(f"  {r['gflop']:.2f} GFLOP, {r['gflops']:.1f} GFLOP/s = {100 * r['sgemm_fraction']:.0f}% of the sgemm rate "
+          f"({r['sgemm_gflops']:.1f} GFLOP/s)")
+
+
 def bench_update(preset: str, size: str, env: str, overrides: list[str], repeats: int = 5, warmup: int = 2,
                  threads: int = 1, json_path: str | None = None) -> dict[str, Any]:
     """Measure and print; returns the report (see the module docstring)."""
@@ -42,7 +52,7 @@ def bench_update(preset: str, size: str, env: str, overrides: list[str], repeats
 
     from ..runtime.config import load_config
     from ..runtime.process import tune_cpu_allocator
-    from ..runtime.train import Trainer, batch_to_tensors
+    from ..runtime.train import Trainer
 
     tune_cpu_allocator()
     torch.set_num_threads(threads)
@@ -54,17 +64,9 @@ def bench_update(preset: str, size: str, env: str, overrides: list[str], repeats
     while trainer.step < fill:
         trainer._env_step()
     trainer.vec.close()
-    context = tc.context_length if tc.context == "episode" else 0
 
     def update() -> dict[str, float]:
-        batch = batch_to_tensors(trainer.replay.sample(tc.batch_size, tc.sequence_length, context), trainer.device)
-        contexts = None
-        imagination = cfg.agent.imagination
-        if imagination.starts == "replay":
-            n = imagination.number(tc.batch_size, tc.sequence_length)
-            contexts = batch_to_tensors(trainer.replay.sample_contexts(n, imagination.context, context),
-                                        trainer.device)
-        return trainer.agent.update(batch, contexts)
+        return trainer.agent.update(*trainer.sample_batch())
 
     for _ in range(warmup):
         update()
@@ -88,12 +90,7 @@ def bench_update(preset: str, size: str, env: str, overrides: list[str], repeats
         length=tc.sequence_length, seconds=seconds, parts={k: statistics.median(v) for k, v in parts.items()},
         sample_seconds=statistics.median(t - sum(p) for t, *p in zip(totals, *parts.values())),  # replay -> tensors
         gflop=gflop, gflops=gflop / seconds, sgemm_gflops=rate, sgemm_fraction=gflop / seconds / rate)
-    print(f"update of {preset}/{size} on {env} ({params / 1e6:.2f}M parameters, B={tc.batch_size} x "
-          f"T={tc.sequence_length}, {threads} thread(s), {trainer.device}):")
-    print(f"  {seconds:.3f} s per update (median of {repeats}): " + ", ".join(
-        f"{k} {v:.3f} s" for k, v in report["parts"].items()) + f", replay sampling {report['sample_seconds']:.3f} s")
-    print(f"  {gflop:.2f} GFLOP, {gflop / seconds:.1f} GFLOP/s = {100 * report['sgemm_fraction']:.0f}% of the "
-          f"sgemm rate ({rate:.1f} GFLOP/s)")
+    _print(report, repeats)
     if json_path:
         write_json_atomic(json_path, report)
         print(f"wrote {json_path}")
