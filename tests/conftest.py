@@ -18,5 +18,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("learning"):
             item.add_marker(pytest.mark.slow)
-    items.sort(key=lambda item: 0 if item.get_closest_marker("learning") else 1 if item.get_closest_marker("slow")
-               else 2)  # stable: the collection order within each group
+    items.sort(key=_schedule_rank)  # stable: the collection order within each group
+
+
+# xdist hands the first tests out round-robin: the two context tests (~6 min each at 1 thread) go to different
+# workers, and each worker then gets one or two of the ~3-5 minute ones.
+_LONGEST_FIRST = ("test_episode_context_learns_a_memory_longer_than_the_window", "test_window_context_stays_at_chance",
+                  "test_r2i_recalls_a_cue_after_six_steps", "test_r2i_recalls_a_cue_from_pixels")
+
+
+def _schedule_rank(item: pytest.Item) -> tuple[int, int]:
+    if item.get_closest_marker("learning"):
+        name = item.name.split("[")[0]
+        return 0, _LONGEST_FIRST.index(name) if name in _LONGEST_FIRST else len(_LONGEST_FIRST)
+    return (1, 0) if item.get_closest_marker("slow") else (2, 0)
