@@ -10,3 +10,38 @@ def step_loop(core, x, reset, state):
         y, state = core.step(x[:, t], state, reset=reset[:, t])
         ys.append(y)
     return torch.stack(ys, 1), state
+
+
+def metric_rows(logdir):
+    """metrics.jsonl without wall-clock values (perf/*, seconds_*): what an exact resume must reproduce."""
+    import json
+    import os
+
+    with open(os.path.join(logdir, "metrics.jsonl")) as f:
+        return [{k: v for k, v in json.loads(line).items() if not k.startswith("perf/") and "seconds_" not in k}
+                for line in f]
+
+
+def killed_after_checkpoint_then_resumed(make_trainer, tmp_path, monkeypatch, saved_episodes=False):
+    """Run ``make_trainer(logdir, resume)`` to its end once; run it again but kill it right after its first
+    checkpoint, then resume it. Returns (rows of the whole run, rows of the killed-and-resumed one).
+    ``saved_episodes``: also assert that the checkpoint held the episodes in progress."""
+    import pytest
+
+    from ssmworld.runtime.train import Trainer
+
+    whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
+    make_trainer(whole, False).run()
+    save = Trainer.save_checkpoint
+
+    def save_then_die(self, acting=False):
+        saved = save(self, acting)
+        assert saved or not saved_episodes
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(cut, False).run()
+    monkeypatch.setattr(Trainer, "save_checkpoint", save)
+    make_trainer(cut, True).run()
+    return metric_rows(whole), metric_rows(cut)

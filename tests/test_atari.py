@@ -205,31 +205,16 @@ def test_a_saved_game_continues_identically_in_a_fresh_env():
 def test_resume_mid_game_is_exact(tmp_path, monkeypatch):
     """A Pong game outlasts the checkpoint interval: the checkpoint keeps it, and a run killed right after the
     checkpoint and resumed writes the same metrics as the uninterrupted run."""
-    import json
-    import os
-
     from ssmworld.runtime.config import load_config
     from ssmworld.runtime.train import Trainer
+
+    from .helpers import killed_after_checkpoint_then_resumed
 
     overrides = ["train.steps=60", "train.checkpoint_every=30", "train.prefill=20", "train.log_every=10",
                  "train.eval_every=0", "train.eval_episodes=0", "agent.world_model.cnn_depth=4"]
 
-    def rows(logdir):
-        with open(os.path.join(logdir, "metrics.jsonl")) as f:
-            return [{k: v for k, v in json.loads(line).items() if not k.startswith("perf/") and "seconds_" not in k}
-                    for line in f]
+    def make_trainer(logdir, resume):  # killed right after the checkpoint at step 30, mid-game
+        return Trainer(load_config("r2i", "debug", "atari:Pong", overrides), logdir, resume=resume, quiet=True)
 
-    whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
-    Trainer(load_config("r2i", "debug", "atari:Pong", overrides), whole, quiet=True).run()
-    save = Trainer.save_checkpoint
-
-    def save_then_die(self, acting=False):  # killed right after the checkpoint at step 30, mid-game
-        assert save(self, acting)  # the game in progress was saved
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(load_config("r2i", "debug", "atari:Pong", overrides), cut, quiet=True).run()
-    monkeypatch.setattr(Trainer, "save_checkpoint", save)
-    Trainer(load_config("r2i", "debug", "atari:Pong", overrides), cut, resume=True, quiet=True).run()
-    assert rows(cut) == rows(whole) and any("train/loss_model" in r for r in rows(whole))
+    whole, cut = killed_after_checkpoint_then_resumed(make_trainer, tmp_path, monkeypatch, saved_episodes=True)
+    assert cut == whole and any("train/loss_model" in r for r in whole)

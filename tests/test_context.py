@@ -15,6 +15,8 @@ from ssmworld.nn import CategoricalLatent
 from ssmworld.runtime.config import load_config
 from ssmworld.runtime.train import Trainer, batch_to_tensors
 
+from .helpers import killed_after_checkpoint_then_resumed
+
 
 def fill(buffer, n, episode_length, stream=0):
     for i in range(n):
@@ -155,30 +157,11 @@ def test_stop_at_ends_the_run_at_the_first_evaluation_that_meets_it():
 
 @pytest.mark.parametrize("preset", ["r2i", "dreamerv3"])
 def test_resume_with_episode_context_is_exact(tmp_path, preset, monkeypatch):
-    import json
-    import os
-
     overrides = ["train.context=episode", "train.steps=160", "train.checkpoint_every=80", "train.prefill=30",
                  "train.log_every=20", "train.eval_every=0", "train.eval_episodes=1"]
 
-    def rows(logdir):
-        with open(os.path.join(logdir, "metrics.jsonl")) as f:
-            return [{k: v for k, v in json.loads(line).items() if not k.startswith("perf/") and "seconds_" not in k}
-                    for line in f]
+    def make_trainer(logdir, resume):  # killed right after the checkpoint at step 80 (mid-episode)
+        return Trainer(load_config(preset, "debug", "builtin:recall/20", overrides), logdir, resume=resume, quiet=True)
 
-    whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
-    for logdir in (whole, cut):
-        os.makedirs(logdir)
-    Trainer(load_config(preset, "debug", "builtin:recall/20", overrides), whole, quiet=True).run()
-    save = Trainer.save_checkpoint
-
-    def save_then_die(self, acting=False):  # killed right after the checkpoint at step 80 (mid-episode)
-        save(self, acting)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(load_config(preset, "debug", "builtin:recall/20", overrides), cut, quiet=True).run()
-    monkeypatch.setattr(Trainer, "save_checkpoint", save)
-    Trainer(load_config(preset, "debug", "builtin:recall/20", overrides), cut, resume=True, quiet=True).run()
-    assert rows(cut) == rows(whole) and any("train/loss_model" in r for r in rows(whole))
+    whole, cut = killed_after_checkpoint_then_resumed(make_trainer, tmp_path, monkeypatch)
+    assert cut == whole and any("train/loss_model" in r for r in whole)
