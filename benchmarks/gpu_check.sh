@@ -48,7 +48,7 @@ python -c "import torch; print('gpu_check: torch', torch.__version__, 'cuda', to
       torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
 
 if [ "$QUICK" = 1 ]; then  # CI already runs every test on the CPU: here only the device plumbing
-    TESTS=(tests/test_agent.py) LENGTHS=32,64 SIZE=(--batch 2 --repeats 1) CORES=(--cores s5,gru)
+    TESTS=(tests/test_agent.py) LENGTHS=32 SIZE=(--batch 2 --repeats 1) CORES=(--cores s5,gru)
 else
     TESTS=(tests/test_cores_contract.py tests/test_world_model.py tests/test_agent.py) LENGTHS=256,1024,4096 SIZE=()
     CORES=()

@@ -11,24 +11,35 @@ if os.environ.get("SSMWORLD_TEST_DEVICE"):  # benchmarks/gpu_check.sh: the devic
     torch.set_default_device(os.environ["SSMWORLD_TEST_DEVICE"])
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (CI: `-n 2`) hand tests out one at a time, in the order below. xdist's default first sends
+    each worker a block of a quarter of its share of consecutive tests, which put every learning and slow test on one
+    worker (the other ran the quick tests and then idled: CI's wall time was that one worker's sum)."""
+    if getattr(config.option, "maxschedchunk", "absent") is None:
+        config.option.maxschedchunk = 1
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Learning tests are slow tests too: `pytest -m "not slow"` is the quick development run. They run first (then
-    the other slow ones), so that pytest-xdist hands them out one per worker at the start instead of leaving two
-    of them for one worker at the end (CI's wall time is the busiest worker's)."""
+    """Learning tests are slow tests too: `pytest -m "not slow"` is the quick development run. Longest first: learning
+    tests, then the other slow ones, then the rest, so that with tests handed out one at a time the last tests to start
+    are short ones and both workers finish together."""
     for item in items:
         if item.get_closest_marker("learning"):
             item.add_marker(pytest.mark.slow)
     items.sort(key=_schedule_rank)  # stable: the collection order within each group
 
 
-# xdist hands the first tests out round-robin: the two context tests (~6 min each at 1 thread) go to different
-# workers, and each worker then gets one or two of the ~3-5 minute ones.
-_LONGEST_FIRST = ("test_episode_context_learns_a_memory_longer_than_the_window", "test_window_context_stays_at_chance",
-                  "test_r2i_recalls_a_cue_after_six_steps", "test_r2i_recalls_a_cue_from_pixels")
+# Measured at 1 thread (2026-11-30): the context tests ~5 min each, the recall tests 3.5-5.5 min; then the slow tests
+# of a minute or more. The others keep their collection order within their group.
+_LONGEST_FIRST = ("test_r2i_recalls_a_cue_from_pixels", "test_episode_context_learns_a_memory_longer_than_the_window",
+                  "test_window_context_stays_at_chance", "test_r2i_recalls_a_cue_after_six_steps",
+                  "test_gpu_check_script_passes_on_the_cpu", "test_every_readme_block_runs",
+                  "test_a_killed_run_is_retried_and_resumes_from_its_checkpoint",
+                  "test_fast_contacts_gives_the_same_episodes")
 
 
 def _schedule_rank(item: pytest.Item) -> tuple[int, int]:
-    if item.get_closest_marker("learning"):
-        name = item.name.split("[")[0]
-        return 0, _LONGEST_FIRST.index(name) if name in _LONGEST_FIRST else len(_LONGEST_FIRST)
+    name = item.name.split("[")[0]
+    if name in _LONGEST_FIRST:
+        return 0, _LONGEST_FIRST.index(name)
     return (1, 0) if item.get_closest_marker("slow") else (2, 0)

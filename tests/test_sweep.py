@@ -141,7 +141,7 @@ def rows_up_to(logdir, step):
 @pytest.mark.slow
 def test_a_killed_run_is_retried_and_resumes_from_its_checkpoint(tmp_path):
     root = tmp_path / "sweep"
-    proc = sweep_cli(root, "--env", "builtin:recall/3", "--steps", "1000", "train.checkpoint_every=100")
+    proc = sweep_cli(root, "--env", "builtin:recall/3", "--steps", "500", "train.checkpoint_every=100")
     run = make_grid(str(root), ["r2i"], ["debug"], "builtin:recall/3", [0])[0]
     pid_file = os.path.join(root, ".sweep", run.name + ".pid")  # written by the task while `train` runs
     checkpoints = os.path.join(run.logdir, "checkpoints")
@@ -160,12 +160,12 @@ def test_a_killed_run_is_retried_and_resumes_from_its_checkpoint(tmp_path):
     record = json.loads((root / "sweep.json").read_text())["runs"][run.name]
     assert record["status"] == "done" and record["attempts"] == 2 and record["resumed_from"] >= step
     logdir = Path(run.logdir)
-    assert json.loads((logdir / "summary.json").read_text())["steps"] == 1000
+    assert json.loads((logdir / "summary.json").read_text())["steps"] == 500
     # Continued, not restarted: the first attempt's rows, wall-clock perf/ numbers included, are still there.
     assert any('"perf/seconds"' in line for line in before)
     assert rows_up_to(run.logdir, step) == before
     steps = [json.loads(line)["step"] for line in (logdir / "metrics.jsonl").read_text().splitlines()]
-    assert steps == sorted(steps) and steps[-1] == 1000
+    assert steps == sorted(steps) and steps[-1] == 500
     log = (root / ".sweep" / (run.name + ".stderr")).read_text()
     assert log.count("--- ") == 2 and "resume: " in log
 
