@@ -24,9 +24,13 @@ import errno
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from .cli_parser import build_parser
 from .errors import Interrupted, UserError
+
+if TYPE_CHECKING:
+    from .runtime.config import Config
 
 
 def _fail(message: str) -> int:
@@ -73,7 +77,7 @@ def _bench_cores(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import json
 
-    from .runtime.config import load_config, load_yaml
+    from .runtime.config import load_config
     from .runtime.distributed import setup
     from .runtime.train import Trainer
 
@@ -86,18 +90,9 @@ def _train(args: argparse.Namespace) -> int:
     if os.path.exists(args.logdir) and not os.path.isdir(args.logdir):
         return _fail(f"--logdir {args.logdir} is a file; give a directory (it is created if missing)")
     if args.resume:
-        path = os.path.join(args.logdir, "config.yaml")
-        if not os.path.exists(path):
-            return _fail(f"--resume: {path} not found; start a new run without --resume")
-        given = [f"--{name}" for name in ("preset", "size", "env", "seed") if getattr(args, name) is not None]
-        if args.overrides or given:
-            return _fail(f"--resume keeps the run's config ({', '.join(given + args.overrides)} given); only "
-                         "--steps, --device and --threads may change")
-        cfg = load_yaml(path)
-        if args.steps is not None:
-            cfg.train.steps = args.steps
-        if args.device:  # a run may move between machines
-            cfg.train.device = args.device
+        cfg = _resume_config(args)
+        if isinstance(cfg, str):
+            return _fail(cfg)
         group = setup(cfg.train.device)  # data-parallel ranks under torchrun; a single process otherwise
         fresh = not _has_checkpoint(args.logdir)
         if fresh and group.main:  # stopped before its first checkpoint: start it again, from its own config
@@ -130,6 +125,30 @@ def _train(args: argparse.Namespace) -> int:
                   f"ssmworld export --logdir {args.logdir} --out exported/ | more steps: ssmworld train --logdir "
                   f"{args.logdir} --resume --steps N", file=sys.stderr)
     return 0
+
+
+# What --resume may change: how long this session runs and how it checkpoints, never what the run learns.
+RESUME_OVERRIDES = ("train.minutes", "train.checkpoint_minutes", "train.keep_checkpoints")
+
+
+def _resume_config(args: argparse.Namespace) -> Config | str:
+    """The config of the run in --logdir with the changes --resume allows, or the one-line error."""
+    from .runtime.config import apply_overrides, load_yaml
+
+    path = os.path.join(args.logdir, "config.yaml")
+    if not os.path.exists(path):
+        return f"--resume: {path} not found; start a new run without --resume"
+    given = [f"--{name}" for name in ("preset", "size", "env", "seed") if getattr(args, name) is not None]
+    given += [o for o in args.overrides if o.split("=", 1)[0] not in RESUME_OVERRIDES]
+    if given:
+        return (f"--resume keeps the run's config ({', '.join(given)} given); only --steps, --device, --threads and "
+                f"{', '.join(k + '=' for k in RESUME_OVERRIDES)} may change")
+    cfg = apply_overrides(load_yaml(path), args.overrides, origin="--resume")
+    if args.steps is not None:
+        cfg.train.steps = args.steps
+    if args.device:  # a run may move between machines
+        cfg.train.device = args.device
+    return cfg
 
 
 def _has_checkpoint(logdir: str) -> bool:
