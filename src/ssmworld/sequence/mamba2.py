@@ -162,16 +162,8 @@ def ssd_chunked(
         from_reset = _masked_exp(cum - cum_before, (last >= 0)[:, None])  # (b, H, n, Q)
         states = states + from_reset[..., -1, None, None] * h0[:, None]
 
-    # 4. Pass states between chunks: S_c = a_c S_{c-1} + states_c, a_c = chunk decay (0 if the chunk has a reset).
-    # Slot 0 is the incoming state, slot c+1 the end of chunk c; the decay from slot j to slot i is a small
-    # (n+1, n+1) matrix per (b, head), its log-sums taken as masked cumsums (no cancellation of large sums).
-    g = F.pad(cum[..., -1], (1, 0))  # (b, H, n+1) log-decay of each chunk
-    cr = F.pad((seg[..., -1] > 0).long(), (1, 0)).cumsum(-1)  # (b, n+1): chunks with a reset so far
-    keep = (cr[..., :, None] == cr[..., None, :]).tril()
-    span = g[..., :, None].expand(*g.shape, g.shape[-1]).tril(-1).cumsum(-2)  # [i, j] = sum of g over (j, i]
-    passing = _masked_exp(span, keep[:, None])  # (b, H, n+1, n+1)
-    ends = passing @ torch.cat([state[:, :, None], states], 2).flatten(-2)  # (b, H, n+1, P*N)
-    ends = ends.unflatten(-1, (P, N))
+    # 4. Pass states between chunks (slot 0: the incoming state, slot c+1: the end of chunk c).
+    ends = _pass_between_chunks(cum[..., -1], seg[..., -1] > 0, state, states)  # (b, H, n+1, P, N)
 
     # 5. Read out the state entering each chunk (up to the chunk's first reset) and h0 (after it), in one matmul.
     read_c = C[:, None] * torch.where(seg[:, None] == 0, cum.exp(), 0.0)[..., None]  # (b, H, n, Q, N)
@@ -183,6 +175,23 @@ def ssd_chunked(
     y.view(-1, Q, P).baddbmm_(read_c.reshape(-1, Q, k), read_h.reshape(-1, k, P))  # y += read_c @ read_h
     y = y.permute(0, 2, 3, 1, 4).reshape(b, n * Q, H, P)[:, :length]
     return y, ends[:, :, -1]
+
+
+def _pass_between_chunks(chunk_log_decay: torch.Tensor, chunk_has_reset: torch.Tensor, state: torch.Tensor,
+                         states: torch.Tensor) -> torch.Tensor:
+    """S_c = a_c S_{c-1} + states_c, a_c = exp(chunk log-decay), 0 if the chunk has a reset.
+    chunk_log_decay: (b, H, n); chunk_has_reset: (b, n) bool; state: (b, H, P, N) entering chunk 0; states: (b, H, n,
+    P, N) each chunk's own end state. Returns (b, H, n+1, P, N): the incoming state, then the end of each chunk.
+    The decay from slot j to slot i is a small (n+1, n+1) matrix per (b, head), its log-sums taken as masked cumsums
+    (no cancellation of large sums)."""
+    P, N = state.shape[-2:]
+    g = F.pad(chunk_log_decay, (1, 0))  # (b, H, n+1)
+    cr = F.pad(chunk_has_reset.long(), (1, 0)).cumsum(-1)  # (b, n+1): chunks with a reset so far
+    keep = (cr[..., :, None] == cr[..., None, :]).tril()
+    span = g[..., :, None].expand(*g.shape, g.shape[-1]).tril(-1).cumsum(-2)  # [i, j] = sum of g over (j, i]
+    passing = _masked_exp(span, keep[:, None])  # (b, H, n+1, n+1)
+    ends = passing @ torch.cat([state[:, :, None], states], 2).flatten(-2)  # (b, H, n+1, P*N)
+    return ends.unflatten(-1, (P, N))
 
 
 # ---- layers ------------------------------------------------------------------------------------------------------
