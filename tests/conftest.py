@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=_schedule_rank)  # stable: the collection order within each group
 
 
-# Measured at 1 thread (2026-11-30): the context tests ~5 min each, the recall tests 3.5-5.5 min; then the slow tests
+# Measured in CI at 1 thread (2026-11-30): the context tests ~5.5 min each, the recall tests 3-5 min; then slow tests
 # of a minute or more. The others keep their collection order within their group.
 _LONGEST_FIRST = ("test_r2i_recalls_a_cue_from_pixels", "test_episode_context_learns_a_memory_longer_than_the_window",
                   "test_window_context_stays_at_chance", "test_r2i_recalls_a_cue_after_six_steps",
