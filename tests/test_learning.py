@@ -49,7 +49,7 @@ def query_features(overrides: list[str], cue: int) -> torch.Tensor:
     seen = []
     policy = agent.actor_critic.policy
     agent.actor_critic.policy = lambda feat: seen.append(feat) or policy(feat)
-    obs, _ = env.reset(seed=0)
+    env.reset(seed=0)
     env.unwrapped.set_state({**env.unwrapped.get_state(), "cue": cue})
     obs, state, done = env.unwrapped._obs(), None, False
     torch.manual_seed(1)  # the same posterior samples for both cues
