@@ -42,3 +42,39 @@ def test_cartpole_reference_controllers():
     assert module.controller("zero", rng)(obs).tolist() == [0.0]
     assert module.controller("pd", rng)(obs).tolist() == [1.0]  # 20 * 0.1 + 5 * 0.5 > 1: push fully that way
     assert -1 <= module.controller("random", rng)(obs)[0] <= 1
+
+
+def _fake_run(path, env: str, preset: str, seed: int, length: int, evals: list[float], summary: dict | None) -> str:
+    os.makedirs(path)
+    with open(os.path.join(path, "config.yaml"), "w") as f:
+        f.write(f"preset: {preset}\nsize: small\ntrain: {{env: '{env}', seed: {seed}, sequence_length: {length}, "
+                "context: window}\n")
+    with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+        for i, success in enumerate(evals):
+            f.write(json.dumps({"step": 5000 * (i + 1), "eval/success_rate": success}) + "\n")
+    if summary is not None:
+        with open(os.path.join(path, "summary.json"), "w") as f:
+            json.dump(summary, f)
+    return str(path)
+
+
+def test_memory_figure_reads_lengths_solved_and_last_evaluation(tmp_path, capsys):
+    pytest.importorskip("bsuite")
+    pytest.importorskip("matplotlib")
+    module = script("memory_figure")
+    assert module.memory_length("bsuite:memory_len/22") == 100 and module.memory_length("bsuite:memory_len/15") == 30
+    assert module.memory_length("builtin:recall/250") == 250 and module.memory_length("dmc:walker_walk") is None
+    _fake_run(tmp_path / "runs" / "a", "bsuite:memory_len/22", "r2i", 1, 256, [0.6, 1.0],
+              {"steps": 10000, "seconds": 600.0, "solved": True})
+    _fake_run(tmp_path / "runs" / "b", "builtin:recall/250", "dreamerv3", 0, 512, [0.4, 0.5, 0.45], None)
+    _fake_run(tmp_path / "runs" / "c", "dmc:walker_walk", "r2i", 0, 64, [], None)  # not a memory task: left out
+    out, data = str(tmp_path / "fig.png"), str(tmp_path / "points.json")
+    assert module.main([str(tmp_path / "runs"), "--out", out, "--json", data]) == 0
+    points = {p["memory_length"]: p for p in json.load(open(data))["runs"]}
+    assert set(points) == {100, 250} and os.path.getsize(out) > 0
+    assert points[100]["solved"] and points[100]["steps"] == 10000 and points[100]["minutes"] == 10.0
+    assert points[100]["setting"] == "T=256 window" and points[100]["eval_success"] == 1.0
+    assert not points[250]["solved"] and points[250]["steps"] == 15000 and points[250]["eval_success"] == 0.45
+    table = capsys.readouterr().out
+    assert "| 100 | r2i | T=256 window | 1 | 10,000 | 10.0 | yes | 1.00 |" in table
+    assert module.main([str(tmp_path / "runs" / "c"), "--out", out]) == 2
