@@ -49,6 +49,21 @@ def test_a_bug_is_a_traceback_not_bad_input(tmp_path, capsys, monkeypatch):
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "ZeroDivisionError" in proc.stderr
 
 
+def test_a_missing_extra_is_bad_input_but_a_broken_install_is_a_bug(tmp_path, monkeypatch):
+    from ssmworld.errors import UserError, import_optional
+
+    with pytest.raises(UserError, match=r"^x needs the minatar extra: pip install -c constraints.txt"):
+        import_optional("not_installed_anywhere.environment", "minatar", "x needs the minatar extra")
+    (tmp_path / "needs_a_dependency.py").write_text("import not_installed_anywhere\n")
+    (tmp_path / "broken_inside.py").write_text("from json import no_such_name\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UserError, match=r"^y \(no module 'not_installed_anywhere'\): pip install"):
+        import_optional("needs_a_dependency", "bsuite", "y")  # a dependency of the package is what is missing
+    with pytest.raises(ImportError, match="cannot import name 'no_such_name'") as caught:
+        import_optional("broken_inside", "bsuite", "z")  # installed but broken: a bug, with its traceback
+    assert not isinstance(caught.value, UserError)
+
+
 def test_a_run_without_checkpoint_restarts_on_resume(tmp_path, capsys):
     logdir = tmp_path / "run"
     assert cli(capsys, "train", *DEBUG, "--steps", "60", "--logdir", str(logdir))[0] == 0

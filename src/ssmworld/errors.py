@@ -9,7 +9,9 @@ Any other exception is a bug: a traceback and exit code 1 (sweeps retry it).
 
 import dataclasses
 import difflib
+import importlib
 import signal
+import types
 import typing
 from typing import Any, Literal
 
@@ -31,6 +33,17 @@ class Interrupted(Exception):
 def install_hint(extra: str) -> str:
     """How to install an optional extra (from the checkout, with the pins that keep torch a CPU build)."""
     return f"pip install -c constraints.txt -e '.[{extra}]' in the ssmworld checkout"
+
+
+def import_optional(module: str, extra: str, what: str) -> types.ModuleType:
+    """``module``, imported. A module that is not installed (``module`` or one it imports) is bad input: a UserError
+    "<what> (no module 'x'): pip install ..." naming the extra to install. Any other ImportError (a broken install,
+    a circular import) is a bug and keeps its traceback, so it is never mistaken for a missing extra."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        missing = f" (no module {err.name!r})" if err.name and err.name.split(".")[0] != module.split(".")[0] else ""
+        raise UserError(f"{what}{missing}: {install_hint(extra)}") from None
 
 
 def choice_message(key: str, value: Any, choices: typing.Sequence[Any]) -> str:

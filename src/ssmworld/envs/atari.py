@@ -31,7 +31,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ..errors import UserError, install_hint
+from ..errors import UserError, import_optional, install_hint
 
 FRAME_SKIP = 4
 
@@ -64,11 +64,8 @@ def human_normalized(game: str, score: float) -> float:
 
 
 def _ale_py(what: str = "atari:"):
-    try:
-        import ale_py
-        import cv2  # noqa: F401  (checked here so a missing cv2 gives the same hint, not an error mid-episode)
-    except ImportError:
-        raise UserError(f"{what} needs the atari extra: {install_hint('atari')}") from None
+    ale_py = import_optional("ale_py", "atari", f"{what} needs the atari extra")
+    import_optional("cv2", "atari", f"{what} needs the atari extra")  # here, not as an error mid-episode
     gym.register_envs(ale_py)
     return ale_py
 

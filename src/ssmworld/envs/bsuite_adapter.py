@@ -26,7 +26,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ..errors import UserError, install_hint
+from ..errors import UserError, import_optional
 
 _SUCCESS_EXPERIMENTS = ("memory_len", "memory_size")  # binary recall tasks: final reward +1 right, -1 wrong
 
@@ -113,11 +113,8 @@ class DmEnvAdapter(gym.Env):
 
 
 def _import_bsuite(what: str):
-    try:
-        bsuite = importlib.import_module("bsuite")
-        return bsuite, importlib.import_module("bsuite.sweep")
-    except ImportError:
-        raise UserError(f"{what} needs the bsuite extra: {install_hint('bsuite')}") from None
+    return (import_optional("bsuite", "bsuite", f"{what} needs the bsuite extra"),
+            import_optional("bsuite.sweep", "bsuite", f"{what} needs the bsuite extra"))
 
 
 def bsuite_tasks() -> list[str]:

@@ -16,17 +16,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ..errors import UserError, install_hint
+from ..errors import UserError, import_optional
 
 GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 
 
 def _environment(what: str = "minatar:"):
-    try:
-        from minatar.environment import Environment
-    except ImportError:
-        raise UserError(f"{what} needs the minatar extra: {install_hint('minatar')}") from None
-    return Environment
+    return import_optional("minatar.environment", "minatar", f"{what} needs the minatar extra").Environment
 
 
 def minatar_tasks() -> list[str]:

@@ -34,7 +34,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ..errors import UserError, install_hint
+from ..errors import UserError, import_optional
 
 _OBS_MODES = ("image", "symbolic")
 _ACTION_SETS = ("all", "used")
@@ -44,11 +44,7 @@ def _minigrid(what: str = "minigrid:"):
     # pygame is imported by minigrid; keep it off any display and quiet (we never open a window).
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-    try:
-        import minigrid  # registers the MiniGrid-* ids with gymnasium
-    except ImportError:
-        raise UserError(f"{what} needs the minigrid extra: {install_hint('minigrid')}") from None
-    return minigrid
+    return import_optional("minigrid", "minigrid", f"{what} needs the minigrid extra")  # registers MiniGrid-* ids
 
 
 def minigrid_ids() -> dict[str, str]:

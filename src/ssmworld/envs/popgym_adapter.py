@@ -14,14 +14,13 @@ env checker (which warns about popgym's shared info dicts).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from ..errors import UserError, install_hint
+from ..errors import UserError, import_optional
 
 Encoder = Callable[[Any], np.ndarray]
 
@@ -84,10 +83,7 @@ class PopgymAdapter(gym.Wrapper):
 
 
 def _envs_module(what: str) -> Any:
-    try:
-        return importlib.import_module("popgym.envs")
-    except ImportError:
-        raise UserError(f"{what} needs the popgym extra: {install_hint('popgym')}") from None
+    return import_optional("popgym.envs", "popgym", f"{what} needs the popgym extra")
 
 
 def _gym_id_name(spec: dict) -> str:

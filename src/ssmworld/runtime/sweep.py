@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import UserError, install_hint
+from ..errors import UserError, import_optional
 from .sweep_grid import RunSpec, validate
 
 # What `ssmworld train` writes into a run directory (data-parallel ranks > 0 keep their state in rank-<r>/): a fresh
@@ -230,11 +230,7 @@ class Display:
 
 def _import_ray() -> Any:
     """The ray module; ValueError (exit code 2) when the optional extra is not installed."""
-    try:
-        import ray
-    except ImportError:
-        raise UserError(f"ray is not installed: {install_hint('distributed')}") from None
-    return ray
+    return import_optional("ray", "distributed", "ray is not installed")
 
 
 def _start_ray(ray: Any, settings: SweepSettings) -> None:

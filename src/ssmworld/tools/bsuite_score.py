@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import UserError, install_hint
+from ..errors import UserError, import_optional
 from ..runtime.config import load_yaml
 from ..runtime.logger import read_metrics
 
@@ -48,11 +48,10 @@ def bsuite_rows(logdir: str) -> tuple[str, list[dict[str, Any]]]:
 def bsuite_score(run_dirs: list[str], results_dir: str) -> list[dict[str, Any]]:
     """Write every run's bsuite CSV under ``results_dir/<run name>`` and score each run with bsuite's analysis.
     Returns one dict per run: run, bsuite_id, episodes, experiment, score."""
-    try:
-        from bsuite.experiments import summary_analysis
-        from bsuite.logging import csv_load, csv_logging
-    except ImportError:
-        raise UserError(f"bsuite-score needs the bsuite extra: {install_hint('bsuite')}") from None
+    needs = "bsuite-score needs the bsuite extra"
+    summary_analysis = import_optional("bsuite.experiments.summary_analysis", "bsuite", needs)
+    csv_load = import_optional("bsuite.logging.csv_load", "bsuite", needs)
+    csv_logging = import_optional("bsuite.logging.csv_logging", "bsuite", needs)
     out = []
     for logdir in run_dirs:
         bsuite_id, rows = bsuite_rows(logdir)

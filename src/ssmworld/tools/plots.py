@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..errors import UserError, install_hint
+from ..errors import UserError, import_optional
 from ..runtime.logger import read_metrics
 
 RESAMPLES = 2000
@@ -238,12 +238,9 @@ def aggregate(curves: list[dict[str, Any]], metric: str, references: dict[str, t
 
 
 def _matplotlib() -> tuple[Any, Any]:
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise UserError(f"ssmworld plot needs matplotlib: {install_hint('plot')}") from None
-    return Figure, FigureCanvasAgg
+    figure = import_optional("matplotlib.figure", "plot", "ssmworld plot needs matplotlib")
+    agg = import_optional("matplotlib.backends.backend_agg", "plot", "ssmworld plot needs matplotlib")
+    return figure.Figure, agg.FigureCanvasAgg
 
 
 def _draw(result: dict[str, Any], out: str) -> None:

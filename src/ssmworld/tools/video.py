@@ -18,7 +18,7 @@ import torch
 
 from .. import envs
 from ..dreamer.agent import Agent
-from ..errors import UserError, install_hint
+from ..errors import UserError, import_optional, install_hint
 from ..runtime.episodes import obs_to_tensors, run_episode
 
 
@@ -66,10 +66,7 @@ def record_episode(agent: Agent, env_id: str, path: str, seed: int = 0, context:
 
 
 def _write(path: str, frames: np.ndarray, fps: int) -> None:
-    try:
-        import imageio.v2 as imageio
-    except ImportError:
-        raise UserError(f"videos need imageio: {install_hint('video')}") from None
+    imageio = import_optional("imageio.v2", "video", "videos need imageio")
     frames = np.repeat(np.repeat(frames, 4, 1), 4, 2) if frames.shape[1] <= 128 else frames  # 64 px is tiny
     try:
         if path.endswith(".gif"):
