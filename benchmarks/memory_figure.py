@@ -79,23 +79,25 @@ def draw(points: list[dict[str, Any]], out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for p in points:
-        groups[f"{p['preset']} {p['setting']}"].append(p)
+        groups[(p["preset"], p["setting"])].append(p)
+    settings = sorted({setting for _, setting in groups})  # one colour per setting, one marker per preset
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for (name, published), style in zip(PUBLISHED.items(), ("k--", "k:")):
         left.plot(list(published), list(published.values()), style, label=name)
-    for index, (name, members) in enumerate(sorted(groups.items())):
-        colour, marker = f"C{index}", "s" if name.startswith("dreamerv3") else "o"
+    for (preset, setting), members in sorted(groups.items()):
+        colour, name = f"C{settings.index(setting)}", f"{preset} {setting}"
+        marker, line = ("s", "--") if preset == "dreamerv3" else ("o", "-")
         by_length: dict[int, list[float]] = defaultdict(list)
         for p in members:
             if p["eval_success"] is not None:
                 by_length[p["memory_length"]].append(p["eval_success"])
             right.scatter([p["memory_length"]], [p["steps"]], color=colour, marker=marker,
-                          facecolors=colour if p["solved"] else "none", label=None)
+                          facecolors=colour if p["solved"] else "none")
         lengths = sorted(by_length)
-        left.plot(lengths, [sum(by_length[n]) / len(by_length[n]) for n in lengths], marker + "-", color=colour,
-                  label=name, markerfacecolor="none" if name.startswith("dreamerv3") else colour)
+        left.plot(lengths, [sum(by_length[n]) / len(by_length[n]) for n in lengths], marker + line, color=colour,
+                  label=name)
         right.scatter([], [], color=colour, marker=marker, label=name)
     left.set(xlabel="memory length", ylabel="greedy success (last evaluation)", ylim=(-0.05, 1.05),
              title="success vs memory length")
