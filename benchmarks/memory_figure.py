@@ -49,10 +49,7 @@ def memory_length(env: str) -> int | None:
 def run_point(run: Run) -> dict[str, Any]:
     """What one run shows: its length, setting, steps, seconds, solved, last greedy-evaluation success."""
     evals = [r for r in run.rows if "eval/success_rate" in r]
-    summary_path, summary = os.path.join(run.path, "summary.json"), {}
-    if os.path.isfile(summary_path):  # written when a run ends; a run still going is read from its rows
-        with open(summary_path) as f:
-            summary = json.load(f)
+    summary = run.summary or {}  # a run still going is read from its rows
     timed = [r for r in run.rows if "perf/seconds" in r]
     seconds = summary.get("seconds", timed[-1]["perf/seconds"] if timed else 0.0)
     return {"path": run.path, "env": run.env, "preset": run.preset, "seed": run.seed,

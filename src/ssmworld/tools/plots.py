@@ -45,7 +45,12 @@ class Run:
     rows: list[dict[str, Any]]
     size: str = "?"
     config: dict[str, Any] | None = None
-    solved: bool = False  # the run ended at an evaluation that met train.stop_at (summary.json)
+    summary: dict[str, Any] | None = None  # summary.json, written when the run ended (None while it runs)
+
+    @property
+    def solved(self) -> bool:
+        """The run ended at an evaluation that met train.stop_at."""
+        return bool((self.summary or {}).get("solved"))
 
     def setting(self, key: str) -> str:
         """The value of a dotted config key (e.g. "train.sampler") as text; "?" when the config does not have it."""
@@ -77,13 +82,13 @@ def load_run(path: str) -> Run:
             cfg = yaml.safe_load(f) or {}
     except yaml.YAMLError as e:
         raise UserError(f"{config}: not valid YAML ({e})") from None
-    train, solved = cfg.get("train") or {}, False
-    summary = os.path.join(path, "summary.json")
-    if os.path.isfile(summary):
-        with open(summary) as f:
-            solved = bool(json.load(f).get("solved"))
+    train, summary = cfg.get("train") or {}, None
+    summary_path = os.path.join(path, "summary.json")
+    if os.path.isfile(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
     return Run(path, str(train.get("env", "?")), str(cfg.get("preset", "?")), int(train.get("seed", 0)),
-               read_metrics(metrics), str(cfg.get("size", "?")), cfg, solved)
+               read_metrics(metrics), str(cfg.get("size", "?")), cfg, summary)
 
 
 def find_runs(paths: list[str]) -> list[str]:
