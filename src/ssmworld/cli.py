@@ -53,10 +53,10 @@ def _apply_positive(args: argparse.Namespace, settings: object, names: tuple[str
 def _bench_cores(args: argparse.Namespace) -> int:
     from .tools.bench_cores import CORE_CONFIGS, BenchSettings, bench_cores
 
-    settings = BenchSettings(threads=args.threads, device=args.device)
+    settings = BenchSettings(threads=args.threads, device=args.device, precision=args.precision)
     if args.quick:
-        settings = BenchSettings(threads=args.threads, device=args.device, lengths=[64, 256], batch=4, width=128,
-                                 step_length=256)
+        settings = BenchSettings(threads=args.threads, device=args.device, precision=args.precision, lengths=[64, 256],
+                                 batch=4, width=128, step_length=256)
     if args.cores:
         names = [c.strip() for c in args.cores.split(",") if c.strip()]
         unknown = [c for c in names if c not in CORE_CONFIGS]
@@ -323,7 +323,7 @@ def _bench_world_model(args: argparse.Namespace) -> int:
     from .tools.bench_world_model import WorldModelBenchSettings, bench_world_model
 
     settings = WorldModelBenchSettings.quick() if args.quick else WorldModelBenchSettings()
-    settings.threads, settings.device = args.threads, args.device
+    settings.threads, settings.device, settings.precision = args.threads, args.device, args.precision
     if args.cores:
         settings.cores = [c.strip() for c in args.cores.split(",") if c.strip()]
     if args.lengths:

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PRECISIONS = ("float32", "bfloat16")
+
+
 def _add_bench(commands: Any) -> None:
     bench = commands.add_parser("bench", help="throughput and memory benchmarks")
     bench_what = bench.add_subparsers(dest="what", required=True)
@@ -55,6 +58,8 @@ def _add_bench(commands: Any) -> None:
     cores.add_argument("--batch", type=int, help="batch size (default 16)")
     cores.add_argument("--repeats", type=int, help="timed repeats after one warm-up (default 5)")
     cores.add_argument("--device", default="cpu", help="cpu (default) | cuda | cuda:N")
+    cores.add_argument("--precision", choices=PRECISIONS, default="float32", help="float32 (default) | bfloat16: "
+                       "the forward pass under torch.autocast, as agent.precision")
 
     wm = bench_what.add_parser("world-model", help="one world-model update, s5 vs gru, over sequence lengths")
     wm.add_argument("--quick", action="store_true", help="small sizes, about a minute (a smoke run, not results)")
@@ -66,6 +71,8 @@ def _add_bench(commands: Any) -> None:
     wm.add_argument("--width", type=int, help="width of the core and the world model (default 256)")
     wm.add_argument("--repeats", type=int, help="timed repeats after one warm-up (default 5)")
     wm.add_argument("--device", default="cpu", help="cpu (default) | cuda | cuda:N")
+    wm.add_argument("--precision", choices=PRECISIONS, default="float32", help="float32 (default) | bfloat16: "
+                    "forward passes under torch.autocast, as agent.precision")
     wm.add_argument("--imagination", choices=["posterior", "context"], help="imagination starts: posterior states "
                     "(R2I, default) or re-run context windows (Drama; needed for attention)")
     wm.add_argument("--context", type=int, help="real steps before each start with --imagination context (default 8)")

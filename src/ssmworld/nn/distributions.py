@@ -23,6 +23,12 @@ def symexp(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.expm1(x.abs())
 
 
+def full_precision(logits: torch.Tensor) -> torch.Tensor:
+    """Distributions compute in float32 at least: under autocast (agent.precision=bfloat16) their inputs come from
+    bfloat16 layers, whose 8-bit mantissa would round softmaxes, log-probabilities and KLs."""
+    return logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
+
+
 def onehot(index: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
     """(...) int64 -> (...) x n one-hot in ``dtype`` (scatter: no int64 one-hot and cast, a hot path on CPU)."""
     out = torch.zeros(*index.shape, n, dtype=dtype, device=index.device)
@@ -41,6 +47,7 @@ class TwoHot:
     """Categorical over ``bins`` (symlog space). logits: (..., n_bins). Values are in the original space."""
 
     def __init__(self, logits: torch.Tensor, low: float = -20.0, high: float = 20.0):
+        logits = full_precision(logits)
         self.logits = logits
         self.bins = torch.linspace(low, high, logits.shape[-1], device=logits.device, dtype=logits.dtype)
 
@@ -69,7 +76,7 @@ class CategoricalLatent:
     """``groups`` categoricals of ``classes`` each. logits: (..., groups, classes); samples are one-hot."""
 
     def __init__(self, logits: torch.Tensor, unimix: float = 0.01):
-        probs = logits.softmax(-1)
+        probs = full_precision(logits).softmax(-1)
         if unimix > 0:
             probs = (1 - unimix) * probs + unimix / probs.shape[-1]
         self.probs = probs
@@ -100,7 +107,7 @@ class Bernoulli:
     """logits: (...)."""
 
     def __init__(self, logits: torch.Tensor):
-        self.logits = logits
+        self.logits = full_precision(logits)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -118,8 +125,8 @@ class BoundedNormal:
     mean_raw, std_raw: (..., A)."""
 
     def __init__(self, mean_raw: torch.Tensor, std_raw: torch.Tensor, min_std: float = 0.1, max_std: float = 1.0):
-        self.mean = torch.tanh(mean_raw)
-        self.std = (max_std - min_std) * torch.sigmoid(std_raw + 2.0) + min_std
+        self.mean = torch.tanh(full_precision(mean_raw))
+        self.std = (max_std - min_std) * torch.sigmoid(full_precision(std_raw) + 2.0) + min_std
 
     def sample(self) -> torch.Tensor:
         """Reparameterised sample (gradients flow to mean and std). (..., A)."""

@@ -17,6 +17,7 @@ replacing rows (resets), indexing and stacking work the same way for every core.
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -37,6 +38,10 @@ class SequenceCore(nn.Module):
     input_dim: int
     output_dim: int
     state_features_dim: int
+    # Under torch.autocast (agent.precision=bfloat16): True for cores whose matmuls may run in bfloat16 because their
+    # recurrences keep float32 states (s5, gru); the others run in float32 with autocast off, as their scans
+    # accumulate decays that bfloat16 would round. Either way x may arrive in bfloat16 and states leave in float32.
+    autocast_ok: bool = False
 
     # ---- to implement -------------------------------------------------------------------------------------------
     def initial(self, batch_size: int) -> State:
@@ -62,7 +67,10 @@ class SequenceCore(nn.Module):
         """Parallel mode. x: (B, T, input_dim); reset: (B, T), True where an episode starts (None = no resets);
         state: the state entering step 0 (None = ``initial``). Returns y: (B, T, output_dim) and the state after
         step T-1."""
-        return self._forward(*self._prepare(x, reset, state))
+        x, reset, state = self._prepare(x, reset, state)
+        with self._precision(x):
+            y, state = self._forward(x, reset, state)
+        return y, self._float_state(state)
 
     def forward_states(
         self, x: torch.Tensor, reset: torch.Tensor | None = None, state: State | None = None
@@ -70,7 +78,10 @@ class SequenceCore(nn.Module):
         """Like ``forward``, but returns the state after *every* step: {key: (B, T, ...)}, where [:, t] is the state
         ``step`` would carry out of step t (R2I starts imagination from these). The generic version is the step loop;
         cores with a cheaper route override ``_forward_states``."""
-        return self._forward_states(*self._prepare(x, reset, state))
+        x, reset, state = self._prepare(x, reset, state)
+        with self._precision(x):
+            y, states = self._forward_states(x, reset, state)
+        return y, self._float_state(states)
 
     def _forward_states(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         ys, states = [], []
@@ -103,7 +114,24 @@ class SequenceCore(nn.Module):
         if reset is not None:
             reset = self._check_reset(reset.reshape(-1, 1), batch, 1, x.device)[:, 0]
             state = self.reset(state, reset)
-        return self._step(x, state)
+        with self._precision(x):
+            y, state = self._step(x, state)
+        return y, self._float_state(state)
+
+    # ---- mixed precision ------------------------------------------------------------------------------------------
+    def _precision(self, x: torch.Tensor) -> Any:
+        """The context a call runs in: autocast as set by the caller, or off for cores not ``autocast_ok``."""
+        if self.autocast_ok or not torch.is_autocast_enabled(x.device.type):
+            return nullcontext()
+        return torch.autocast(x.device.type, enabled=False)
+
+    def _float_state(self, state: State) -> State:
+        """States leave in the parameters' dtype, whatever precision the ops ran in (states are carried for
+        thousands of steps and stored for imagination starts)."""
+        dtype = self._param_dtype()
+        if all(v.dtype == dtype or not v.is_floating_point() for v in state.values()):
+            return state
+        return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
     def reset(self, state: State, mask: torch.Tensor) -> State:
         """Replace the rows of ``state`` where ``mask`` (B,) is True by the initial state."""
@@ -123,6 +151,9 @@ class SequenceCore(nn.Module):
         if x.ndim != ndim or x.shape[-1] != self.input_dim:
             raise ValueError(f"{self.name}: x must have shape {expected}, got {tuple(x.shape)}")
         dtype = self._param_dtype()
+        if x.dtype != dtype and torch.is_autocast_enabled(x.device.type) and x.dtype == torch.get_autocast_dtype(
+                x.device.type):
+            return x.to(dtype)  # an autocast layer's output; the core decides its own precision (``autocast_ok``)
         if x.dtype != dtype:
             raise TypeError(f"{self.name}: x must have dtype {dtype} (the core's parameters), got {x.dtype}")
         return x

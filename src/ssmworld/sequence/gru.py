@@ -46,6 +46,7 @@ class GRUConfig:
 class GRUCore(SequenceCore):
     name = "gru"
     Config = GRUConfig
+    autocast_ok = True  # bfloat16 matmuls; the hidden state's update (lerp with the fp32 norm affine) stays float32
 
     def __init__(self, input_dim: int, config: GRUConfig | None = None) -> None:
         super().__init__()

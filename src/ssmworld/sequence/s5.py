@@ -113,18 +113,24 @@ class S5Layer(nn.Module):
 
     def _input(self, u: torch.Tensor, b_bar: torch.Tensor) -> torch.Tensor:
         """B_bar u for real u (..., H) -> complex (..., P): one real matmul with the (P, 2, H) stack of B_bar's real
-        and imaginary parts, whose (..., P, 2) result is viewed as complex without a copy."""
+        and imaginary parts, whose (..., P, 2) result is viewed as complex without a copy. Under autocast the matmul
+        runs in bfloat16 and its result is cast back: the state and the scan stay complex64."""
         weight = torch.view_as_real(b_bar).transpose(1, 2).reshape(-1, u.shape[-1])  # rows re_0, im_0, re_1, ...
-        return torch.view_as_complex((u @ weight.T).unflatten(-1, (-1, 2)))
+        return torch.view_as_complex((u @ weight.T).to(weight.dtype).unflatten(-1, (-1, 2)))
 
     def _output(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """y = Re(C x) + D u, then the gated dense block and the post-norm residual. u (..., H), x (..., P).
         Re(C x) = [Re x, Im x] . [C_re, -C_im] as one matmul over x's interleaved real view (no copy of x)."""
         weight = torch.stack([self.c_re, -self.c_im], -1).flatten(1)  # (H, 2P): columns re_0, im_0, re_1, ...
         y = torch.view_as_real(x).flatten(-2) @ weight.T + self.d * u
-        v = F.gelu(y, approximate="tanh")
-        v = self.gate_value(v) * torch.sigmoid(self.gate_sigmoid(v))
-        return self.norm(u + v)
+        return self.norm(u + self._gate(F.gelu(y, approximate="tanh")))
+
+    def _gate(self, v: torch.Tensor) -> torch.Tensor:
+        """Dense(v) * sigmoid(Dense'(v)) as one (H -> 2H) matmul and one fused GLU: a third fewer ops (forward and
+        backward) than two Linears, a mul and a sigmoid; the two Linears stay the parameters (checkpoints, init)."""
+        weight = torch.cat([self.gate_value.weight, self.gate_sigmoid.weight])
+        bias = torch.cat([self.gate_value.bias, self.gate_sigmoid.bias])
+        return F.glu(F.linear(v, weight, bias), -1)
 
     def forward(
         self, u: torch.Tensor, reset: torch.Tensor, x0: torch.Tensor, x_init: torch.Tensor
@@ -151,6 +157,7 @@ class S5Core(SequenceCore):
 
     name = "s5"
     Config = S5Config
+    autocast_ok = True  # bfloat16 matmuls; B_bar u, the scan and the states stay float32 / complex64
 
     def __init__(self, input_dim: int, cfg: S5Config):
         super().__init__()

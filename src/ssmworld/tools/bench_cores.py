@@ -13,7 +13,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .bench_harness import peak_mb, report_meta, rss_mb, run_worker, use_device, worker_main, write_json_atomic
+from .bench_harness import (
+    autocast,
+    peak_mb,
+    report_meta,
+    rss_mb,
+    run_worker,
+    use_device,
+    worker_main,
+    write_json_atomic,
+)
 
 # Shared sizes: width 256 everywhere, 2 layers; S5 P=64 per layer; Mamba d_state 16, expand 2.
 CORE_CONFIGS: dict[str, dict[str, Any]] = {
@@ -36,6 +45,7 @@ class BenchSettings:
     step_length: int = 1024  # T at which parallel mode is compared with the step loop
     threads: int = 1
     device: str = "cpu"  # cpu | cuda | cuda:N: where the cores run (peak memory: the GPU's allocator on CUDA)
+    precision: str = "float32"  # float32 | bfloat16: forward under torch.autocast (agent.precision)
     budget_s: float = 60.0  # skip longer lengths of a core once one forward+backward takes longer than this
     # The checks printed under the table (what an O(T) parallel core should show; docs/RESULTS.md "Sequence cores"):
     min_step_ratio: float = 5.0  # step loop / parallel mode at step_length, at least
@@ -61,15 +71,16 @@ def measure(core_name: str, length: int, mode: str, settings: dict[str, Any]) ->
 
     def run() -> float:
         start = time.perf_counter()
-        if mode == "parallel":
-            y, _ = core(x, reset)
-        else:
-            state, ys = core.initial(batch), []
-            for t in range(length):
-                y_t, state = core.step(x[:, t], state)
-                ys.append(y_t)
-            y = torch.stack(ys, 1)
-        y.square().mean().backward()
+        with autocast(settings.get("precision", "float32"), x.device):
+            if mode == "parallel":
+                y, _ = core(x, reset)
+            else:
+                state, ys = core.initial(batch), []
+                for t in range(length):
+                    y_t, state = core.step(x[:, t], state)
+                    ys.append(y_t)
+                y = torch.stack(ys, 1)
+        y.float().square().mean().backward()
         core.zero_grad(set_to_none=True)
         x.grad = None
         sync()
@@ -145,7 +156,7 @@ def bench_cores(settings: BenchSettings, json_path: str | None = None, console: 
     checks = check_targets(results, settings)
 
     table = Table(title=f"sequence cores, forward+backward, B={settings.batch}, width {settings.width}, "
-                        f"{settings.threads} thread(s)")
+                        f"{settings.threads} thread(s), {settings.precision}")
     for col in ("core", "T", "mode", "median s", "us/token", "peak MB"):
         table.add_column(col, justify="right" if col not in ("core", "mode") else "left")
     for r in results:

@@ -67,6 +67,14 @@ def use_device(name: str) -> Callable[[], Any]:
     return lambda: None
 
 
+def autocast(precision: str, device: Any) -> Any:
+    """The context of a benchmark's forward passes: torch.autocast to bfloat16 for ``precision="bfloat16"`` (as
+    ``agent.precision``), a no-op for float32."""
+    import torch
+
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20

@@ -32,6 +32,7 @@ from typing import Any
 from ..errors import UserError
 from .bench_cores import CORE_CONFIGS
 from .bench_harness import (
+    autocast,
     median_time,
     peak_mb,
     peak_rss_mb,
@@ -55,6 +56,7 @@ class WorldModelBenchSettings:
     repeats: int = 5
     threads: int = 1
     device: str = "cpu"  # cpu | cuda | cuda:N
+    precision: str = "float32"  # float32 | bfloat16: forward passes under torch.autocast (agent.precision)
     obs_dim: int = 16
     action_dim: int = 4
     imagine_starts: int = 256
@@ -96,8 +98,11 @@ def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
                  action=nn.functional.one_hot(torch.randint(A, (B, T)), A).float(),
                  reward=torch.randn(B, T), is_first=is_first, is_terminal=torch.zeros(B, T, dtype=torch.bool))
 
+    amp = s.get("precision", "float32")
+
     def train_step() -> None:
-        loss, _, _ = wm.loss(batch, all_states=s["all_states"])
+        with autocast(amp, is_first.device):
+            loss, _, _ = wm.loss(batch, all_states=s["all_states"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(wm.parameters(), 1000.0)
@@ -110,7 +115,7 @@ def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
     def policy(parts: dict[str, torch.Tensor]) -> torch.Tensor:
         return nn.functional.one_hot(torch.randint(A, (parts["h"].shape[0],)), A).float()
 
-    with torch.no_grad():
+    with torch.no_grad(), autocast(amp, is_first.device):
         context = s["imagination"] == "context"
         out = wm.observe(batch["obs"], batch["action"], batch["is_first"], all_states=not context)
 
@@ -192,8 +197,8 @@ def bench_world_model(settings: WorldModelBenchSettings, json_path: str | None =
     checks += scaling_checks
 
     table = Table(title=f"world-model update (loss+backward+clip+Adam), B={settings.batch}, width "
-                        f"{settings.width}, {settings.threads} thread(s); imagination: {settings.imagine_starts} "
-                        f"starts x {settings.horizon} steps")
+                        f"{settings.width}, {settings.threads} thread(s), {settings.precision}; imagination: "
+                        f"{settings.imagine_starts} starts x {settings.horizon} steps")
     for col in ("core", "T", "train s", "us/token", "peak MB", "imagine s"):
         table.add_column(col, justify="left" if col == "core" else "right")
     for r in results:
