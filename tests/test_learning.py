@@ -40,6 +40,12 @@ def test_r2i_recalls_a_cue_after_six_steps():
     assert summary["eval_success_rate"] >= 0.9, summary
 
 
+@pytest.mark.learning
+def test_r2i_recalls_a_cue_with_bfloat16_updates():
+    summary = run(["agent.precision=bfloat16"])
+    assert summary["eval_success_rate"] >= 0.9, summary
+
+
 def query_features(overrides: list[str], cue: int) -> torch.Tensor:
     """The actor's input at the query step of a builtin:recall/5 episode with the given cue (untrained agent)."""
     cfg = load_config("r2i", "debug", "builtin:recall/5", AGENT + overrides)

@@ -37,11 +37,11 @@ def sgemm_rate(size: int = 1024, repeats: int = 10) -> float:
 def _print(report: dict[str, Any], repeats: int) -> None:
     r = report
     print(f"update of {r['preset']}/{r['size']} on {r['env']} ({r['parameters'] / 1e6:.2f}M parameters, B={r['batch']} "
-          f"x T={r['length']}, {r['meta']['threads']} thread(s), {r['meta']['device']}):")
+          f"x T={r['length']}, {r['meta']['threads']} thread(s), {r['meta']['device']}, {r['precision']}):")
     print(f"  {r['seconds']:.3f} s per update (median of {repeats}): " + ", ".join(
         f"{k} {v:.3f} s" for k, v in r["parts"].items()) + f", replay sampling {r['sample_seconds']:.3f} s")
-    print(f"  {r['gflop']:.2f} GFLOP, {r['gflops']:.1f} GFLOP/s = {100 * r['sgemm_fraction']:.0f}% of the sgemm rate "
-          f"({r['sgemm_gflops']:.1f} GFLOP/s)")
+    print(f"  {r['gflop']:.2f} GFLOP, {r['gflops']:.1f} GFLOP/s = {100 * r['sgemm_fraction']:.0f}% of the fp32 sgemm "
+          f"rate ({r['sgemm_gflops']:.1f} GFLOP/s)")
 
 
 def bench_update(preset: str, size: str, env: str, overrides: list[str], repeats: int = 5, warmup: int = 2,
@@ -86,8 +86,9 @@ def bench_update(preset: str, size: str, env: str, overrides: list[str], repeats
     params = sum(p.numel() for p in trainer.agent.parameters())
     report = dict(
         meta=report_meta("update", threads=threads, device=str(trainer.device)),
-        preset=preset, size=size, env=env, overrides=overrides, parameters=params, batch=tc.batch_size,
-        length=tc.sequence_length, seconds=seconds, parts={k: statistics.median(v) for k, v in parts.items()},
+        preset=preset, size=size, env=env, overrides=overrides, precision=cfg.agent.precision, parameters=params,
+        batch=tc.batch_size, length=tc.sequence_length, seconds=seconds,
+        parts={k: statistics.median(v) for k, v in parts.items()},
         sample_seconds=statistics.median(t - sum(p) for t, *p in zip(totals, *parts.values())),  # replay -> tensors
         gflop=gflop, gflops=gflop / seconds, sgemm_gflops=rate, sgemm_fraction=gflop / seconds / rate)
     _print(report, repeats)
