@@ -94,3 +94,21 @@ def test_categorical_sampling_matches_the_probabilities():
     freq = torch.bincount(index, minlength=4).float() / len(index)
     torch.testing.assert_close(freq, torch.tensor([0.1, 0.2, 0.0, 0.7]), atol=5e-3, rtol=0)
     assert onehot(torch.tensor([2, 0]), 3, torch.float32).tolist() == [[0, 0, 1], [1, 0, 0]]
+
+
+def test_small_softmax_equals_torch_softmax_with_its_gradient():
+    from ssmworld.nn.distributions import softmax
+
+    gen = torch.Generator().manual_seed(0)
+    for classes in (1, 2, 3, 8, 15, 16, 32):
+        x = (10 * torch.randn(6, 5, classes, generator=gen, dtype=torch.float64)).requires_grad_()
+        y = softmax(x)
+        torch.testing.assert_close(y, x.softmax(-1), rtol=0, atol=1e-12)
+        grad = torch.randn(y.shape, generator=gen, dtype=torch.float64)
+        (mine,) = torch.autograd.grad(y, x, grad)
+        (ref,) = torch.autograd.grad(x.softmax(-1), x, grad)
+        torch.testing.assert_close(mine, ref, rtol=0, atol=1e-12)
+    x = torch.randn(4, 3, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(softmax, (x,))
+    big = torch.tensor([[1000.0, 0.0, -1000.0]])  # the max is subtracted: no overflow
+    torch.testing.assert_close(softmax(big), torch.tensor([[1.0, 0.0, 0.0]]))

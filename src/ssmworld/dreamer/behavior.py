@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import check_choices
 from ..nn import MLP, BoundedNormal, TwoHot
-from ..nn.distributions import full_precision, onehot, sample_index
+from ..nn.distributions import full_precision, onehot, sample_index, softmax
 
 
 def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float,
@@ -155,7 +155,7 @@ class OneHotPolicy:
     """Categorical over one-hot actions with a uniform mix. logits: (..., A)."""
 
     def __init__(self, logits: torch.Tensor, unimix: float):
-        probs = full_precision(logits).softmax(-1)
+        probs = softmax(full_precision(logits))
         self.probs = (1 - unimix) * probs + unimix / probs.shape[-1]
         self.log_probs = self.probs.log()
 

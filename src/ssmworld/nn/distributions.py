@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,32 @@ def symlog(x: torch.Tensor) -> torch.Tensor:
 
 def symexp(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.expm1(x.abs())
+
+
+class _SmallSoftmax(torch.autograd.Function):
+    """softmax over a last dimension narrower than one AVX-512 vector, from elementwise ops and reductions: PyTorch's
+    CPU softmax kernel runs 4-13x slower there (16384 x 4 x 8 latents: 27 ms vs 3 ms forward, measured in
+    docs/RESULTS.md "Small softmaxes"), the latents (4 x 8 or 16 x 16 classes) and policies (a few actions) of this
+    library's small sizes. Backward: dx = y * (g - sum(g * y))."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        e = (x - x.amax(-1, keepdim=True)).exp_()
+        y = e.div_(e.sum(-1, keepdim=True))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return y * (grad - (grad * y).sum(-1, keepdim=True))
+
+
+def softmax(x: torch.Tensor) -> torch.Tensor:
+    """softmax over the last dimension; on the CPU, a last dimension < 16 takes the elementwise route above."""
+    if x.shape[-1] < 16 and x.device.type == "cpu":
+        return _SmallSoftmax.apply(x)
+    return x.softmax(-1)
 
 
 def full_precision(logits: torch.Tensor) -> torch.Tensor:
@@ -76,7 +103,7 @@ class CategoricalLatent:
     """``groups`` categoricals of ``classes`` each. logits: (..., groups, classes); samples are one-hot."""
 
     def __init__(self, logits: torch.Tensor, unimix: float = 0.01):
-        probs = full_precision(logits).softmax(-1)
+        probs = softmax(full_precision(logits))
         if unimix > 0:
             probs = (1 - unimix) * probs + unimix / probs.shape[-1]
         self.probs = probs
