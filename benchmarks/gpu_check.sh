@@ -8,6 +8,7 @@
 # 2. runs the sequence-core contract, world-model and agent tests with every tensor on the device
 #    (SSMWORLD_TEST_DEVICE: tests/conftest.py makes it torch's default device),
 # 3. `ssmworld bench cores` and `ssmworld bench world-model` (S5 vs GRU) at T in {256, 1024, 4096} on the device,
+#    the world model also with bfloat16 autocast (agent.precision; tests/test_precision.py checks it against fp32),
 # 4. one short training run per preset on the device (debug size).
 # --quick: tiny sizes (what CI runs on the CPU: the plumbing, not the numbers). Every step runs even if an earlier one
 # fails; the exit code is the number of failed steps, the JSON files and logs land in --out (default gpu_check_out).
@@ -48,9 +49,10 @@ python -c "import torch; print('gpu_check: torch', torch.__version__, 'cuda', to
       torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
 
 if [ "$QUICK" = 1 ]; then  # CI already runs every test on the CPU: here only the device plumbing
-    TESTS=(tests/test_agent.py) LENGTHS=32 SIZE=(--batch 2 --repeats 1) CORES=(--cores s5,gru)
+    TESTS=(tests/test_agent.py tests/test_precision.py) LENGTHS=32 SIZE=(--batch 2 --repeats 1) CORES=(--cores s5,gru)
 else
-    TESTS=(tests/test_cores_contract.py tests/test_world_model.py tests/test_agent.py) LENGTHS=256,1024,4096 SIZE=()
+    TESTS=(tests/test_cores_contract.py tests/test_world_model.py tests/test_agent.py tests/test_precision.py)
+    LENGTHS=256,1024,4096 SIZE=()
     CORES=()
 fi
 step tests env SSMWORLD_TEST_DEVICE="$DEVICE" python -m pytest -q -x -p no:cacheprovider "${TESTS[@]}"
@@ -58,6 +60,8 @@ step bench_cores python -m ssmworld bench cores --device "$DEVICE" --lengths "$L
     --json "$OUT/cores.json"
 step bench_world_model python -m ssmworld bench world-model --device "$DEVICE" --cores s5,gru --lengths "$LENGTHS" \
     "${SIZE[@]}" --json "$OUT/world_model.json"
+step bench_world_model_bf16 python -m ssmworld bench world-model --device "$DEVICE" --cores s5,gru --lengths "$LENGTHS" \
+    "${SIZE[@]}" --precision bfloat16 --json "$OUT/world_model_bf16.json"
 
 STEPS=$([ "$QUICK" = 1 ] && echo 60 || echo 400)
 for preset in r2i dreamerv3 drama; do

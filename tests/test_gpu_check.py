@@ -17,6 +17,8 @@ def test_gpu_check_script_passes_on_the_cpu(tmp_path):
     assert "0 step(s) failed" in proc.stdout
     cores = json.loads((tmp_path / "cores.json").read_text())
     world_model = json.loads((tmp_path / "world_model.json").read_text())
-    assert cores and world_model
+    world_model_bf16 = json.loads((tmp_path / "world_model_bf16.json").read_text())
+    assert cores and world_model and world_model_bf16
+    assert world_model_bf16["meta"]["settings"]["precision"] == "bfloat16"
     for preset in ("r2i", "dreamerv3", "drama"):
         assert (tmp_path / f"train_{preset}" / "summary.json").exists()

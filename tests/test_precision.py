@@ -16,7 +16,8 @@ from .test_world_model import batch
 
 
 def bf16():
-    return torch.autocast("cpu", dtype=torch.bfloat16)
+    """Autocast on the tests' device (the CPU, or the GPU check's SSMWORLD_TEST_DEVICE)."""
+    return torch.autocast(torch.get_default_device().type, dtype=torch.bfloat16)
 
 
 @pytest.mark.parametrize("key", list(CONFIGS))
