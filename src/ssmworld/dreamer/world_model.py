@@ -209,11 +209,10 @@ class WorldModel(nn.Module):
                     prev: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """u_t = stem(z_{t-1}, a_{t-1}), zeroed where is_first_t: (B, T, G*C), (B, T, A), (B, T) -> (B, T, units).
         ``prev``: the (z, a) before step 0, (B, G*C), (B, A) (None: zeros)."""
-        prev_z0, prev_a0 = prev if prev is not None else (torch.zeros_like(z[:, 0]), torch.zeros_like(action[:, 0]))
+        za = torch.cat([z, action.to(z.dtype)], -1)  # (B, T, G*C + A): one shift and one mask for both
+        first = torch.cat(prev, -1).to(z.dtype) if prev is not None else torch.zeros_like(za[:, 0])
         keep = (~is_first).unsqueeze(-1).to(z.dtype)
-        prev_z = torch.cat([prev_z0.unsqueeze(1), z[:, :-1]], 1) * keep
-        prev_a = torch.cat([prev_a0.unsqueeze(1).to(action.dtype), action[:, :-1]], 1) * keep
-        return self.core_input(torch.cat([prev_z, prev_a], -1))
+        return self.core_input(torch.cat([first.unsqueeze(1), za[:, :-1]], 1) * keep)
 
     @torch.no_grad()
     def episode_context(self, prefix: dict[str, Any]) -> tuple[sequence.State, tuple[torch.Tensor, torch.Tensor]]:
@@ -311,7 +310,8 @@ class WorldModel(nn.Module):
             state, prev = self.episode_context(batch["prefix"])
         out = self.observe(batch["obs"], batch["action"], batch["is_first"], state, all_states, prev)
         feat = self.head_features(out["h"], out["z"])
-        decoder = self.decoder_loss(self.decoder_features(out["h"], out["z"]), batch["obs"])
+        same = cfg.decoder_input == cfg.head_input  # both (h, z): one concatenation serves both
+        decoder = self.decoder_loss(feat if same else self.decoder_features(out["h"], out["z"]), batch["obs"])
         reward = -TwoHot(self.reward_head(feat)).log_prob(batch["reward"].float())
         cont = -Bernoulli(self.cont_head(feat).squeeze(-1)).log_prob(1.0 - batch["is_terminal"].float())
         kl_loss, dyn, rep = kl_balance(out["post_logits"], out["prior_logits"], self.latent, cfg.dyn_scale,
