@@ -78,3 +78,9 @@ def test_memory_figure_reads_lengths_solved_and_last_evaluation(tmp_path, capsys
     table = capsys.readouterr().out
     assert "| 100 | r2i | T=256 window | 1 | 10,000 | 10.0 | yes | 1.00 |" in table
     assert module.main([str(tmp_path / "runs" / "c"), "--out", out]) == 2
+
+
+def test_small_softmax_benchmark_measures_both_routes():
+    row = script("small_softmax").measure((3, 4, 8), repeats=1)
+    assert set(row) == {"torch_forward", "ours_forward", "torch_backward", "ours_backward"}
+    assert all(v > 0 for v in row.values())
