@@ -1,5 +1,6 @@
 """S5-specific facts: HiPPO-LegS initialisation, discretisation, and the official R2I reset defects."""
 
+import contextlib
 import math
 
 import pytest
@@ -79,3 +80,29 @@ def test_reset_is_exact_not_one_step_early():
         early = _reference(core, x, reset, early=True)
     torch.testing.assert_close(y, exact, atol=1e-5, rtol=0)
     assert (y - early).abs().max() > 1e-2  # the off-by-one reset gives visibly different outputs
+
+
+def test_rollout_reuses_the_weights_with_equal_outputs_and_gradients():
+    torch.manual_seed(0)
+    core = sequence.make("s5", 6, width=8, state_size=8, n_layers=2)
+    x = torch.randn(3, 5, 6)
+
+    def run(rollout: bool):
+        core.zero_grad()
+        state, ys = core.initial(3), []
+        with core.rollout() if rollout else contextlib.nullcontext():
+            for t in range(5):
+                y, state = core.step(x[:, t], state)
+                ys.append(y)
+        torch.stack(ys).square().sum().backward()
+        return torch.stack(ys).detach(), [p.grad.clone() for p in core.parameters()]
+
+    y_plain, g_plain = run(False)
+    y_cached, g_cached = run(True)
+    torch.testing.assert_close(y_cached, y_plain, rtol=0, atol=0)
+    for a, b in zip(g_cached, g_plain):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert core._rollout_weights is None
+    with pytest.raises(RuntimeError), core.rollout():
+        raise RuntimeError("an error inside the rollout")
+    assert core._rollout_weights is None  # a later step recomputes (e.g. after an optimiser step)

@@ -285,14 +285,16 @@ class WorldModel(nn.Module):
         Returns h (K+1, N, H), z (K+1, N, G*C), x (K+1, N, X) for the states s_0..s_K, action (K, N, A), and the
         predicted reward and continue flag (K, N) of each transition s_k -> s_{k+1}."""
         hs, zs, xs, actions = [h], [z], [self.core.features(state)], []
-        for _ in range(horizon):
-            action = policy({"h": hs[-1], "z": zs[-1], "x": xs[-1]})
-            reset = None if self.cfg.memory else torch.ones(action.shape[0], dtype=torch.bool, device=action.device)
-            h, state = self.core.step(self.core_input(torch.cat([zs[-1], action], -1)), state, reset=reset)
-            hs.append(h)
-            zs.append(self.latent(self.prior(h)).sample().flatten(-2))
-            xs.append(self.core.features(state))
-            actions.append(action)
+        with self.core.rollout():  # the parameters are fixed for the whole rollout
+            for _ in range(horizon):
+                action = policy({"h": hs[-1], "z": zs[-1], "x": xs[-1]})
+                reset = None if self.cfg.memory else torch.ones(action.shape[0], dtype=torch.bool,
+                                                                 device=action.device)
+                h, state = self.core.step(self.core_input(torch.cat([zs[-1], action], -1)), state, reset=reset)
+                hs.append(h)
+                zs.append(self.latent(self.prior(h)).sample().flatten(-2))
+                xs.append(self.core.features(state))
+                actions.append(action)
         out = dict(h=torch.stack(hs), z=torch.stack(zs), x=torch.stack(xs), action=torch.stack(actions))
         feat = self.head_features(out["h"][1:], out["z"][1:])
         out["reward"] = TwoHot(self.reward_head(feat)).mean

@@ -133,6 +133,12 @@ class SequenceCore(nn.Module):
             return state
         return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
+    def rollout(self) -> Any:
+        """A context for a run of ``step`` calls over which the parameters do not change (imagination): a core may
+        compute its per-step constants once on entering it (S5's discretisation). Outside it, ``step`` computes them
+        every call; results are the same either way."""
+        return nullcontext()
+
     def reset(self, state: State, mask: torch.Tensor) -> State:
         """Replace the rows of ``state`` where ``mask`` (B,) is True by the initial state."""
         init = self.initial(mask.shape[0])

@@ -15,8 +15,9 @@ initial state and any number of resets.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Iterator, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -111,45 +112,60 @@ class S5Layer(nn.Module):
         lam_bar = torch.exp(lam * step)  # zero-order hold
         return lam_bar, ((lam_bar - 1) / lam)[:, None] * b
 
-    def _input(self, u: torch.Tensor, b_bar: torch.Tensor) -> torch.Tensor:
-        """B_bar u for real u (..., H) -> complex (..., P): one real matmul with the (P, 2, H) stack of B_bar's real
-        and imaginary parts, whose (..., P, 2) result is viewed as complex without a copy. Under autocast the matmul
-        runs in bfloat16 and its result is cast back: the state and the scan stay complex64."""
-        weight = torch.view_as_real(b_bar).transpose(1, 2).reshape(-1, u.shape[-1])  # rows re_0, im_0, re_1, ...
-        return torch.view_as_complex((u @ weight.T).to(weight.dtype).unflatten(-1, (-1, 2)))
+    def weights(self) -> LayerWeights:
+        """What every step computes from the parameters alone (once per parallel call, or once per rollout)."""
+        lam_bar, b_bar = self.discretize()
+        return LayerWeights(
+            lam_bar=lam_bar,
+            # B_bar as a (2P, H) real matrix, rows re_0, im_0, re_1, ...: B_bar u is one real matmul whose (..., P, 2)
+            # result is viewed as complex without a copy
+            w_in=torch.view_as_real(b_bar).transpose(1, 2).reshape(-1, b_bar.shape[1]),
+            # [C_re, -C_im] interleaved, (H, 2P): Re(C x) is one matmul over x's real view (no copy of x)
+            w_out=torch.stack([self.c_re, -self.c_im], -1).flatten(1),
+            # Dense and Dense' of the gate stacked, (2H, H): one matmul and one fused GLU instead of two Linears, a
+            # sigmoid and a mul (the two Linears stay the parameters: checkpoints and init are unchanged)
+            w_gate=torch.cat([self.gate_value.weight, self.gate_sigmoid.weight]),
+            b_gate=torch.cat([self.gate_value.bias, self.gate_sigmoid.bias]))
 
-    def _output(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """y = Re(C x) + D u, then the gated dense block and the post-norm residual. u (..., H), x (..., P).
-        Re(C x) = [Re x, Im x] . [C_re, -C_im] as one matmul over x's interleaved real view (no copy of x)."""
-        weight = torch.stack([self.c_re, -self.c_im], -1).flatten(1)  # (H, 2P): columns re_0, im_0, re_1, ...
-        y = torch.view_as_real(x).flatten(-2) @ weight.T + self.d * u
-        return self.norm(u + self._gate(F.gelu(y, approximate="tanh")))
+    def _input(self, u: torch.Tensor, w: LayerWeights) -> torch.Tensor:
+        """B_bar u for real u (..., H) -> complex (..., P). Under autocast the matmul runs in bfloat16 and its result is
+        cast back: the state and the scan stay complex64."""
+        return torch.view_as_complex((u @ w.w_in.T).to(w.w_in.dtype).unflatten(-1, (-1, 2)))
 
-    def _gate(self, v: torch.Tensor) -> torch.Tensor:
-        """Dense(v) * sigmoid(Dense'(v)) as one (H -> 2H) matmul and one fused GLU: a third fewer ops (forward and
-        backward) than two Linears, a mul and a sigmoid; the two Linears stay the parameters (checkpoints, init)."""
-        weight = torch.cat([self.gate_value.weight, self.gate_sigmoid.weight])
-        bias = torch.cat([self.gate_value.bias, self.gate_sigmoid.bias])
-        return F.glu(F.linear(v, weight, bias), -1)
+    def _output(self, u: torch.Tensor, x: torch.Tensor, w: LayerWeights) -> torch.Tensor:
+        """y = Re(C x) + D u, then the gated dense block and the post-norm residual. u (..., H), x (..., P)."""
+        y = torch.view_as_real(x).flatten(-2) @ w.w_out.T + self.d * u
+        v = F.glu(F.linear(F.gelu(y, approximate="tanh"), w.w_gate, w.b_gate), -1)
+        return self.norm(u + v)
 
     def forward(
         self, u: torch.Tensor, reset: torch.Tensor, x0: torch.Tensor, x_init: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """u: (B, T, H); reset: (B, T) bool; x0: (B, P) complex, the state entering t=0; x_init: (B, P) complex,
         the state a reset restores. Returns (out (B, T, H), states x (B, T, P) complex)."""
-        lam_bar, b_bar = self.discretize()
-        bu = self._input(u, b_bar)
+        w = self.weights()
+        bu = self._input(u, w)
         keep = ~reset[..., None]  # (B, T, 1)
-        a = torch.where(keep, lam_bar, torch.zeros_like(lam_bar))  # decay 0 where the state is replaced
-        b = torch.where(keep, bu, bu + lam_bar * x_init[:, None])
+        a = torch.where(keep, w.lam_bar, torch.zeros_like(w.lam_bar))  # decay 0 where the state is replaced
+        b = torch.where(keep, bu, bu + w.lam_bar * x_init[:, None])
         x = linear_scan(a, b, x0, self.chunk)
-        return self._output(u, x), x
+        return self._output(u, x, w), x
 
-    def step(self, u: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """u: (B, H); x: (B, P) complex. Returns (out (B, H), new x)."""
-        lam_bar, b_bar = self.discretize()
-        x = lam_bar * x + self._input(u, b_bar)
-        return self._output(u, x), x
+    def step(self, u: torch.Tensor, x: torch.Tensor,
+             w: LayerWeights | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """u: (B, H); x: (B, P) complex; w: this layer's ``weights()`` if the caller keeps them. Returns (out (B, H),
+        new x)."""
+        w = w or self.weights()
+        x = w.lam_bar * x + self._input(u, w)
+        return self._output(u, x, w), x
+
+
+class LayerWeights(NamedTuple):
+    lam_bar: torch.Tensor  # (P,) complex
+    w_in: torch.Tensor  # (2P, H)
+    w_out: torch.Tensor  # (H, 2P)
+    w_gate: torch.Tensor  # (2H, H)
+    b_gate: torch.Tensor  # (2H,)
 
 
 class S5Core(SequenceCore):
@@ -169,6 +185,7 @@ class S5Core(SequenceCore):
         self.layers = nn.ModuleList(S5Layer(cfg.width, cfg) for _ in range(cfg.n_layers))
         self.output_proj = nn.Linear(cfg.width, self.output_dim)
         shape = (cfg.n_layers, cfg.state_size, 2)
+        self._rollout_weights: list[LayerWeights] | None = None  # set inside ``rollout()``
         if cfg.initial == "learned":
             self.initial_ssm = nn.Parameter(torch.zeros(shape))
         else:
@@ -200,11 +217,21 @@ class S5Core(SequenceCore):
         y, per_layer = self._run(x, reset, state)
         return y, {"ssm": torch.view_as_real(torch.stack(per_layer, 2))}
 
+    @contextmanager
+    def rollout(self) -> Iterator[None]:
+        """Each layer's ``weights()`` (discretisation and stacked matrices) computed once for all steps inside."""
+        self._rollout_weights = [layer.weights() for layer in self.layers]
+        try:
+            yield
+        finally:
+            self._rollout_weights = None
+
     def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         u = self.input_proj(x)
         ssm = torch.view_as_complex(state["ssm"].contiguous())
+        weights = self._rollout_weights or [None] * len(self.layers)
         new = []
-        for i, layer in enumerate(self.layers):
-            u, xi = layer.step(u, ssm[:, i])
+        for i, (layer, w) in enumerate(zip(self.layers, weights)):
+            u, xi = layer.step(u, ssm[:, i], w)
             new.append(xi)
         return F.silu(self.output_proj(u)), {"ssm": torch.view_as_real(torch.stack(new, 1))}
