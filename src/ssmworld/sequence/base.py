@@ -39,8 +39,9 @@ class SequenceCore(nn.Module):
     output_dim: int
     state_features_dim: int
     # Under torch.autocast (agent.precision=bfloat16): True for cores whose matmuls may run in bfloat16 because their
-    # recurrences keep float32 states (s5, gru); the others run in float32 with autocast off, as their scans
-    # accumulate decays that bfloat16 would round. Either way x may arrive in bfloat16 and states leave in float32.
+    # recurrences keep float32 states and gain from it (s5); the others run in float32 with autocast off (the Mamba
+    # scans accumulate decays that bfloat16 would round; the GRU's per-step matmuls are too small to gain). Either
+    # way x may arrive in bfloat16 and states leave in float32.
     autocast_ok: bool = False
 
     # ---- to implement -------------------------------------------------------------------------------------------

@@ -46,7 +46,9 @@ class GRUConfig:
 class GRUCore(SequenceCore):
     name = "gru"
     Config = GRUConfig
-    autocast_ok = True  # bfloat16 matmuls; the hidden state's update (lerp with the fp32 norm affine) stays float32
+    # Float32 under autocast: its T sequential (B x width) matmuls are too small for bfloat16 to pay off (measured
+    # 1.1-1.4x slower at widths 128-4096, B=16, docs/RESULTS.md "Mixed precision")
+    autocast_ok = False
 
     def __init__(self, input_dim: int, config: GRUConfig | None = None) -> None:
         super().__init__()
