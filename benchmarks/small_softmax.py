@@ -13,23 +13,16 @@ import argparse
 import datetime
 import json
 import platform
-import statistics
-import time
 from typing import Callable
 
 import torch
 
 from ssmworld.nn.distributions import softmax
+from ssmworld.tools.bench_harness import median_time
 
 
 def timed(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_time(fn, repeats, budget_s=float("inf"))[0]
 
 
 def measure(shape: tuple[int, ...], repeats: int) -> dict[str, float]:
