@@ -8,6 +8,7 @@ from ssmworld.dreamer.agent import Agent, AgentConfig
 from ssmworld.dreamer.behavior import ActorCriticConfig
 from ssmworld.dreamer.imagination import ImaginationConfig
 from ssmworld.dreamer.world_model import WorldModelConfig
+from ssmworld.errors import UserError
 
 from .test_world_model import CORE_CFGS, batch
 
@@ -116,3 +117,41 @@ def test_one_full_update_with_image_observations(discrete):
     action, state = agent.act({"image": data["obs"]["image"][:, 0], "vector": data["obs"]["vector"][:, 0]},
                               torch.ones(3, dtype=torch.bool), None)
     assert action.shape == (3, 4)
+
+
+def test_reset_actor_critic_gives_a_fresh_pair_and_keeps_the_world_model():
+    agent = make_agent("s5")
+    with torch.no_grad():  # a saturated actor: one action's logit far above the others
+        agent.actor_critic.actor.head.bias.copy_(torch.tensor([60.0, 0.0, 0.0, 0.0]))
+    agent.update(batch())
+    feat = torch.randn(64, agent.feat_dim)
+    saturated = agent.actor_critic.policy(feat).entropy().mean()
+    model = {k: v.clone() for k, v in agent.world_model.state_dict().items()}
+    normalizer = {k: v.clone() for k, v in agent.actor_critic.normalizer.state_dict().items()}
+    assert agent.actor_opt.state and agent.critic_opt.state and agent.model_opt.state
+    agent.reset_actor_critic()
+    ac = agent.actor_critic
+    fresh = ac.policy(feat).entropy().mean()
+    assert saturated < 0.1 < 1.0 < fresh <= torch.log(torch.tensor(4.0))  # near uniform again
+    assert not ac.critic.head.weight.any() and not ac.critic.head.bias.any()  # zero-initialised output, as built
+    assert all(torch.equal(a, b) for a, b in zip(ac.critic.state_dict().values(), ac.slow_critic.state_dict().values()))
+    assert not agent.actor_opt.state and not agent.critic_opt.state and agent.model_opt.state
+    assert all(torch.equal(v, agent.world_model.state_dict()[k]) for k, v in model.items())
+    assert all(torch.equal(v, ac.normalizer.state_dict()[k]) for k, v in normalizer.items())
+    metrics = agent.update(batch())  # and it trains on from there
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+
+
+def test_update_resets_the_actor_critic_every_reset_every_updates(monkeypatch):
+    agent = make_agent("gru")
+    agent.cfg.actor_critic.reset_every = 3
+    at = []
+    monkeypatch.setattr(agent, "reset_actor_critic", lambda: at.append(int(agent.updates)))
+    for _ in range(7):
+        agent.update(batch())
+    assert at == [3, 6]
+
+
+def test_reset_every_must_not_be_negative():
+    with pytest.raises(UserError, match="reset_every must be >= 0"):
+        ActorCriticConfig(reset_every=-1)

@@ -84,3 +84,18 @@ def test_small_softmax_benchmark_measures_both_routes():
     row = script("small_softmax").measure((3, 4, 8), repeats=1)
     assert set(row) == {"torch_forward", "ours_forward", "torch_backward", "ours_backward"}
     assert all(v > 0 for v in row.values())
+
+
+def test_actor_plasticity_probes_a_memory_len_run(tmp_path):
+    cfg = load_config("r2i", "debug", "bsuite:memory_len/0", {"train.prefill": 20, "train.eval_every": 0})
+    cfg.train.steps = 30
+    logdir = str(tmp_path / "run")
+    os.makedirs(logdir)
+    Trainer(cfg, logdir, quiet=True).run()
+    result = script("actor_plasticity").measure(logdir, episodes=6, updates=4, every=2)
+    assert result["query_steps"] == 6 and result["env_step"] == 30
+    assert 0 <= result["reward_head_prefers_rewarded_action"] <= 1 and 0 <= result["ridge_probe_accuracy"] <= 1
+    for curve in (result["run_actor_critic"], result["fresh_actor_critic"]):
+        assert [u for u, _ in curve] == [0, 2, 4] and all(0 < p < 1 for _, p in curve)
+    assert result["run_actor_critic"][0][1] == result["actor_p_rewarded"]  # the run's actor before any update
+    json.dumps(result)

@@ -23,6 +23,8 @@ class GradientSync(Protocol):
 
     def average_buffers(self, module: nn.Module) -> None: ...
 
+    def broadcast_module(self, module: nn.Module) -> None: ...
+
 
 class NoSync:
     """A single process: nothing to share."""
@@ -31,6 +33,9 @@ class NoSync:
         pass
 
     def average_buffers(self, module: nn.Module) -> None:
+        pass
+
+    def broadcast_module(self, module: nn.Module) -> None:
         pass
 
 
@@ -72,8 +77,8 @@ class Agent(nn.Module):
         self.world_model = WorldModel(obs_shapes, action_dim, cfg.world_model)
         sizes = {"h": self.world_model.core.output_dim, "z": self.world_model.latent_dim,
                  "x": self.world_model.core.state_features_dim}
-        feat_dim = sum(sizes[k] for k in POLICY_INPUTS[cfg.policy_input])
-        self.actor_critic = ActorCritic(feat_dim, action_dim, discrete, cfg.actor_critic)
+        self.feat_dim = sum(sizes[k] for k in POLICY_INPUTS[cfg.policy_input])
+        self.actor_critic = ActorCritic(self.feat_dim, action_dim, discrete, cfg.actor_critic)
         ac = self.actor_critic
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # in checkpoints: the warm-up resumes
         optimizer = torch.optim.Adam if cfg.optimizer == "adam" else LaProp
@@ -86,6 +91,17 @@ class Agent(nn.Module):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"model": self.model_opt, "actor": self.actor_opt, "critic": self.critic_opt}
+
+    def reset_actor_critic(self) -> None:
+        """Fresh actor, critic and slow critic, as at construction, with empty optimiser states (the return
+        normaliser keeps its statistics: they describe the world model's returns, not the policy)."""
+        ac = self.actor_critic
+        fresh = ActorCritic(self.feat_dim, self.action_dim, self.discrete, self.cfg.actor_critic)
+        for name in ("actor", "critic", "slow_critic"):
+            getattr(ac, name).load_state_dict(getattr(fresh, name).state_dict())
+        self.actor_opt.state.clear()
+        self.critic_opt.state.clear()
+        self.sync.broadcast_module(ac)  # data-parallel ranks drew different initialisations
 
     def features(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
         """The actor/critic input from {"h", "z", "x"} (..., dims) per ``policy_input``."""
@@ -138,6 +154,9 @@ class Agent(nn.Module):
             for group in self.model_opt.param_groups:
                 group["lr"] = cfg.model_lr * min(1.0, (int(self.updates) + 1) / cfg.model_warmup)
         self.updates += 1
+        reset_every = cfg.actor_critic.reset_every
+        if reset_every and int(self.updates) % reset_every == 0:
+            self.reset_actor_critic()
         self.model_opt.zero_grad(set_to_none=True)
         model_loss.backward()
         self.sync.average_gradients(wm.parameters())

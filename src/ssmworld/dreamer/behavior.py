@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..errors import check_choices
+from ..errors import UserError, check_choices
 from ..nn import MLP, BoundedNormal, TwoHot
 from ..nn.distributions import full_precision, onehot, sample_index, softmax
 
@@ -75,6 +75,15 @@ class ActorCriticConfig:
     continuous_gradient: Literal["dynamics", "reinforce"] = "dynamics"
     slow_critic_fraction: float = 0.02  # EMA step of the slow critic after every update
     slow_critic_reg: float = 1.0  # weight of the pull towards the slow critic's prediction
+    # Re-initialise actor, critic and slow critic (and their optimiser states) every this many updates; 0: never.
+    # They learn only in imagination, so a fresh pair relearns from the current world model without new data; this
+    # recovers a policy whose softmax saturated on what an early world model predicted (its gradients then vanish:
+    # docs/RESULTS.md "A saturated actor"). Nikishin et al. 2022, "The primacy bias in deep RL", reset heads alike.
+    reset_every: int = 0
+
+    def __post_init__(self) -> None:
+        if self.reset_every < 0:
+            raise UserError(f"agent.actor_critic.reset_every must be >= 0 (0: never), got {self.reset_every}")
 
 
 class ActorCritic(nn.Module):
