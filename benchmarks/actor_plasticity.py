@@ -53,7 +53,8 @@ def play(agent: Agent, env_id: str, episodes: int, seed: int) -> dict[str, Any]:
             action = onehot(torch.tensor([int(rng.integers(A))]), A, z.dtype)
             obs, _, terminated, truncated, _ = env.step(to_env_actions(action[0].numpy(), env.action_space))
             done = terminated or truncated
-            hs.append(h), zs.append(z), states.append(state), cues.append(cue), query.append(done)
+            for kept, value in zip((hs, zs, states, cues, query), (h, z, state, cue, done)):
+                kept.append(value)
             prev, first = torch.cat([z, action], -1), False
     env.close()
     return {"h": torch.cat(hs), "z": torch.cat(zs), "state": {k: torch.cat([s[k] for s in states]) for k in states[0]},
