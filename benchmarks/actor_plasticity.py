@@ -29,6 +29,7 @@ import torch
 
 from ssmworld import envs
 from ssmworld.dreamer.agent import Agent
+from ssmworld.dreamer.imagination import Starts
 from ssmworld.errors import UserError
 from ssmworld.nn.distributions import onehot
 from ssmworld.runtime.episodes import load_run, obs_to_tensors, to_env_actions
@@ -99,28 +100,15 @@ def p_rewarded(agent: Agent, data: dict[str, Any]) -> float:
 
 def train_in_imagination(agent: Agent, data: dict[str, Any], updates: int, every: int, starts: int = 256
                          ) -> list[tuple[int, float]]:
-    """The actor-critic half of Agent.update on the frozen world model, from random kept states; returns
-    [(update, p_rewarded)] every ``every`` updates."""
-    wm, ac, cfg = agent.world_model, agent.actor_critic, agent.cfg
+    """``Agent.update_behavior`` on the frozen world model from random kept states; returns [(update, p_rewarded)]
+    every ``every`` updates."""
     curve = []
     for update in range(updates + 1):
         if update % every == 0:
             curve.append((update, p_rewarded(agent, data)))
-        if update == updates:
-            break
-        pick = torch.randint(data["h"].shape[0], (starts,))
-        with torch.no_grad():
-            traj = wm.imagine(*at(data, pick), lambda parts: ac.policy(agent.features(parts)).sample(),
-                              cfg.imagination.horizon)
-        actor_loss, critic_loss, _ = ac.loss(agent.features(traj), traj["action"], traj["reward"], traj["cont"])
-        agent.actor_opt.zero_grad(set_to_none=True)
-        agent.critic_opt.zero_grad(set_to_none=True)
-        (actor_loss + critic_loss).backward()
-        torch.nn.utils.clip_grad_norm_(ac.actor.parameters(), cfg.actor_critic_clip)
-        torch.nn.utils.clip_grad_norm_(ac.critic.parameters(), cfg.actor_critic_clip)
-        agent.actor_opt.step()
-        agent.critic_opt.step()
-        ac.update_slow_critic()
+        if update < updates:
+            pick = torch.randint(data["h"].shape[0], (starts,))
+            agent.update_behavior(Starts(*at(data, pick), cont=torch.ones(starts)))
     return curve
 
 

@@ -21,13 +21,19 @@ def script(name: str):
     return module
 
 
-@pytest.mark.slow
-def test_open_loop_errors_of_a_trained_run(tmp_path):
-    cfg = load_config("r2i", "debug", "dmc:cartpole_balance", {"train.prefill": 30, "train.eval_episodes": 1})
-    cfg.train.steps = 40
+def trained_run(tmp_path, env: str, overrides: dict, steps: int) -> str:
+    """The directory of a tiny r2i debug run of ``steps`` env steps."""
+    cfg = load_config("r2i", "debug", env, overrides)
+    cfg.train.steps = steps
     logdir = str(tmp_path / "run")
     os.makedirs(logdir)
     Trainer(cfg, logdir, quiet=True).run()
+    return logdir
+
+
+@pytest.mark.slow
+def test_open_loop_errors_of_a_trained_run(tmp_path):
+    logdir = trained_run(tmp_path, "dmc:cartpole_balance", {"train.prefill": 30, "train.eval_episodes": 1}, steps=40)
     result = script("open_loop").open_loop_errors(logdir, episodes=1, every=100, horizon=3)
     assert result["latent"] == "2x4" and result["starts"] == 5  # t = 0, 100, ..., 400 of a 500-step episode
     assert set(result["rmse"]) == {1, 2, 3}
@@ -87,11 +93,7 @@ def test_small_softmax_benchmark_measures_both_routes():
 
 
 def test_actor_plasticity_probes_a_memory_len_run(tmp_path):
-    cfg = load_config("r2i", "debug", "bsuite:memory_len/0", {"train.prefill": 20, "train.eval_every": 0})
-    cfg.train.steps = 30
-    logdir = str(tmp_path / "run")
-    os.makedirs(logdir)
-    Trainer(cfg, logdir, quiet=True).run()
+    logdir = trained_run(tmp_path, "bsuite:memory_len/0", {"train.prefill": 20, "train.eval_every": 0}, steps=30)
     result = script("actor_plasticity").measure(logdir, episodes=6, updates=4, every=2)
     assert result["query_steps"] == 6 and result["env_step"] == 30
     assert 0 <= result["reward_head_prefers_rewarded_action"] <= 1 and 0 <= result["ridge_probe_accuracy"] <= 1

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..errors import check_choices
 from .behavior import ActorCritic, ActorCriticConfig
-from .imagination import ImaginationConfig, choose_starts
+from .imagination import ImaginationConfig, Starts, choose_starts
 from .optim import LaProp
 from .world_model import WorldModel, WorldModelConfig
 
@@ -145,7 +145,7 @@ class Agent(nn.Module):
     def update(self, batch: dict[str, Any], contexts: dict[str, Any] | None = None) -> dict[str, float]:
         """One world-model update and one actor-critic update in imagination. batch: see WorldModel.loss;
         contexts: replayed (N, C) windows to start imagination from (agent.imagination.starts=replay)."""
-        cfg, wm, ac = self.cfg, self.world_model, self.actor_critic
+        cfg, wm = self.cfg, self.world_model
         device = batch["action"].device
         clock = [_now(device)]
         with self._autocast(device):
@@ -163,13 +163,27 @@ class Agent(nn.Module):
         metrics["grad_norm_model"] = nn.utils.clip_grad_norm_(wm.parameters(), cfg.model_clip)
         self.model_opt.step()
         clock.append(_now(device))
+        with self._autocast(device):
+            starts = choose_starts(wm, cfg.imagination, batch, out, contexts)
+        clock.append(_now(device))
+        metrics.update(self.update_behavior(starts))
+        metrics["seconds_world_model"] = clock[1] - clock[0]
+        metrics["seconds_imagination"] += clock[2] - clock[1]  # where the update time goes: with its starts
+        return {k: float(v) for k, v in metrics.items()}
+
+    def update_behavior(self, starts: Starts) -> dict[str, torch.Tensor | float]:
+        """One actor-critic update in imagination from ``starts`` (the second half of ``update``; alone, it trains
+        the actor-critic on a fixed world model). Returns its metrics, with seconds_imagination and
+        seconds_actor_critic."""
+        cfg, wm, ac = self.cfg, self.world_model, self.actor_critic
+        device = starts.h.device
+        clock, metrics = [_now(device)], {}
 
         def policy(parts: dict[str, torch.Tensor]) -> torch.Tensor:
             dist = ac.policy(self.features(parts).detach())
             return dist.sample() if self.discrete else dist.sample_in_bounds()  # in [-1, 1], as in replay
 
         with self._autocast(device):
-            starts = choose_starts(wm, cfg.imagination, batch, out, contexts)
             with torch.set_grad_enabled(ac.backprop_dynamics):  # the return's gradient through the dynamics
                 traj = wm.imagine(starts.h, starts.z, starts.state, policy, cfg.imagination.horizon)
             clock.append(_now(device))
@@ -189,9 +203,9 @@ class Agent(nn.Module):
         self.sync.average_buffers(self)  # return-normalisation EMAs, batch-norm statistics
         metrics.update(ac_metrics)
         clock.append(_now(device))
-        for name, start, end in zip(("world_model", "imagination", "actor_critic"), clock, clock[1:]):
-            metrics[f"seconds_{name}"] = end - start  # where the update time goes (imagination includes its starts)
-        return {k: float(v) for k, v in metrics.items()}
+        metrics["seconds_imagination"] = clock[1] - clock[0]
+        metrics["seconds_actor_critic"] = clock[2] - clock[1]
+        return metrics
 
 
 def _now(device: torch.device) -> float:
