@@ -152,6 +152,25 @@ def test_update_resets_the_actor_critic_every_reset_every_updates(monkeypatch):
     assert at == [3, 6]
 
 
+def test_warm_up_behavior_trains_the_actor_critic_on_the_current_world_model():
+    agent = make_agent("s5")
+    agent.cfg.actor_critic.reset_every, agent.cfg.actor_critic.reset_warmup = 2, 5
+    data = batch()
+    agent.update(data)
+    assert agent.behavior_warmups_due() == 0
+    agent.update(data)  # update 2: the reset
+    assert agent.behavior_warmups_due() == 5
+    model = {k: v.clone() for k, v in agent.world_model.state_dict().items()}
+    actor = {k: v.clone() for k, v in agent.actor_critic.actor.state_dict().items()}
+    updates = int(agent.updates)
+    metrics = agent.warm_up_behavior(data)
+    assert "loss_actor" in metrics and all(torch.isfinite(torch.as_tensor(v)) for v in metrics.values())
+    assert all(torch.equal(v, agent.world_model.state_dict()[k]) for k, v in model.items())
+    assert all(p.grad is None for p in agent.world_model.parameters())
+    assert not all(torch.equal(v, agent.actor_critic.actor.state_dict()[k]) for k, v in actor.items())
+    assert int(agent.updates) == updates  # not an update: the reset schedule and the model warm-up stay put
+
+
 def test_reset_every_must_not_be_negative():
     with pytest.raises(UserError, match="reset_every must be >= 0"):
         ActorCriticConfig(reset_every=-1)

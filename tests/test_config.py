@@ -68,6 +68,10 @@ def test_overrides_convert_and_check_types():
     ("train.steps.x=3", "is a value, not a group"),
     ("nonsense", "must look like key=value"),
     ("train.device=42", None),  # an int where a str is expected is taken as its text
+    # a group's own checks run on the final values, not only when the group is constructed
+    ("agent.actor_critic.reset_every=-1", "agent.actor_critic.reset_every must be >= 0"),
+    ("agent.actor_critic.reset_warmup=5", "reset_warmup must be >= 0 and needs reset_every > 0"),
+    ("agent.imagination.horizon=0", "agent.imagination: horizon, context and count must be >= 1"),
 ])
 def test_bad_overrides_give_one_line_errors(override, message):
     if message is None:

@@ -31,6 +31,22 @@ def test_train_runs_end_to_end_with_the_update_schedule():
     assert summary["eval_episodes"] == 3 and summary["eval_success_rate"] in (0.0, 1 / 3, 2 / 3, 1.0)
 
 
+def test_a_reset_actor_critic_warms_up_on_fresh_batches_before_it_acts(monkeypatch):
+    cfg = debug_config(steps=80, **{"train.prefill": 30, "train.train_ratio": 8, "train.eval_episodes": 1,
+                                    "agent.actor_critic.reset_every": 10, "agent.actor_critic.reset_warmup": 3})
+    trainer = Trainer(cfg, quiet=True)
+    calls, sampled = [], []
+    sample = trainer.sample_batch
+    monkeypatch.setattr(trainer, "sample_batch", lambda: sampled.append(1) or sample())
+    warm_up = trainer.agent.warm_up_behavior
+    monkeypatch.setattr(trainer.agent, "warm_up_behavior",
+                        lambda *a: calls.append((int(trainer.agent.updates), trainer.step)) or warm_up(*a))
+    summary = trainer.run()
+    assert summary["updates"] == 25  # warm-ups are not updates (as above)
+    assert [u for u, _ in calls] == [10] * 3 + [20] * 3  # right after the resets, before the next env step
+    assert len({step for _, step in calls[:3]}) == 1 and len(sampled) == 25 + 6  # each its own batch
+
+
 def test_replay_stream_follows_the_convention():
     cfg = debug_config(steps=12, **{"train.prefill": 100})
     trainer = Trainer(cfg, quiet=True)

@@ -171,6 +171,22 @@ class Agent(nn.Module):
         metrics["seconds_imagination"] += clock[2] - clock[1]  # where the update time goes: with its starts
         return {k: float(v) for k, v in metrics.items()}
 
+    def behavior_warmups_due(self) -> int:
+        """How many ``warm_up_behavior`` calls the runtime owes the actor-critic now: reset_warmup right after the
+        update that reset it (agent.actor_critic.reset_every), else 0."""
+        ac = self.cfg.actor_critic
+        return ac.reset_warmup if ac.reset_every and int(self.updates) % ac.reset_every == 0 else 0
+
+    def warm_up_behavior(self, batch: dict[str, Any], contexts: dict[str, Any] | None = None
+                         ) -> dict[str, torch.Tensor | float]:
+        """One actor-critic update on the current world model from ``batch``'s imagination starts (the world
+        model is not trained: a fresh actor-critic catches up with it after a reset; arguments as ``update``)."""
+        cfg, wm = self.cfg, self.world_model
+        with torch.no_grad(), self._autocast(batch["action"].device):
+            out = wm.observe_batch(batch, all_states=cfg.imagination.starts == "posterior")
+            starts = choose_starts(wm, cfg.imagination, batch, out, contexts)
+        return self.update_behavior(starts)
+
     def update_behavior(self, starts: Starts) -> dict[str, torch.Tensor | float]:
         """One actor-critic update in imagination from ``starts`` (the second half of ``update``; alone, it trains
         the actor-critic on a fixed world model). Returns its metrics, with seconds_imagination and

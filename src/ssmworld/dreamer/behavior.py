@@ -80,10 +80,16 @@ class ActorCriticConfig:
     # recovers a policy whose softmax saturated on what an early world model predicted (its gradients then vanish:
     # docs/RESULTS.md "A saturated actor"). Nikishin et al. 2022, "The primacy bias in deep RL", reset heads alike.
     reset_every: int = 0
+    # Actor-critic updates a fresh pair gets on the current world model right after a reset, each from a new replay
+    # batch, before it acts again: acting and evaluation never see an untrained policy (0: it learns alongside).
+    reset_warmup: int = 0
 
     def __post_init__(self) -> None:
         if self.reset_every < 0:
             raise UserError(f"agent.actor_critic.reset_every must be >= 0 (0: never), got {self.reset_every}")
+        if self.reset_warmup < 0 or (self.reset_warmup and not self.reset_every):
+            raise UserError(f"agent.actor_critic.reset_warmup must be >= 0 and needs reset_every > 0, got "
+                            f"reset_warmup={self.reset_warmup}, reset_every={self.reset_every}")
 
 
 class ActorCritic(nn.Module):

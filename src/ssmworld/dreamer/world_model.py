@@ -205,6 +205,13 @@ class WorldModel(nn.Module):
         h, core_state = run(u, self.core_reset(is_first), state)
         return dict(h=h, z=z, post_logits=post_logits, prior_logits=self.prior(h), state=core_state)
 
+    def observe_batch(self, batch: dict[str, Any], all_states: bool = False) -> dict[str, Any]:
+        """``observe`` over a replay batch (see ``loss``), from its episode context when it carries a prefix."""
+        state = prev = None
+        if "prefix" in batch and batch["prefix"]["is_first"].shape[1]:  # train.context=episode
+            state, prev = self.episode_context(batch["prefix"])
+        return self.observe(batch["obs"], batch["action"], batch["is_first"], state, all_states, prev)
+
     def core_inputs(self, z: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
                     prev: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """u_t = stem(z_{t-1}, a_{t-1}), zeroed where is_first_t: (B, T, G*C), (B, T, A), (B, T) -> (B, T, units).
@@ -307,10 +314,7 @@ class WorldModel(nn.Module):
         optionally "prefix", the sequences' episode context (a batch dict of (B, P) steps, see ``episode_context``).
         Returns (scalar loss, metrics, the observe() outputs; ``all_states`` as in observe)."""
         cfg = self.cfg
-        state = prev = None
-        if "prefix" in batch and batch["prefix"]["is_first"].shape[1]:  # train.context=episode
-            state, prev = self.episode_context(batch["prefix"])
-        out = self.observe(batch["obs"], batch["action"], batch["is_first"], state, all_states, prev)
+        out = self.observe_batch(batch, all_states)
         feat = self.head_features(out["h"], out["z"])
         same = cfg.decoder_input == cfg.head_input  # both (h, z): one concatenation serves both
         decoder = self.decoder_loss(feat if same else self.decoder_features(out["h"], out["z"]), batch["obs"])

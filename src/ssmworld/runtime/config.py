@@ -30,6 +30,7 @@ import yaml
 from ..dreamer.agent import AgentConfig
 from ..dreamer.world_model import WorldModelConfig
 from ..errors import UserError, choice_message
+from ..sequence import CORES
 from ..sequence.base import build_config
 
 SIZES = ("debug", "small", "paper")
@@ -362,12 +363,31 @@ def _upgrade(tree: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_core(cfg: Config, origin: str) -> None:
-    """The selected core's own checks (ranges, divisibility) at load time, not first when the model is built."""
+    """The selected core's own checks (ranges, divisibility) and every other group's ``__post_init__`` checks on the
+    final values, at load time: overrides set fields one by one after the groups were constructed."""
     world_model = cfg.agent.world_model
     try:
         build_config(type(world_model.core_options), world_model.core, dataclasses.asdict(world_model.core_options))
     except UserError as e:
         raise ConfigError(f"{origin}: {e} (keys agent.world_model.{world_model.core}.*)") from None
+    cores = {type(getattr(world_model, f.name)) for f in dataclasses.fields(world_model)
+             if f.name in CORES}
+    for group in _groups(cfg):
+        if type(group) not in cores and hasattr(group, "__post_init__"):
+            try:
+                group.__post_init__()
+            except UserError as e:
+                raise ConfigError(f"{origin}: {e}") from None
+
+
+def _groups(obj: Any) -> list[Any]:
+    """Every dataclass group below ``obj`` (depth first)."""
+    found = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            found += [value, *_groups(value)]
+    return found
 
 
 def save_yaml(cfg: Config, path: str) -> None:

@@ -317,6 +317,8 @@ class Trainer:
         batch, contexts = self.sample_batch()
         metrics = self.agent.update(batch, contexts)
         self.updates += 1
+        for _ in range(self.agent.behavior_warmups_due()):  # a reset actor-critic learns before it acts again
+            self.agent.warm_up_behavior(*self.sample_batch())
         bad = [k for k, v in metrics.items() if not np.isfinite(v)]
         if bad:
             where = ""
