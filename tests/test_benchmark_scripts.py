@@ -101,3 +101,11 @@ def test_actor_plasticity_probes_a_memory_len_run(tmp_path):
         assert [u for u, _ in curve] == [0, 2, 4] and all(0 < p < 1 for _, p in curve)
     assert result["run_actor_critic"][0][1] == result["actor_p_rewarded"]  # the run's actor before any update
     json.dumps(result)
+
+
+def test_imagination_scaling_measures_every_count():
+    result = script("imagination_scaling").measure("r2i", "dmc:cartpole_balance", [], [1, 4], repeats=1, size="debug")
+    assert result["own_starts"] == 32 and set(result["ms"]) == {1, 4, 32}  # debug: 32 starts
+    assert result["dynamics_backprop"] and all(t > 0 for t in result["ms"].values())
+    assert result["us_per_start"][4] == pytest.approx(1e3 * result["ms"][4] / 4)
+    assert result["bound"] >= 1.0 and result["fixed_share"] > 0

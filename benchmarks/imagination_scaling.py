@@ -1,0 +1,114 @@
+"""How imagination's time grows with the number of starts: what part of it is a fixed cost per imagined step.
+
+    OMP_NUM_THREADS=1 python benchmarks/imagination_scaling.py [--starts 1,16,64,256,1024] [--repeats 7]
+        [--json benchmarks/imagination_scaling.json]
+
+For each configuration (a preset at ``small`` on an env, as training builds it; replay filled with random-action
+episodes) the world model imagines ``horizon`` steps from N posterior start states with the current actor, and, where
+the actor learns through the dynamics (continuous actions), the backward pass of the imagined trajectory runs too.
+Reported per N: median milliseconds and microseconds per start. The time at N=1 is the part that does not shrink
+with the batch (operator dispatch, Python, per-op set-up: the same number of ops at any N); ``bound`` = t(N) / (t(N)
+- t(1)) is the speed-up that removing all of it (fusing every op, no Python) would give at the configuration's own N,
+the most any overhead work can win there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from ssmworld.dreamer.imagination import Starts, choose_starts
+from ssmworld.runtime.config import load_config
+from ssmworld.runtime.train import Trainer
+
+CONFIGS = {  # name: (preset, env, overrides)
+    "r2i small, dmc:cartpole_balance": ("r2i", "dmc:cartpole_balance", []),
+    "r2i small, bsuite:memory_len/22": ("r2i", "bsuite:memory_len/22", []),
+    "dreamerv3 small, dmc:cartpole_balance": ("dreamerv3", "dmc:cartpole_balance", []),
+}
+
+
+def prepared(preset: str, env: str, overrides: list[str], size: str = "small") -> tuple[Any, Starts]:
+    """(agent, the posterior starts of one replay batch) after a random-action prefill."""
+    cfg = load_config(preset, size, env, overrides)
+    trainer = Trainer(cfg, quiet=True)
+    fill = max(cfg.train.prefill, 4 * cfg.train.sequence_length, 2 * cfg.train.batch_size)
+    trainer.tc.prefill = fill
+    while trainer.step < fill:
+        trainer._env_step()
+    trainer.vec.close()
+    agent = trainer.agent
+    batch, contexts = trainer.sample_batch()
+    with torch.no_grad():
+        out = agent.world_model.observe_batch(batch, all_states=True)
+        starts = choose_starts(agent.world_model, agent.cfg.imagination, batch, out, contexts)
+    return agent, starts
+
+
+def imagine(agent: Any, starts: Starts, n: int) -> None:
+    """One imagination from the first n starts (repeated when there are fewer), with its backward where the actor
+    learns through the dynamics."""
+    index = torch.arange(n) % starts.h.shape[0]
+    ac, wm = agent.actor_critic, agent.world_model
+
+    def policy(parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        dist = ac.policy(agent.features(parts).detach())
+        return dist.sample() if agent.discrete else dist.sample_in_bounds()
+
+    with torch.set_grad_enabled(ac.backprop_dynamics):
+        traj = wm.imagine(starts.h[index], starts.z[index], {k: v[index] for k, v in starts.state.items()}, policy,
+                          agent.cfg.imagination.horizon)
+    if ac.backprop_dynamics:
+        (traj["reward"].sum() + traj["h"].sum()).backward()
+        agent.zero_grad(set_to_none=True)
+
+
+def measure(preset: str, env: str, overrides: list[str], counts: list[int], repeats: int, size: str = "small"
+            ) -> dict[str, Any]:
+    agent, starts = prepared(preset, env, overrides, size)
+    own = agent.cfg.imagination.count or starts.h.shape[0]  # the configuration's own starts per update
+    counts = sorted(set(counts) | {own})
+    times: dict[int, list[float]] = {n: [] for n in counts}
+    for repeat in range(repeats + 1):  # interleaved; the first round warms up
+        for n in counts:
+            start = time.perf_counter()
+            imagine(agent, starts, n)
+            if repeat:
+                times[n].append(time.perf_counter() - start)
+    ms = {n: 1e3 * statistics.median(v) for n, v in times.items()}
+    return {"preset": preset, "env": env, "overrides": overrides, "own_starts": own,
+            "horizon": agent.cfg.imagination.horizon, "dynamics_backprop": agent.actor_critic.backprop_dynamics,
+            "ms": ms, "us_per_start": {n: 1e3 * t / n for n, t in ms.items()},
+            "fixed_share": ms[min(counts)] / ms[own], "bound": ms[own] / max(ms[own] - ms[min(counts)], 1e-9)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--starts", default="1,16,64,256,1024", help="numbers of start states")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--json", default=None, help="write the results here")
+    args = parser.parse_args()
+    counts = [int(n) for n in args.starts.split(",")]
+    results = []
+    print(f"threads {torch.get_num_threads()}; milliseconds per imagination (median of {args.repeats})")
+    for name, (preset, env, overrides) in CONFIGS.items():
+        r = measure(preset, env, overrides, counts, args.repeats)
+        results.append({"name": name, **r})
+        row = "  ".join(f"N={n}: {t:.1f}" for n, t in r["ms"].items())
+        print(f"{name} (own N={r['own_starts']}, H={r['horizon']}, backward: {r['dynamics_backprop']}): {row}; "
+              f"fixed share {r['fixed_share']:.0%}, bound {r['bound']:.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
+                       "threads": torch.get_num_threads(), "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
