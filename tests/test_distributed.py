@@ -78,7 +78,8 @@ def test_torchrun_ranks_stay_identical_and_resume(tmp_path):
     run = _torchrun("--size", "debug", "--env", "builtin:recall/2", "--steps", "160", "--logdir", logdir, "--quiet",
                     "train.prefill=30", "train.checkpoint_every=80", "train.eval_episodes=1",
                     "train.context=episode",  # every window also replays its episode so far, per rank
-                    "agent.actor_critic.reset_every=16")  # re-initialised actor-critics agree across ranks
+                    "agent.actor_critic.reset_every=16",  # re-initialised actor-critics agree across ranks,
+                    "agent.actor_critic.reset_warmup=2")  # also after their warm-up on each rank's own batches
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.count('"steps": 160') == 1  # only rank 0 prints the summary
     rank0, rank1 = os.path.join(logdir, "checkpoints"), os.path.join(logdir, "rank-1", "checkpoints")
