@@ -158,7 +158,7 @@ def load_config(preset: str = "r2i", size: str = "small", env: str | None = None
         sources.update(dict.fromkeys(_keys_set(items), "command line"))
         if cfg.train.env.partition(":")[0] != suite:
             raise ConfigError("set the env with --env (it selects the suite overlay), not with train.env=")
-    check_core(cfg, "config")
+    check_config(cfg, "config")
     return cfg
 
 
@@ -329,7 +329,7 @@ def from_dict(tree: dict[str, Any]) -> Config:
     """Rebuild a Config from ``to_dict`` output (e.g. a run's config.yaml), with the same checks as overrides."""
     cfg = Config()
     apply_overrides(cfg, flatten(_upgrade(tree)), origin="config file")
-    check_core(cfg, "config file")
+    check_config(cfg, "config file")
     return cfg
 
 
@@ -362,7 +362,7 @@ def _upgrade(tree: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
-def check_core(cfg: Config, origin: str) -> None:
+def check_config(cfg: Config, origin: str) -> None:
     """The selected core's own checks (ranges, divisibility) and every other group's ``__post_init__`` checks on the
     final values, at load time: overrides set fields one by one after the groups were constructed."""
     world_model = cfg.agent.world_model
@@ -370,8 +370,7 @@ def check_core(cfg: Config, origin: str) -> None:
         build_config(type(world_model.core_options), world_model.core, dataclasses.asdict(world_model.core_options))
     except UserError as e:
         raise ConfigError(f"{origin}: {e} (keys agent.world_model.{world_model.core}.*)") from None
-    cores = {type(getattr(world_model, f.name)) for f in dataclasses.fields(world_model)
-             if f.name in CORES}
+    cores = {type(getattr(world_model, f.name)) for f in dataclasses.fields(world_model) if f.name in CORES}
     for group in _groups(cfg):
         if type(group) not in cores and hasattr(group, "__post_init__"):
             try:
