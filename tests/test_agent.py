@@ -171,6 +171,38 @@ def test_warm_up_behavior_trains_the_actor_critic_on_the_current_world_model():
     assert int(agent.updates) == updates  # not an update: the reset schedule and the model warm-up stay put
 
 
+@pytest.mark.parametrize("discrete", [True, False])
+def test_act_epsilon_takes_uniformly_random_actions_while_exploring_only(discrete):
+    agent = make_agent("gru", discrete)
+    obs = {"vector": torch.randn(4000, 5), "cue": torch.randn(4000, 2)}
+    first = torch.ones(4000, dtype=torch.bool)
+    torch.manual_seed(1)
+    policy, _ = agent.act(obs, first, None)
+    torch.manual_seed(2)  # the posterior latent is sampled in either mode
+    greedy, _ = agent.act(obs, first, None, explore=False)
+    agent.cfg.act_epsilon = 0.5
+    torch.manual_seed(1)
+    mixed, state = agent.act(obs, first, None)
+    assert torch.equal(state["action"], mixed)  # the world model sees the action taken
+    torch.manual_seed(2)
+    assert torch.equal(agent.act(obs, first, None, explore=False)[0], greedy)  # evaluation stays greedy
+    changed = (mixed != policy).any(-1).float().mean()
+    if discrete:  # half the rows random, of which 3/4 differ from the policy's own pick (4 actions)
+        assert mixed.sum(-1).eq(1).all() and 0.33 < changed < 0.42
+    else:  # random rows: uniform in [-1, 1] (mean 0, variance 1/3); the others as sampled
+        assert 0.45 < changed < 0.55 and mixed.abs().max() <= 1
+        random = mixed[(mixed != policy).any(-1)]
+        assert random.mean().abs() < 0.05 and abs(random.var() - 1 / 3) < 0.03
+    agent.cfg.act_epsilon = 1.0
+    counts = torch.bincount(agent.act(obs, first, None)[0].argmax(-1), minlength=4) if discrete else None
+    assert counts is None or counts.min() > 900  # every action about 1000 times in 4000
+
+
+def test_act_epsilon_must_be_a_probability():
+    with pytest.raises(UserError, match=r"agent.act_epsilon must be in \[0, 1\]"):
+        AgentConfig(act_epsilon=1.5)
+
+
 def test_reset_every_must_not_be_negative():
     with pytest.raises(UserError, match="reset_every must be >= 0"):
         ActorCriticConfig(reset_every=-1)

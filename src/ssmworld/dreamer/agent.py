@@ -9,7 +9,7 @@ from typing import Any, Iterable, Literal, Protocol
 import torch
 from torch import nn
 
-from ..errors import check_choices
+from ..errors import UserError, check_choices
 from .behavior import ActorCritic, ActorCriticConfig
 from .imagination import ImaginationConfig, Starts, choose_starts
 from .optim import LaProp
@@ -64,6 +64,15 @@ class AgentConfig:
     # accelerators). Matmuls run in bfloat16, distributions, losses, SSM states and the optimisers in float32. On CPUs
     # with AMX (or avx512_bf16) bfloat16 matmuls are several times faster; acting stays float32.
     precision: Literal["float32", "bfloat16"] = "float32"
+    # While collecting data (act with explore=True), each env takes a uniformly random action with this probability
+    # (DreamerV1/V2's expl_amount; evaluation is greedy and unaffected). DreamerV3 and R2I rely on the policy's own
+    # entropy (0); a policy that commits to one answer before the world model has seen the other one never collects
+    # the data that would change its mind (docs/RESULTS.md, "Exploration").
+    act_epsilon: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.act_epsilon <= 1.0:
+            raise UserError(f"agent.act_epsilon must be in [0, 1], got {self.act_epsilon}")
 
 
 class Agent(nn.Module):
@@ -135,7 +144,21 @@ class Agent(nn.Module):
         action = policy.sample() if explore else policy.mode()
         if not self.discrete:
             action = action.clamp(-1, 1)
+        if explore and self.cfg.act_epsilon > 0:
+            action = self._epsilon_random(action)
         return action, {"core": core_state, "z": z, "action": action}
+
+    def _epsilon_random(self, action: torch.Tensor) -> torch.Tensor:
+        """``action`` (N, A) with each row replaced, with probability act_epsilon, by a uniformly random action
+        (one-hot, or uniform in [-1, 1]^A)."""
+        n = action.shape[0]
+        if self.discrete:
+            random = nn.functional.one_hot(torch.randint(self.action_dim, (n,), device=action.device),
+                                           self.action_dim).to(action.dtype)
+        else:
+            random = torch.rand_like(action) * 2 - 1
+        pick = torch.rand(n, 1, device=action.device) < self.cfg.act_epsilon
+        return torch.where(pick, random, action)
 
     def _autocast(self, device: torch.device) -> Any:
         """Forward passes of the update in ``precision`` (backward and optimiser steps run outside it)."""
