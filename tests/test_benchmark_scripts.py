@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from ssmworld.errors import UserError
 from ssmworld.runtime.config import load_config
 from ssmworld.runtime.train import Trainer
 
@@ -109,3 +110,16 @@ def test_imagination_scaling_measures_every_count():
     assert result["dynamics_backprop"] and all(t > 0 for t in result["ms"].values())
     assert result["us_per_start"][4] == pytest.approx(1e3 * result["ms"][4] / 4)
     assert result["bound"] >= 1.0 and result["fixed_share"] > 0
+
+
+def test_query_answers_reads_cue_answer_and_reward_of_every_episode(tmp_path):
+    logdir = trained_run(tmp_path, "bsuite:memory_len/4", {"train.prefill": 30, "train.eval_episodes": 1}, steps=80)
+    module = script("query_answers")
+    found = module.episodes(logdir)
+    assert len(found) >= 10 and {cue for cue, _, _ in found} == {-1.0, 1.0}
+    assert all((reward > 0) == (answer == (cue > 0)) for cue, answer, reward in found)  # bsuite: answer 1 for cue +1
+    rows = module.blocks(found, 2)
+    assert sum(r["cue-1"]["n"] + r["cue+1"]["n"] for r in rows) == len(found)
+    assert rows[0]["success"] == np.mean([r > 0 for _, _, r in found[: rows[0]["episodes"][1]]])
+    with pytest.raises(UserError, match="needs a bsuite:memory_len run"):
+        module.episodes(trained_run(tmp_path / "other", "builtin:recall/2", {"train.prefill": 30}, steps=40))
