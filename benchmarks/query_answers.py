@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -24,11 +25,16 @@ from ssmworld.runtime.config import load_yaml
 
 def episodes(logdir: str) -> list[tuple[float, int, float]]:
     """(cue, answer, reward) of every complete episode in the run's replay, in order."""
-    cfg = load_yaml(os.path.join(logdir, "config.yaml"))
+    path = os.path.join(logdir, "config.yaml")
+    if not os.path.exists(path):
+        raise UserError(f"{path} not found: is {logdir} a run directory?")
+    cfg = load_yaml(path)
     if not cfg.train.env.startswith("bsuite:memory_len") or cfg.train.envs != 1:
         raise UserError(f"{logdir}: needs a bsuite:memory_len run with train.envs=1, got {cfg.train.env} with "
                         f"{cfg.train.envs} envs")
     directory = os.path.join(logdir, "replay")
+    if not os.path.isdir(directory):
+        raise UserError(f"{directory} not found: the run has not written replay yet")
     names = sorted((n for n in os.listdir(directory) if n.endswith(".npz")), key=lambda n: int(n.split(".")[0]))
     chunks = [np.load(os.path.join(directory, n)) for n in names]
     obs, action, reward, first, last = (np.concatenate([c[k] for c in chunks]) for k in
@@ -79,4 +85,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as e:  # bad input: one line, exit 2
+        print(f"query_answers: {e}", file=sys.stderr)
+        sys.exit(2)
