@@ -160,7 +160,8 @@ def test_resume_with_episode_context_is_exact(tmp_path, preset, monkeypatch):
     overrides = ["train.context=episode", "train.steps=160", "train.checkpoint_every=80", "train.prefill=30",
                  "train.log_every=20", "train.eval_every=0", "train.eval_episodes=1",
                  "agent.actor_critic.reset_every=16",  # resets before and after the cut: exact too
-                 "agent.actor_critic.reset_warmup=2"]  # with their warm-up batches
+                 "agent.actor_critic.reset_warmup=2",  # with their warm-up batches
+                 "agent.act_epsilon=0.3"]  # and random actions while collecting
 
     def make_trainer(logdir, resume):  # killed right after the checkpoint at step 80 (mid-episode)
         return Trainer(load_config(preset, "debug", "builtin:recall/20", overrides), logdir, resume=resume, quiet=True)
