@@ -6,10 +6,10 @@
 For each configuration (a preset at ``small`` on an env, as training builds it; replay filled with random-action
 episodes) the world model imagines ``horizon`` steps from N posterior start states with the current actor, and, where
 the actor learns through the dynamics (continuous actions), the backward pass of the imagined trajectory runs too.
-Reported per N: median milliseconds and microseconds per start. The time at N=1 is the part that does not shrink
-with the batch (operator dispatch, Python, per-op set-up: the same number of ops at any N); ``bound`` = t(N) / (t(N)
-- t(1)) is the speed-up that removing all of it (fusing every op, no Python) would give at the configuration's own N,
-the most any overhead work can win there.
+Reported per N: median milliseconds and microseconds per start. The time at the smallest N (1 by default) is the part
+that does not shrink with the batch (operator dispatch, Python, per-op set-up: the same number of ops at any N);
+``bound`` = t(N) / (t(N) - t(N_min)) is the speed-up that removing all of it (fusing every op, no Python) would give
+at the configuration's own N, the most any overhead work can win there. Times on a GPU wait for its queued kernels.
 """
 
 from __future__ import annotations
@@ -76,10 +76,13 @@ def measure(preset: str, env: str, overrides: list[str], counts: list[int], repe
     own = agent.cfg.imagination.count or starts.h.shape[0]  # the configuration's own starts per update
     counts = sorted(set(counts) | {own})
     times: dict[int, list[float]] = {n: [] for n in counts}
+    device = starts.h.device
     for repeat in range(repeats + 1):  # interleaved; the first round warms up
         for n in counts:
             start = time.perf_counter()
             imagine(agent, starts, n)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             if repeat:
                 times[n].append(time.perf_counter() - start)
     ms = {n: 1e3 * statistics.median(v) for n, v in times.items()}

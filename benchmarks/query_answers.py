@@ -52,11 +52,10 @@ def episodes(logdir: str) -> list[tuple[float, int, float]]:
 
 def blocks(found: list[tuple[float, int, float]], count: int) -> list[dict[str, Any]]:
     """Per block of consecutive episodes: episodes, success, and per cue the number and share of answer 1."""
-    size = max(len(found) // count, 1)
-    rows = []
-    for begin in range(0, len(found), size):
-        part = np.array(found[begin:begin + size])
+    rows, begin = [], 0
+    for part in np.array_split(np.array(found), min(count, len(found))):
         row = {"episodes": [begin, begin + len(part)], "success": float((part[:, 2] > 0).mean())}
+        begin += len(part)
         for cue in (-1.0, 1.0):
             answers = part[part[:, 0] == cue, 1]
             row[f"cue{cue:+.0f}"] = {"n": len(answers), "answer1": float(answers.mean()) if len(answers) else None}

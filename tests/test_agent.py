@@ -166,7 +166,6 @@ def test_warm_up_behavior_trains_the_actor_critic_on_the_current_world_model():
     metrics = agent.warm_up_behavior(data)
     assert "loss_actor" in metrics and all(torch.isfinite(torch.as_tensor(v)) for v in metrics.values())
     assert all(torch.equal(v, agent.world_model.state_dict()[k]) for k, v in model.items())
-    assert all(p.grad is None for p in agent.world_model.parameters())
     assert not all(torch.equal(v, agent.actor_critic.actor.state_dict()[k]) for k, v in actor.items())
     assert int(agent.updates) == updates  # not an update: the reset schedule and the model warm-up stay put
 
@@ -201,6 +200,23 @@ def test_act_epsilon_takes_uniformly_random_actions_while_exploring_only(discret
 def test_act_epsilon_must_be_a_probability():
     with pytest.raises(UserError, match=r"agent.act_epsilon must be in \[0, 1\]"):
         AgentConfig(act_epsilon=1.5)
+
+
+def test_warm_up_behavior_keeps_batch_norm_statistics():
+    """Drama's image encoder has BatchNorm: a warm-up pass must not move its running statistics (eval mode)."""
+    torch.manual_seed(0)
+    cfg = AgentConfig(world_model=WorldModelConfig.with_core("s5", CORE_CFGS["s5"], units=32, latent_groups=4,
+                                                   latent_classes=4, cnn_depth=4, image_style="drama"),
+                      actor_critic=ActorCriticConfig(units=32, layers=1), imagination=ImaginationConfig(horizon=3))
+    agent = Agent({"image": (64, 64, 3)}, 4, True, cfg)
+    data = batch()
+    data["obs"] = {"image": torch.randint(0, 256, (3, 12, 64, 64, 3), dtype=torch.uint8)}
+    agent.update(data)
+    buffers = {k: v.clone() for k, v in agent.world_model.named_buffers() if "running" in k}
+    assert buffers
+    agent.warm_up_behavior(data)
+    assert all(torch.equal(v, dict(agent.world_model.named_buffers())[k]) for k, v in buffers.items())
+    assert agent.world_model.training  # and the mode is restored
 
 
 def test_reset_every_must_not_be_negative():

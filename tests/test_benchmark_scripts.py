@@ -118,8 +118,8 @@ def test_query_answers_reads_cue_answer_and_reward_of_every_episode(tmp_path):
     found = module.episodes(logdir)
     assert len(found) >= 10 and {cue for cue, _, _ in found} == {-1.0, 1.0}
     assert all((reward > 0) == (answer == (cue > 0)) for cue, answer, reward in found)  # bsuite: answer 1 for cue +1
-    rows = module.blocks(found, 2)
-    assert sum(r["cue-1"]["n"] + r["cue+1"]["n"] for r in rows) == len(found)
+    rows = module.blocks(found, 3)
+    assert len(rows) == 3 and sum(r["cue-1"]["n"] + r["cue+1"]["n"] for r in rows) == len(found)
     assert rows[0]["success"] == np.mean([r > 0 for _, _, r in found[: rows[0]["episodes"][1]]])
     with pytest.raises(UserError, match="needs a bsuite:memory_len run"):
         module.episodes(trained_run(tmp_path / "other", "builtin:recall/2", {"train.prefill": 30}, steps=40))

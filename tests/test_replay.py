@@ -93,6 +93,9 @@ def test_dfs_probabilities_hand_computed_and_counts():
     batch = buffer.sample(4, 2)  # all four, each once
     assert sorted(batch["x"][:, -1].tolist()) == [1, 2, 3, 4]
     assert buffer.chunks[0].visits[:5].tolist() == [1, 11, 21, 1, 0]
+    buffer.sample(4, 2, count=False)  # an actor-critic warm-up's batch: drawn alike, not counted
+    buffer.sample_contexts(2, 2, count=False)
+    assert buffer.chunks[0].visits[:5].tolist() == [1, 11, 21, 1, 0] and not buffer.chunks[0].contexts.any()
     with pytest.raises(ValueError, match="without replacement"):
         buffer.sample(5, 2)
     state = buffer.sampler_state()

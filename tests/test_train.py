@@ -37,14 +37,15 @@ def test_a_reset_actor_critic_warms_up_on_fresh_batches_before_it_acts(monkeypat
     trainer = Trainer(cfg, quiet=True)
     calls, sampled = [], []
     sample = trainer.sample_batch
-    monkeypatch.setattr(trainer, "sample_batch", lambda: sampled.append(1) or sample())
+    monkeypatch.setattr(trainer, "sample_batch", lambda count=True: sampled.append(count) or sample(count))
     warm_up = trainer.agent.warm_up_behavior
     monkeypatch.setattr(trainer.agent, "warm_up_behavior",
                         lambda *a: calls.append((int(trainer.agent.updates), trainer.step)) or warm_up(*a))
     summary = trainer.run()
     assert summary["updates"] == 25  # warm-ups are not updates (as above)
     assert [u for u, _ in calls] == [10] * 3 + [20] * 3  # right after the resets, before the next env step
-    assert len({step for _, step in calls[:3]}) == 1 and len(sampled) == 25 + 6  # each its own batch
+    assert len({step for _, step in calls[:3]}) == 1  # all before the next env step
+    assert sampled.count(True) == 25 and sampled.count(False) == 6  # each its own batch, not counted by dfs
 
 
 def test_replay_stream_follows_the_convention():

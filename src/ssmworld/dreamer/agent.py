@@ -202,12 +202,20 @@ class Agent(nn.Module):
 
     def warm_up_behavior(self, batch: dict[str, Any], contexts: dict[str, Any] | None = None
                          ) -> dict[str, torch.Tensor | float]:
-        """One actor-critic update on the current world model from ``batch``'s imagination starts (the world
-        model is not trained: a fresh actor-critic catches up with it after a reset; arguments as ``update``)."""
+        """One actor-critic update on the current world model from ``batch``'s imagination starts (arguments as
+        ``update``). The world model is not trained and its batch-norm statistics stay as they are (eval mode, as
+        when acting): a fresh actor-critic catches up with it after a reset."""
         cfg, wm = self.cfg, self.world_model
-        with torch.no_grad(), self._autocast(batch["action"].device):
-            out = wm.observe_batch(batch, all_states=cfg.imagination.starts == "posterior")
-            starts = choose_starts(wm, cfg.imagination, batch, out, contexts)
+        training = wm.training
+        wm.eval()
+        try:
+            with torch.no_grad(), self._autocast(batch["action"].device):
+                out = None  # starts=replay imagines from the contexts alone
+                if cfg.imagination.starts != "replay":
+                    out = wm.observe_batch(batch, all_states=cfg.imagination.starts == "posterior")
+                starts = choose_starts(wm, cfg.imagination, batch, out, contexts)
+        finally:
+            wm.train(training)
         return self.update_behavior(starts)
 
     def update_behavior(self, starts: Starts) -> dict[str, torch.Tensor | float]:

@@ -80,8 +80,9 @@ class ActorCriticConfig:
     # recovers a policy whose softmax saturated on what an early world model predicted (its gradients then vanish:
     # docs/RESULTS.md "A saturated actor"). Nikishin et al. 2022, "The primacy bias in deep RL", reset heads alike.
     reset_every: int = 0
-    # Actor-critic updates a fresh pair gets on the current world model right after a reset, each from a new replay
-    # batch, before it acts again: acting and evaluation never see an untrained policy (0: it learns alongside).
+    # Extra actor-critic updates a fresh pair gets on the current world model right after a reset (besides the
+    # resetting update's own), each from a new replay batch, before it acts again: acting and evaluation never see an
+    # untrained policy (0: it learns alongside).
     reset_warmup: int = 0
 
     def __post_init__(self) -> None:

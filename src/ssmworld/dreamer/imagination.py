@@ -52,10 +52,11 @@ class Starts(NamedTuple):
     cont: torch.Tensor  # (N,) 1 - is_terminal at the start (a terminal start imagines nothing that counts)
 
 
-def choose_starts(wm: WorldModel, cfg: ImaginationConfig, batch: dict[str, Any], observed: dict[str, Any],
+def choose_starts(wm: WorldModel, cfg: ImaginationConfig, batch: dict[str, Any], observed: dict[str, Any] | None,
                   contexts: dict[str, Any] | None = None) -> Starts:
     """The imagination starts of one update. ``observed``: the world model's pass over ``batch`` (with every
-    per-step state for starts=posterior); ``contexts``: the replayed (N, C) windows for starts=replay."""
+    per-step state for starts=posterior; unused for starts=replay); ``contexts``: the replayed (N, C) windows for
+    starts=replay."""
     B, T = batch["is_first"].shape
     n = cfg.number(B, T)
     if cfg.starts == "posterior":

@@ -103,16 +103,17 @@ class ReplayBuffer:
         """Steps available up to and including index ``end`` of ``chunk``, counting one previous chunk."""
         return end + 1 + (chunk.prev.length if chunk.prev is not None else 0)
 
-    def sample(self, batch: int, length: int, context: int = 0) -> dict[str, np.ndarray]:
+    def sample(self, batch: int, length: int, context: int = 0, count: bool = True) -> dict[str, np.ndarray]:
         """``batch`` sequences of ``length`` contiguous steps of one stream each: dict of (batch, length, ...).
-        ``context`` > 0: also each sequence's episode context, "prefix/<key>" (batch, P, ...) (``episode_prefix``)."""
+        ``context`` > 0: also each sequence's episode context, "prefix/<key>" (batch, P, ...) (``episode_prefix``).
+        ``count=False``: the dfs sampler does not count the draws as visits (data the world model does not train on)."""
         if length > self.chunk_length:
             raise ValueError(f"replay: sequence length {length} exceeds chunk_length {self.chunk_length}")
         chunks = [c for c in self.chunks if c.length and self._history(c, c.length - 1) >= length]
         if not chunks:
             raise ValueError(f"replay: no stream has {length} steps yet ({self.steps} stored)")
         if self.sampler == "dfs":
-            return self._sample_dfs(batch, length, context=context)
+            return self._sample_dfs(batch, length, context=context, count=count)
         sizes = np.array([c.length for c in chunks], dtype=np.float64)
         if self.sampler == "recency":
             ages = np.cumsum(sizes[::-1])[::-1] - sizes  # steps written after each chunk
@@ -128,13 +129,13 @@ class ReplayBuffer:
             picks.append((chunk, end))
         return self._gather(picks, length, context)
 
-    def sample_contexts(self, n: int, length: int, context: int = 0) -> dict[str, np.ndarray]:
+    def sample_contexts(self, n: int, length: int, context: int = 0, count: bool = True) -> dict[str, np.ndarray]:
         """``n`` imagination contexts of ``length`` steps: (n, length, ...) like ``sample``. With the dfs sampler they
         follow the m_i rule (module docstring, ratio r = n / the last world-model batch size); otherwise as
-        ``sample``."""
+        ``sample``. ``count``: as for ``sample``."""
         if self.sampler != "dfs":
             return self.sample(n, length, context)
-        return self._sample_dfs(n, length, contexts=True, context=context)
+        return self._sample_dfs(n, length, contexts=True, context=context, count=count)
 
     @staticmethod
     def _at_starts(chunk: Chunk, first: int, length: int, counter: str) -> np.ndarray:
@@ -169,7 +170,7 @@ class ReplayBuffer:
         probs = np.exp(logits - logits.max())
         return chunks, np.concatenate(owner), np.concatenate(ends), probs / probs.sum()
 
-    def _sample_dfs(self, batch: int, length: int, contexts: bool = False, context: int = 0
+    def _sample_dfs(self, batch: int, length: int, contexts: bool = False, context: int = 0, count: bool = True
                     ) -> dict[str, np.ndarray]:
         if contexts:
             chunks, owner, ends, probs = self.dfs_candidates(length, True, batch / max(self.last_batch, 1))
@@ -184,7 +185,7 @@ class ReplayBuffer:
             chunk, end = chunks[owner[i]], int(ends[i])
             start = end + 1 - length  # count at the start step, which may lie in the previous chunk
             owner_chunk, index = (chunk, start) if start >= 0 else (chunk.prev, chunk.prev.length + start)
-            getattr(owner_chunk, "contexts" if contexts else "visits")[index] += 1
+            getattr(owner_chunk, "contexts" if contexts else "visits")[index] += count
             picks.append((chunk, end))
         return self._gather(picks, length, context)
 

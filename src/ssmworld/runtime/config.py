@@ -28,10 +28,10 @@ from typing import Any, Literal
 import yaml
 
 from ..dreamer.agent import AgentConfig
-from ..dreamer.world_model import WorldModelConfig
 from ..errors import UserError, choice_message
 from ..sequence import CORES
 from ..sequence.base import build_config
+from .config_upgrade import RENAMED, upgrade
 
 SIZES = ("debug", "small", "paper")
 
@@ -328,38 +328,9 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def from_dict(tree: dict[str, Any]) -> Config:
     """Rebuild a Config from ``to_dict`` output (e.g. a run's config.yaml), with the same checks as overrides."""
     cfg = Config()
-    apply_overrides(cfg, flatten(_upgrade(tree)), origin="config file")
+    apply_overrides(cfg, flatten(upgrade(tree)), origin="config file")
     check_config(cfg, "config file")
     return cfg
-
-
-# Keys renamed on 2026-11-30 (one typed group per core; one imagination group): the message for the old name.
-RENAMED = {
-    "agent.world_model.core_cfg": "agent.world_model.{core}.{option} (one group per core)",
-    "agent.horizon": "agent.imagination.horizon",
-    "agent.imagination": "agent.imagination.starts=posterior|batch|replay",
-    "agent.imagination_context": "agent.imagination.context",
-    "agent.imagination_starts": "agent.imagination.count",
-    "train.imagination_contexts": "agent.imagination.starts=batch|replay",
-}
-
-
-def _upgrade(tree: dict[str, Any]) -> dict[str, Any]:
-    """Config files written before the renames above (a run's config.yaml) load as they were meant, so that old runs
-    still resume: the core's ``core_cfg`` dict goes into its group, the four imagination keys into theirs."""
-    agent, train = tree.get("agent") or {}, tree.get("train") or {}
-    world_model = agent.get("world_model") or {}
-    if "core_cfg" in world_model:
-        options = world_model.pop("core_cfg") or {}
-        world_model.setdefault(world_model.get("core", WorldModelConfig.core), {}).update(options)
-    if not isinstance(agent.get("imagination", {}), dict):  # the old agent.imagination: posterior | context
-        contexts = train.pop("imagination_contexts", "batch")
-        starts = "posterior" if agent.pop("imagination") == "posterior" else contexts
-        agent["imagination"] = {"starts": starts}
-        for old, new in (("horizon", "horizon"), ("imagination_context", "context"), ("imagination_starts", "count")):
-            if old in agent:
-                agent["imagination"][new] = agent.pop(old)
-    return tree
 
 
 def check_config(cfg: Config, origin: str) -> None:

@@ -301,24 +301,33 @@ class Trainer:
             rows.append(row)
         return rows
 
-    def sample_batch(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    def sample_batch(self, count: bool = True) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """One update's data from replay: the (B, T) batch (with its episode prefix under train.context=episode)
-        and, with agent.imagination.starts=replay, the imagination contexts (None otherwise)."""
+        and, with agent.imagination.starts=replay, the imagination contexts (None otherwise). ``count=False``: the
+        dfs sampler does not count these draws (an actor-critic warm-up: the world model does not train on them)."""
         tc, imagination = self.tc, self.cfg.agent.imagination
         context = tc.context_length if tc.context == "episode" else 0
-        batch = batch_to_tensors(self.replay.sample(tc.batch_size, tc.sequence_length, context), self.device)
+        batch = batch_to_tensors(self.replay.sample(tc.batch_size, tc.sequence_length, context, count), self.device)
         contexts = None
         if imagination.starts == "replay":  # Drama: contexts drawn apart from the batch (dfs: the m_i rule)
             n = imagination.number(tc.batch_size, tc.sequence_length)
-            contexts = batch_to_tensors(self.replay.sample_contexts(n, imagination.context, context), self.device)
+            contexts = batch_to_tensors(self.replay.sample_contexts(n, imagination.context, context, count),
+                                        self.device)
         return batch, contexts
 
     def _update(self) -> dict[str, float]:
         batch, contexts = self.sample_batch()
         metrics = self.agent.update(batch, contexts)
         self.updates += 1
+        self._check_finite(metrics, batch)
         for _ in range(self.agent.behavior_warmups_due()):  # a reset actor-critic learns before it acts again
-            self.agent.warm_up_behavior(*self.sample_batch())
+            data = self.sample_batch(count=False)
+            warmup = self.agent.warm_up_behavior(*data)
+            self._check_finite({f"warm-up {k}": float(v) for k, v in warmup.items()}, data[0])
+        return metrics
+
+    def _check_finite(self, metrics: dict[str, float], batch: dict[str, Any]) -> None:
+        """Stop the run at a non-finite loss or gradient norm, naming it (and saving the batch and weights)."""
         bad = [k for k, v in metrics.items() if not np.isfinite(v)]
         if bad:
             where = ""
@@ -329,7 +338,6 @@ class Trainer:
                 where = f"; batch and weights saved to {path}"
             raise FloatingPointError(f"non-finite {', '.join(sorted(bad))} at update {self.updates} (env step "
                                      f"{self.step}){where}")
-        return metrics
 
     def _solved(self, result: dict[str, Any]) -> bool:
         """Whether an evaluation meets train.stop_at (on rank 0, whose result is broadcast)."""
