@@ -32,6 +32,12 @@ CONFIGS = {  # name: (preset, env, overrides)
     "r2i small, dmc:cartpole_balance": ("r2i", "dmc:cartpole_balance", []),
     "r2i small, bsuite:memory_len/22": ("r2i", "bsuite:memory_len/22", []),
     "dreamerv3 small, dmc:cartpole_balance": ("dreamerv3", "dmc:cartpole_balance", []),
+    "issue 16's 0.6M model (dreamerv3, 512-wide GRU, 32x4 latents), dmc:cartpole_balance": (
+        "dreamerv3", "dmc:cartpole_balance",
+        ["agent.world_model.units=64", "agent.world_model.encoder_layers=3", "agent.world_model.head_layers=3",
+         "agent.world_model.gru.width=512", "agent.world_model.gru.blocks=8", "agent.world_model.latent_groups=32",
+         "agent.world_model.latent_classes=4", "agent.actor_critic.units=64", "agent.actor_critic.layers=3",
+         "agent.imagination.count=1024"]),
 }
 
 
@@ -96,12 +102,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--starts", default="1,16,64,256,1024", help="numbers of start states")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--configs", default=None, help="comma-separated indices into CONFIGS (default: all)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
     counts = [int(n) for n in args.starts.split(",")]
     results = []
     print(f"threads {torch.get_num_threads()}; milliseconds per imagination (median of {args.repeats})")
-    for name, (preset, env, overrides) in CONFIGS.items():
+    chosen = list(CONFIGS.items())
+    if args.configs:
+        chosen = [chosen[int(i)] for i in args.configs.split(",")]
+    for name, (preset, env, overrides) in chosen:
         r = measure(preset, env, overrides, counts, args.repeats)
         results.append({"name": name, **r})
         row = "  ".join(f"N={n}: {t:.1f}" for n, t in r["ms"].items())
