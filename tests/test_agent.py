@@ -156,6 +156,7 @@ def test_warm_up_behavior_trains_the_actor_critic_on_the_current_world_model():
     agent = make_agent("s5")
     agent.cfg.actor_critic.reset_every, agent.cfg.actor_critic.reset_warmup = 2, 5
     data = batch()
+    assert agent.behavior_warmups_due() == 0  # before any update: nothing was reset
     agent.update(data)
     assert agent.behavior_warmups_due() == 0
     agent.update(data)  # update 2: the reset

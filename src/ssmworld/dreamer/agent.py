@@ -197,8 +197,8 @@ class Agent(nn.Module):
     def behavior_warmups_due(self) -> int:
         """How many ``warm_up_behavior`` calls the runtime owes the actor-critic now: reset_warmup right after the
         update that reset it (agent.actor_critic.reset_every), else 0."""
-        ac = self.cfg.actor_critic
-        return ac.reset_warmup if ac.reset_every and int(self.updates) % ac.reset_every == 0 else 0
+        ac, updates = self.cfg.actor_critic, int(self.updates)
+        return ac.reset_warmup if ac.reset_every and updates and updates % ac.reset_every == 0 else 0
 
     def warm_up_behavior(self, batch: dict[str, Any], contexts: dict[str, Any] | None = None
                          ) -> dict[str, torch.Tensor | float]:
