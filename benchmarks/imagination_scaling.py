@@ -15,10 +15,8 @@ at the configuration's own N, the most any overhead work can win there. Times on
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -27,6 +25,7 @@ import torch
 from ssmworld.dreamer.imagination import Starts, choose_starts
 from ssmworld.runtime.config import load_config
 from ssmworld.runtime.train import Trainer
+from ssmworld.tools.bench_harness import report_meta, write_json_atomic
 
 CONFIGS = {  # name: (preset, env, overrides)
     "r2i small, dmc:cartpole_balance": ("r2i", "dmc:cartpole_balance", []),
@@ -118,9 +117,9 @@ def main() -> None:
         print(f"{name} (own N={r['own_starts']}, H={r['horizon']}, backward: {r['dynamics_backprop']}): {row}; "
               f"fixed share {r['fixed_share']:.0%}, bound {r['bound']:.2f}x")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
-                       "threads": torch.get_num_threads(), "results": results}, f, indent=1)
+        meta = report_meta("imagination_scaling", threads=torch.get_num_threads(), repeats=args.repeats)
+        meta["command"] = " ".join(["python", *sys.argv])  # a script, not an ssmworld subcommand
+        write_json_atomic(args.json, {**meta, "results": results})
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError, check_choices
+from ..nn import eval_mode
 from .behavior import ActorCritic, ActorCriticConfig
 from .imagination import ImaginationConfig, Starts, choose_starts
 from .optim import LaProp
@@ -132,12 +133,7 @@ class Agent(nn.Module):
         wm = self.world_model
         state = self.initial_state(is_first.shape[0]) if state is None else state
         keep = (~is_first.bool()).unsqueeze(-1).float()
-        training = wm.training
-        wm.eval()  # batch-norm layers (Drama's CNN) use their running statistics, not those of the acting batch
-        try:
-            z = wm.latent(wm.encode(obs)).sample().flatten(-2)
-        finally:
-            wm.train(training)
+        z = wm.posterior_sample(obs)  # batch-norm layers (Drama's CNN) use their running statistics
         u = wm.core_input(torch.cat([state["z"] * keep, state["action"] * keep], -1))
         h, core_state = wm.core.step(u, state["core"], reset=wm.core_reset(is_first))
         policy = self.actor_critic.policy(self.features({"h": h, "z": z, "x": wm.core.features(core_state)}))
@@ -206,16 +202,11 @@ class Agent(nn.Module):
         ``update``). The world model is not trained and its batch-norm statistics stay as they are (eval mode, as
         when acting): a fresh actor-critic catches up with it after a reset."""
         cfg, wm = self.cfg, self.world_model
-        training = wm.training
-        wm.eval()
-        try:
-            with torch.no_grad(), self._autocast(batch["action"].device):
-                out = None  # starts=replay imagines from the contexts alone
-                if cfg.imagination.starts != "replay":
-                    out = wm.observe_batch(batch, all_states=cfg.imagination.starts == "posterior")
-                starts = choose_starts(wm, cfg.imagination, batch, out, contexts)
-        finally:
-            wm.train(training)
+        with eval_mode(wm), torch.no_grad(), self._autocast(batch["action"].device):
+            out = None  # starts=replay imagines from the contexts alone
+            if cfg.imagination.starts != "replay":
+                out = wm.observe_batch(batch, all_states=cfg.imagination.starts == "posterior")
+            starts = choose_starts(wm, cfg.imagination, batch, out, contexts)
         return self.update_behavior(starts)
 
     def update_behavior(self, starts: Starts) -> dict[str, torch.Tensor | float]:

@@ -22,7 +22,7 @@ from torch import nn
 
 from .. import sequence
 from ..errors import UserError, check_choices
-from ..nn import MLP, Bernoulli, CategoricalLatent, ImageDecoder, ImageEncoder, TwoHot, dense_block, symlog
+from ..nn import MLP, Bernoulli, CategoricalLatent, ImageDecoder, ImageEncoder, TwoHot, dense_block, eval_mode, symlog
 from ..sequence.attention import AttentionConfig
 from ..sequence.gru import GRUConfig
 from ..sequence.mamba import MambaConfig
@@ -227,19 +227,15 @@ class WorldModel(nn.Module):
         before its first step, (B, P) left-padded (replay.episode_prefix). A gradient-free pass of the core over them
         (exact: the pad is cut off by the reset at each real prefix's first step) gives the state entering the batch's
         first step, and (z, a) of the step before it. Returns (state, (z (B, G*C), a (B, A)))."""
-        z = self._posterior_sample(prefix["obs"])
+        z = self.posterior_sample(prefix["obs"])
         _, _, state, _ = self._run_context(z, prefix["action"], prefix["is_first"].bool(), prefix["is_terminal"])
         return state, (z[:, -1], prefix["action"][:, -1].float())
 
-    def _posterior_sample(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def posterior_sample(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """z (..., G*C) sampled from q(z | o) with the encoder in eval mode (batch-norm layers use their running
-        statistics and are not updated by context steps, as when acting)."""
-        training = self.training
-        self.eval()
-        try:
+        statistics and are not updated by acting or context steps)."""
+        with eval_mode(self):
             return self.latent(self.encode(obs)).sample().flatten(-2)
-        finally:
-            self.train(training)
 
     def core_reset(self, is_first: torch.Tensor) -> torch.Tensor:
         """The core's reset flags (...) for ``is_first`` (...): is_first itself, or all True without memory."""

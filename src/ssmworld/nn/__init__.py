@@ -2,7 +2,7 @@
 
 from .conv import ImageDecoder, ImageEncoder
 from .distributions import Bernoulli, BoundedNormal, CategoricalLatent, TwoHot, symexp, symlog
-from .layers import MLP, dense_block
+from .layers import MLP, dense_block, eval_mode
 
 __all__ = ["MLP", "Bernoulli", "BoundedNormal", "CategoricalLatent", "ImageDecoder", "ImageEncoder", "TwoHot",
-           "dense_block", "symexp", "symlog"]
+           "dense_block", "eval_mode", "symexp", "symlog"]

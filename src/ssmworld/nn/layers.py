@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 from torch import nn
 
 from ..errors import UserError
@@ -40,3 +43,15 @@ class MLP(nn.Module):
     def forward(self, x):
         """x: (..., in_dim) -> (..., output_dim)."""
         return self.head(self.trunk(x))
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode inside the block, its own mode restored after (batch-norm layers then use and keep
+    their running statistics: acting, episode contexts, imagination starts that must not move them)."""
+    training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(training)
