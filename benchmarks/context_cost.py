@@ -13,10 +13,8 @@ its cost grows with the episode length, not with the run's length.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -24,6 +22,7 @@ import torch
 
 from ssmworld.runtime.config import load_config
 from ssmworld.runtime.train import Trainer, batch_to_tensors
+from ssmworld.tools.bench_harness import report_meta, write_json_atomic
 
 
 def measure(preset: str, env: str, length: int, repeats: int, seed: int = 0) -> dict:
@@ -70,9 +69,9 @@ def main() -> None:
         print(f"{r['preset']:10s} {r['T']:5d} {r['window_s']:9.3f} {r['episode_s']:10.3f} {r['ratio']:6.2f} "
               f"{r['prefix_mean']:9.1f}/{r['prefix_max']}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
-                       "threads": torch.get_num_threads(), "rows": rows}, f, indent=1)
+        meta = report_meta("context_cost", " ".join(["python", *sys.argv]), threads=torch.get_num_threads(),
+                           repeats=args.repeats)
+        write_json_atomic(args.json, meta | {"rows": rows})
 
 
 if __name__ == "__main__":

@@ -117,8 +117,8 @@ def main() -> None:
         print(f"{name} (own N={r['own_starts']}, H={r['horizon']}, backward: {r['dynamics_backprop']}): {row}; "
               f"fixed share {r['fixed_share']:.0%}, bound {r['bound']:.2f}x")
     if args.json:
-        meta = report_meta("imagination_scaling", threads=torch.get_num_threads(), repeats=args.repeats)
-        meta["command"] = " ".join(["python", *sys.argv])  # a script, not an ssmworld subcommand
+        meta = report_meta("imagination_scaling", " ".join(["python", *sys.argv]), threads=torch.get_num_threads(),
+                           repeats=args.repeats)
         write_json_atomic(args.json, {**meta, "results": results})
 
 

@@ -31,10 +31,10 @@ def test_train_runs_end_to_end_with_the_update_schedule():
     assert summary["eval_episodes"] == 3 and summary["eval_success_rate"] in (0.0, 1 / 3, 2 / 3, 1.0)
 
 
-def test_a_reset_actor_critic_warms_up_on_fresh_batches_before_it_acts(monkeypatch):
+def test_a_reset_actor_critic_warms_up_on_fresh_batches_before_it_acts(monkeypatch, tmp_path):
     cfg = debug_config(steps=80, **{"train.prefill": 30, "train.train_ratio": 8, "train.eval_episodes": 1,
                                     "agent.actor_critic.reset_every": 10, "agent.actor_critic.reset_warmup": 3})
-    trainer = Trainer(cfg, quiet=True)
+    trainer = Trainer(cfg, str(tmp_path), quiet=True)
     calls, sampled = [], []
     sample = trainer.sample_batch
     monkeypatch.setattr(trainer, "sample_batch", lambda count=True: sampled.append(count) or sample(count))
@@ -46,6 +46,9 @@ def test_a_reset_actor_critic_warms_up_on_fresh_batches_before_it_acts(monkeypat
     assert [u for u, _ in calls] == [10] * 3 + [20] * 3  # right after the resets, before the next env step
     assert len({step for _, step in calls[:3]}) == 1  # all before the next env step
     assert sampled.count(True) == 25 and sampled.count(False) == 6  # each its own batch, not counted by dfs
+    rows = [r for r in read_metrics(str(tmp_path / "metrics.jsonl")) if "warmup/updates" in r]
+    assert [r["warmup/updates"] for r in rows] == [3, 3]  # one row per reset: the warm-ups' mean losses
+    assert all(np.isfinite(r["warmup/loss_actor"]) and np.isfinite(r["warmup/loss_critic"]) for r in rows)
 
 
 def test_replay_stream_follows_the_convention():

@@ -2,7 +2,8 @@
 
 Every metrics row is one JSON object: ``{"step": <env steps>, "<namespace>/<name>": value, ...}`` with namespaces
 ``episode/`` (return, length, success), ``train/`` (losses, means over the updates since the last row), ``eval/``,
-``perf/`` (fps, updates per second) and ``replay/``.
+``perf/`` (fps, updates per second), ``replay/`` and ``warmup/`` (after an actor-critic reset: the mean metrics of its
+agent.actor_critic.reset_warmup updates and their number).
 """
 
 from __future__ import annotations

@@ -232,7 +232,10 @@ class Trainer:
             self.window.env_seconds += time.perf_counter() - tick
             if self.step >= tc.prefill and self.step >= tc.sequence_length:
                 for _ in range(self.ratio.updates()):
-                    self.window.add(self._update())
+                    metrics, warmup = self._update()
+                    self.window.add(metrics)
+                    if warmup:
+                        logger.write(self.step, warmup)
             if self.log_rows.crossed(self.window.step, self.step) or self.step >= tc.steps:
                 logger.write(self.step, self._train_row())
             if self.evaluations.due(self.step):
@@ -315,16 +318,23 @@ class Trainer:
                                         self.device)
         return batch, contexts
 
-    def _update(self) -> dict[str, float]:
+    def _update(self) -> tuple[dict[str, float], dict[str, float]]:
+        """One update, then the actor-critic warm-ups it makes due. Returns the update's metrics and a warmup/ row
+        (the warm-ups' mean metrics and their number; empty without warm-ups)."""
         batch, contexts = self.sample_batch()
         metrics = self.agent.update(batch, contexts)
         self.updates += 1
         self._check_finite(metrics, batch)
-        for _ in range(self.agent.behavior_warmups_due()):  # a reset actor-critic learns before it acts again
+        sums: dict[str, float] = {}
+        warmups = self.agent.behavior_warmups_due()
+        for _ in range(warmups):  # a reset actor-critic learns before it acts again
             data = self.sample_batch(count=False)
-            warmup = self.agent.warm_up_behavior(*data)
-            self._check_finite({f"warm-up {k}": float(v) for k, v in warmup.items()}, data[0])
-        return metrics
+            warmup = {k: float(v) for k, v in self.agent.warm_up_behavior(*data).items()}
+            self._check_finite({f"warm-up {k}": v for k, v in warmup.items()}, data[0])
+            for key, value in warmup.items():
+                sums[key] = sums.get(key, 0.0) + value
+        row = {f"warmup/{k}": v / warmups for k, v in sums.items()}
+        return metrics, (row | {"warmup/updates": warmups} if warmups else {})
 
     def _check_finite(self, metrics: dict[str, float], batch: dict[str, Any]) -> None:
         """Stop the run at a non-finite loss or gradient norm, naming it (and saving the batch and weights)."""

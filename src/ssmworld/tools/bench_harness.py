@@ -93,14 +93,15 @@ def peak_mb(device: str, base_mb: float) -> float:
     return peak_rss_mb() - base_mb
 
 
-def report_meta(benchmark: str, **fields: Any) -> dict[str, Any]:
-    """The header of every benchmark report: what ran, where, when, with which versions and command."""
+def report_meta(benchmark: str, command: str | None = None, **fields: Any) -> dict[str, Any]:
+    """The header of every benchmark report: what ran, where, when, with which versions and command (default: the
+    ``ssmworld`` subcommand that is running; a script under benchmarks/ passes its own)."""
     import torch
 
     return dict(benchmark=benchmark, date=datetime.datetime.now().isoformat(timespec="seconds"), host=platform.node(),
                 machine=platform.machine(), processor=platform.processor(), cpu_count=os.cpu_count(),
                 python=platform.python_version(), torch=torch.__version__,
-                command=" ".join(["ssmworld"] + sys.argv[1:]), **fields)
+                command=command or " ".join(["ssmworld"] + sys.argv[1:]), **fields)
 
 
 def write_json_atomic(path: str, data: Any) -> None:
