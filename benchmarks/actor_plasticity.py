@@ -39,24 +39,23 @@ from ssmworld.runtime.episodes import load_run, obs_to_tensors, to_env_actions
 def play(agent: Agent, env_id: str, episodes: int, seed: int) -> dict[str, Any]:
     """Random-action episodes through the world model: per step h (N, H), z (N, Z), core state (batch N), cue (N,)
     and query (N,) (the episode's last step). Every kept state is one the agent acts in (none is terminal)."""
-    wm, A = agent.world_model, agent.action_dim
+    A = agent.action_dim
     env = envs.make(env_id, seed=seed)
     rng = np.random.default_rng(seed)
     hs, zs, states, cues, query = [], [], [], [], []
     for index in range(episodes):
         obs, _ = env.reset(seed=seed + index)
         cue = int(np.asarray(next(iter(obs.values()))).reshape(-1)[2] > 0)
-        state, prev, done, first = wm.core.initial(1), torch.zeros(1, wm.latent_dim + A), False, True
+        acting, done, first = agent.initial_state(1), False, True
         while not done:
-            z = wm.latent(wm.encode({k: v[None] for k, v in obs_to_tensors(obs).items()})).sample().flatten(-2)
-            u = wm.core_input(prev * (0.0 if first else 1.0))
-            h, state = wm.core.step(u, state, reset=wm.core_reset(torch.tensor([first])))
+            obs_t = {k: v[None] for k, v in obs_to_tensors(obs).items()}
+            h, z, state = agent.observe_step(obs_t, torch.tensor([first]), acting)
             action = onehot(torch.tensor([int(rng.integers(A))]), A, z.dtype)
             obs, _, terminated, truncated, _ = env.step(to_env_actions(action[0].numpy(), env.action_space))
             done = terminated or truncated
             for kept, value in zip((hs, zs, states, cues, query), (h, z, state, cue, done)):
                 kept.append(value)
-            prev, first = torch.cat([z, action], -1), False
+            acting, first = {"core": state, "z": z, "action": action}, False
     env.close()
     return {"h": torch.cat(hs), "z": torch.cat(zs), "state": {k: torch.cat([s[k] for s in states]) for k in states[0]},
             "cue": torch.tensor(cues), "query": torch.tensor(query)}

@@ -130,19 +130,28 @@ class Agent(nn.Module):
         """One env step for N envs. obs: {key: (N, dim)}; is_first: (N,) bool. Returns (action (N, A): one-hot for
         discrete actions, and the new state). The core state is carried through the episode and reset at is_first,
         exactly as ``observe`` treats a training sequence."""
-        wm = self.world_model
         state = self.initial_state(is_first.shape[0]) if state is None else state
-        keep = (~is_first.bool()).unsqueeze(-1).float()
-        z = wm.posterior_sample(obs)  # batch-norm layers (Drama's CNN) use their running statistics
-        u = wm.core_input(torch.cat([state["z"] * keep, state["action"] * keep], -1))
-        h, core_state = wm.core.step(u, state["core"], reset=wm.core_reset(is_first))
-        policy = self.actor_critic.policy(self.features({"h": h, "z": z, "x": wm.core.features(core_state)}))
+        h, z, core_state = self.observe_step(obs, is_first, state)
+        policy = self.actor_critic.policy(self.features({"h": h, "z": z,
+                                                         "x": self.world_model.core.features(core_state)}))
         action = policy.sample() if explore else policy.mode()
         if not self.discrete:
             action = action.clamp(-1, 1)
         if explore and self.cfg.act_epsilon > 0:
             action = self._epsilon_random(action)
         return action, {"core": core_state, "z": z, "action": action}
+
+    @torch.no_grad()
+    def observe_step(self, obs: dict[str, torch.Tensor], is_first: torch.Tensor, state: dict[str, Any]
+                     ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """The world model's half of one env step: z ~ q(z | obs) and the core's step on the previous (z, action)
+        of ``state`` (zeroed where is_first, where the core resets). Returns h (N, H), z (N, Z), the core state."""
+        wm = self.world_model
+        keep = (~is_first.bool()).unsqueeze(-1).float()
+        z = wm.posterior_sample(obs)  # batch-norm layers (Drama's CNN) use their running statistics
+        u = wm.core_input(torch.cat([state["z"] * keep, state["action"] * keep], -1))
+        h, core_state = wm.core.step(u, state["core"], reset=wm.core_reset(is_first))
+        return h, z, core_state
 
     def _epsilon_random(self, action: torch.Tensor) -> torch.Tensor:
         """``action`` (N, A) with each row replaced, with probability act_epsilon, by a uniformly random action
