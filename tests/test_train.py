@@ -12,6 +12,7 @@ from ssmworld.runtime.config import load_config
 from ssmworld.runtime.episodes import load_run, to_env_actions
 from ssmworld.runtime.logger import read_metrics
 from ssmworld.runtime import checkpoint
+from ssmworld.runtime import train as train_module
 from ssmworld.runtime.train import Trainer, batch_to_tensors, train
 
 
@@ -49,6 +50,31 @@ def test_a_reset_actor_critic_warms_up_on_fresh_batches_before_it_acts(monkeypat
     rows = [r for r in read_metrics(str(tmp_path / "metrics.jsonl")) if "warmup/updates" in r]
     assert [r["warmup/updates"] for r in rows] == [3, 3]  # one row per reset: the warm-ups' mean losses
     assert all(np.isfinite(r["warmup/loss_actor"]) and np.isfinite(r["warmup/loss_critic"]) for r in rows)
+
+
+def test_a_time_budget_that_ends_at_an_evaluation_does_not_repeat_it(tmp_path, monkeypatch):
+    cfg = debug_config(steps=80, **{"train.prefill": 30, "train.eval_every": 20, "train.eval_episodes": 1,
+                                    "train.minutes": 1})
+    trainer = Trainer(cfg, str(tmp_path), quiet=True)
+
+    class Budget:  # train.minutes runs out right after the evaluation at step 40 (the checkpoint clock never does)
+        def __init__(self, minutes: float):
+            self.minutes = minutes
+
+        def passed(self) -> bool:
+            return self.minutes == 1 and trainer.step >= 40
+
+        def restart(self) -> None:
+            pass
+
+    monkeypatch.setattr(train_module, "WallClock", Budget)
+    steps = []
+    evaluate = trainer._evaluate
+    monkeypatch.setattr(trainer, "_evaluate", lambda *a, **k: steps.append(trainer.step) or evaluate(*a, **k))
+    summary = trainer.run()
+    assert summary["steps"] == 40 and steps == [20, 40]  # the evaluation at step 40 is the final one
+    rows = [r for r in read_metrics(str(tmp_path / "metrics.jsonl")) if "eval/episodes" in r]
+    assert [r["step"] for r in rows] == [20, 40] and summary["eval_return_mean"] == rows[-1]["eval/return_mean"]
 
 
 def test_replay_stream_follows_the_convention():

@@ -216,6 +216,7 @@ class Trainer:
         tc, main = self.tc, self.group.main
         budget, checkpoint_clock = WallClock(tc.minutes), WallClock(tc.checkpoint_minutes)
         self.window.restart(self.step, self.updates)
+        evaluated: tuple[int, dict[str, Any]] | None = None  # the last periodic evaluation: (step, row)
         while self.step < tc.steps:
             # wall-clock decisions and signals differ between ranks: rank 0's (one small broadcast per env step)
             decision = self.group.agree(4 * bool(self.interrupted) + 2 * (tc.minutes > 0 and budget.passed())
@@ -241,6 +242,7 @@ class Trainer:
             if self.evaluations.due(self.step):
                 result = self._evaluate(logger) if main else {}
                 logger.write(self.step, result)
+                evaluated = (self.step, result)
                 if tc.stop_at is not None and self.group.agree(int(self._solved(result)), self.device):
                     logger.print(f"ssmworld: solved at step {self.step} (eval {tc.stop_metric} "
                                  f"{result.get(f'eval/{tc.stop_metric}', 0):g} >= train.stop_at={tc.stop_at:g})")
@@ -252,6 +254,8 @@ class Trainer:
                 self.save_checkpoint(acting=True)
                 checkpoint_clock.restart()
             logger.progress(self.step, self.updates)
+        if evaluated is not None and evaluated[0] == self.step:  # the run ended right after an evaluation: the same
+            return evaluated[1], False                          # policy and seed would give the same row again
         final = self._evaluate(logger, final=True) if main else {}
         logger.write(self.step, final)
         return final, False
