@@ -329,16 +329,15 @@ class Trainer:
         metrics = self.agent.update(batch, contexts)
         self.updates += 1
         self._check_finite(metrics, batch)
-        sums: dict[str, float] = {}
-        warmups = self.agent.behavior_warmups_due()
-        for _ in range(warmups):  # a reset actor-critic learns before it acts again
+        warmups = []
+        for _ in range(self.agent.behavior_warmups_due()):  # a reset actor-critic learns before it acts again
             data = self.sample_batch(count=False)
-            warmup = {k: float(v) for k, v in self.agent.warm_up_behavior(*data).items()}
-            self._check_finite({f"warm-up {k}": v for k, v in warmup.items()}, data[0])
-            for key, value in warmup.items():
-                sums[key] = sums.get(key, 0.0) + value
-        row = {f"warmup/{k}": v / warmups for k, v in sums.items()}
-        return metrics, (row | {"warmup/updates": warmups} if warmups else {})
+            warmups.append({k: float(v) for k, v in self.agent.warm_up_behavior(*data).items()})
+            self._check_finite({f"warm-up {k}": v for k, v in warmups[-1].items()}, data[0])
+        if not warmups:
+            return metrics, {}
+        row = {f"warmup/{k}": sum(w[k] for w in warmups) / len(warmups) for k in warmups[0]}
+        return metrics, row | {"warmup/updates": len(warmups)}
 
     def _check_finite(self, metrics: dict[str, float], batch: dict[str, Any]) -> None:
         """Stop the run at a non-finite loss or gradient norm, naming it (and saving the batch and weights)."""
