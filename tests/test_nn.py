@@ -36,6 +36,21 @@ def test_two_hot_round_trip_and_log_prob():
     torch.testing.assert_close(TwoHot(torch.zeros(6, 255)).log_prob(value), torch.full((6,), -math.log(255)))
 
 
+def test_two_hot_log_prob_reads_two_bins_as_the_dense_product():
+    """log_prob gathers the two weighted bins; the dense sum over target * log_softmax is the reference, values and
+    gradients, including a second call on the same distribution (the critic's two targets share its log-softmax)."""
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7, 255, dtype=torch.float64, requires_grad=True)
+    values = [symexp(torch.randn(3, 7, dtype=torch.float64) * 4), torch.full((3, 7), 1e12, dtype=torch.float64)]
+    dist = TwoHot(logits)
+    fast = sum(dist.log_prob(v).sum() for v in values)
+    (fast_grad,) = torch.autograd.grad(fast, logits)
+    dense = sum((TwoHot(logits).target(v) * logits.log_softmax(-1)).sum() for v in values)
+    (dense_grad,) = torch.autograd.grad(dense, logits)
+    torch.testing.assert_close(fast, dense)
+    torch.testing.assert_close(fast_grad, dense_grad)
+
+
 def test_categorical_latent_unimix_kl_and_straight_through():
     logits = torch.tensor([[[10.0, -10.0]]])  # one group of two classes, almost one-hot before mixing
     dist = CategoricalLatent(logits, unimix=0.01)

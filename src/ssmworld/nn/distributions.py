@@ -77,26 +77,37 @@ class TwoHot:
         logits = full_precision(logits)
         self.logits = logits
         self.bins = torch.linspace(low, high, logits.shape[-1], device=logits.device, dtype=logits.dtype)
+        self._log_softmax: torch.Tensor | None = None  # shared by repeated log_prob calls (the critic's two targets)
 
     @property
     def mean(self) -> torch.Tensor:
         """(...): symexp of the expected bin."""
-        return symexp((self.logits.softmax(-1) * self.bins).sum(-1))
+        return symexp(self.logits.softmax(-1) @ self.bins)
+
+    def _neighbours(self, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(...) -> (index of the bin at or below symlog(value), weight of the bin above it), both (...)."""
+        y = symlog(value.detach()).to(self.bins.dtype).clamp(self.bins[0], self.bins[-1])
+        below = (torch.bucketize(y, self.bins, right=True) - 1).clamp(0, self.bins.shape[0] - 2)
+        low, high = self.bins[below], self.bins[below + 1]
+        return below, ((y - low) / (high - low)).clamp(0, 1)
 
     def target(self, value: torch.Tensor) -> torch.Tensor:
         """Two-hot encoding of symlog(value): weight split between the two nearest bins. (...) -> (..., n_bins)."""
-        y = symlog(value).clamp(self.bins[0], self.bins[-1])
-        n = self.bins.shape[0]
-        below = (torch.bucketize(y, self.bins, right=True) - 1).clamp(0, n - 2)
-        low, high = self.bins[below], self.bins[below + 1]
-        w_high = ((y - low) / (high - low)).clamp(0, 1)
-        target = torch.zeros(*y.shape, n, dtype=self.logits.dtype, device=y.device)
-        target.scatter_(-1, below.unsqueeze(-1), (1 - w_high).unsqueeze(-1).to(target.dtype))
-        return target.scatter_add_(-1, (below + 1).unsqueeze(-1), w_high.unsqueeze(-1).to(target.dtype))
+        below, w_high = self._neighbours(value)
+        target = torch.zeros(*below.shape, self.bins.shape[0], dtype=self.logits.dtype, device=below.device)
+        target.scatter_(-1, below.unsqueeze(-1), (1 - w_high).unsqueeze(-1))
+        return target.scatter_add_(-1, (below + 1).unsqueeze(-1), w_high.unsqueeze(-1))
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """(...): sum over bins of two-hot target * log softmax (the negative cross-entropy)."""
-        return (self.target(value).detach() * self.logits.log_softmax(-1)).sum(-1)
+        """(...): sum over bins of two-hot target * log softmax (the negative cross-entropy), read off the two bins
+        the target weights instead of a dense (..., n_bins) product (equal to ``(target(value) * log_softmax).sum(-1)``,
+        tested)."""
+        if self._log_softmax is None:
+            self._log_softmax = self.logits.log_softmax(-1)
+        below, w_high = self._neighbours(value)
+        log_softmax = self._log_softmax.expand(*below.shape, self.bins.shape[0])  # broadcast as the dense product
+        pair = log_softmax.gather(-1, torch.stack([below, below + 1], -1))  # (..., 2)
+        return pair[..., 0] * (1 - w_high) + pair[..., 1] * w_high
 
 
 class CategoricalLatent:

@@ -93,13 +93,33 @@ def peak_mb(device: str, base_mb: float) -> float:
     return peak_rss_mb() - base_mb
 
 
+def cpu_model() -> str:
+    """The CPU's model name and its vector extensions that change matmul speed (AVX-512, AMX: bfloat16 runs on AMX
+    only where it exists), e.g. "AMD EPYC (avx2)"; the same machine label varies between hosts of a cloud, so every
+    report says which CPU it ran on. platform.processor() is empty on Linux: read /proc/cpuinfo where it exists."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    extensions = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name} ({', '.join(extensions)})" if extensions else name
+
+
 def report_meta(benchmark: str, command: str | None = None, **fields: Any) -> dict[str, Any]:
     """The header of every benchmark report: what ran, where, when, with which versions and command (default: the
     ``ssmworld`` subcommand that is running; a script under benchmarks/ passes its own)."""
     import torch
 
     return dict(benchmark=benchmark, date=datetime.datetime.now().isoformat(timespec="seconds"), host=platform.node(),
-                machine=platform.machine(), processor=platform.processor(), cpu_count=os.cpu_count(),
+                machine=platform.machine(), processor=cpu_model(), cpu_count=os.cpu_count(),
                 python=platform.python_version(), torch=torch.__version__,
                 command=command or " ".join(["ssmworld"] + sys.argv[1:]), **fields)
 
