@@ -81,8 +81,8 @@ class TwoHot:
 
     @property
     def mean(self) -> torch.Tensor:
-        """(...): symexp of the expected bin."""
-        return symexp(self.logits.softmax(-1) @ self.bins)
+        """(...): symexp of the expected bin (elementwise and summed: a matmul would run in bfloat16 under autocast)."""
+        return symexp((self.logits.softmax(-1) * self.bins).sum(-1))
 
     def _neighbours(self, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(...) -> (index of the bin at or below symlog(value), weight of the bin above it), both (...)."""
