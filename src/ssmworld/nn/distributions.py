@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -77,12 +78,16 @@ class TwoHot:
         logits = full_precision(logits)
         self.logits = logits
         self.bins = torch.linspace(low, high, logits.shape[-1], device=logits.device, dtype=logits.dtype)
-        self._log_softmax: torch.Tensor | None = None  # shared by repeated log_prob calls (the critic's two targets)
 
     @property
     def mean(self) -> torch.Tensor:
         """(...): symexp of the expected bin (elementwise and summed: a matmul would run in bfloat16 under autocast)."""
         return symexp((self.logits.softmax(-1) * self.bins).sum(-1))
+
+    @functools.cached_property
+    def log_softmax(self) -> torch.Tensor:
+        """(..., n_bins), computed once: the critic's two targets (returns, slow critic) share it."""
+        return self.logits.log_softmax(-1)
 
     def _neighbours(self, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(...) -> (index of the bin at or below symlog(value), weight of the bin above it), both (...)."""
@@ -102,10 +107,8 @@ class TwoHot:
         """(...): sum over bins of two-hot target * log softmax (the negative cross-entropy), read off the two bins
         the target weights instead of a dense (..., n_bins) product (equal to ``(target(value) * log_softmax).sum(-1)``,
         tested)."""
-        if self._log_softmax is None:
-            self._log_softmax = self.logits.log_softmax(-1)
         below, w_high = self._neighbours(value)
-        log_softmax = self._log_softmax.expand(*below.shape, self.bins.shape[0])  # broadcast as the dense product
+        log_softmax = self.log_softmax.expand(*below.shape, self.bins.shape[0])  # broadcast as the dense product
         pair = log_softmax.gather(-1, torch.stack([below, below + 1], -1))  # (..., 2)
         return pair[..., 0] * (1 - w_high) + pair[..., 1] * w_high
 
