@@ -41,4 +41,9 @@ def test_tiny_bench_run_writes_json(tmp_path):
     assert runs == {("s5", 8, "parallel"), ("s5", 16, "parallel"), ("s5", 16, "step"), ("gru", 8, "parallel"),
                     ("gru", 16, "parallel")}
     assert all(len(r["times_s"]) == 2 for r in report["results"])
+    parallel = [r for r in report["results"] if r["mode"] == "parallel"]
+    assert all(r["gflop"] > 0 and abs(r["gflops"] - r["gflop"] / r["median_s"]) < 1e-9 for r in parallel)
+    assert all(abs(r["sgemm_fraction"] - r["gflops"] / r["sgemm_gflops"]) < 1e-9 for r in parallel)
+    s5 = {r["length"]: r["gflop"] for r in parallel if r["core"] == "s5"}
+    assert abs(s5[16] / s5[8] - 2.0) < 1e-6  # S5's work is linear in T: twice the tokens, twice the FLOPs
     assert report["meta"]["settings"]["threads"] == 1

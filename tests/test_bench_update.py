@@ -4,7 +4,7 @@ import json
 
 from ssmworld.cli import main
 from ssmworld.tools import bench_harness
-from ssmworld.tools.bench_update import sgemm_rate
+from ssmworld.tools.bench_harness import sgemm_rate
 
 
 def test_tiny_update_bench_writes_a_consistent_report(tmp_path, capsys):

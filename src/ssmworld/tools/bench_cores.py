@@ -1,7 +1,10 @@
 """Throughput and memory benchmarks behind `ssmworld bench`.
 
 `bench cores`: for each sequence core, forward+backward time (median of repeats after a warm-up) and peak memory of
-parallel mode over sequence lengths, and each recurrent core's parallel mode against its own step loop.
+parallel mode over sequence lengths, and each recurrent core's parallel mode against its own step loop. Parallel mode
+also reports its GFLOP per forward+backward (torch.utils.flop_counter: matmuls and convolutions) and the achieved
+GFLOP/s as a fraction of the fp32 sgemm rate measured in the same process: two cores that differ in time may differ
+in work, in how fast they do it, or both.
 Every measurement runs in a fresh subprocess, so that its peak resident memory is its own and one slow or
 memory-hungry configuration cannot disturb the next.
 """
@@ -19,6 +22,7 @@ from .bench_harness import (
     report_meta,
     rss_mb,
     run_worker,
+    sgemm_rate,
     use_device,
     worker_main,
     write_json_atomic,
@@ -56,6 +60,7 @@ class BenchSettings:
 def measure(core_name: str, length: int, mode: str, settings: dict[str, Any]) -> dict[str, Any]:
     """Time forward+backward of one core at one length. mode: "parallel" or "step". Runs in a worker process."""
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     from .. import sequence
     from ..runtime.process import tune_cpu_allocator
@@ -90,10 +95,16 @@ def measure(core_name: str, length: int, mode: str, settings: dict[str, Any]) ->
     warmup = run()
     repeats = settings["repeats"] if warmup < settings["budget_s"] else 1
     times = [run() for _ in range(repeats)]
-    return dict(
-        core=core_name, length=length, mode=mode, median_s=statistics.median(times), times_s=times,
-        warmup_s=warmup, peak_mb=peak_mb(settings.get("device", "cpu"), base_mb),
-    )
+    result = dict(core=core_name, length=length, mode=mode, median_s=statistics.median(times), times_s=times,
+                  warmup_s=warmup, peak_mb=peak_mb(settings.get("device", "cpu"), base_mb))
+    if mode == "parallel":  # counted after timing: the counter's dispatch overhead must not enter the times
+        with FlopCounterMode(display=False) as counter:
+            run()
+        rate = sgemm_rate()
+        gflop = counter.get_total_flops() / 1e9
+        result.update(gflop=gflop, gflops=gflop / result["median_s"], sgemm_gflops=rate,
+                      sgemm_fraction=gflop / result["median_s"] / rate)
+    return result
 
 
 def check_targets(results: list[dict[str, Any]], settings: BenchSettings) -> list[dict[str, Any]]:
@@ -157,13 +168,15 @@ def bench_cores(settings: BenchSettings, json_path: str | None = None, console: 
 
     table = Table(title=f"sequence cores, forward+backward, B={settings.batch}, width {settings.width}, "
                         f"{settings.threads} thread(s), {settings.precision}")
-    for col in ("core", "T", "mode", "median s", "us/token", "peak MB"):
+    for col in ("core", "T", "mode", "median s", "us/token", "peak MB", "GFLOP", "GFLOP/s", "% sgemm"):
         table.add_column(col, justify="right" if col not in ("core", "mode") else "left")
     for r in results:
         if "median_s" in r:
             us = r["median_s"] / (settings.batch * r["length"]) * 1e6
+            rates = ([f"{r['gflop']:.1f}", f"{r['gflops']:.1f}", f"{100 * r['sgemm_fraction']:.0f}"] if "gflop" in r
+                     else ["-"] * 3)
             table.add_row(r["core"], str(r["length"]), r["mode"], f"{r['median_s']:.3f}", f"{us:.1f}",
-                          f"{r['peak_mb']:.0f}")
+                          f"{r['peak_mb']:.0f}", *rates)
         else:
             table.add_row(r["core"], str(r["length"]), r["mode"], "-", "-", r.get("error", "")[:40])
     console.print(table)

@@ -75,6 +75,24 @@ def autocast(precision: str, device: Any) -> Any:
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
 
 
+def sgemm_rate(size: int = 1024, repeats: int = 10) -> float:
+    """GFLOP/s of a (size x size) @ (size x size) fp32 matmul on the default device, median of ``repeats``: the rate
+    that matmul-bound work can reach, against which `bench update` and `bench cores` report their GFLOP/s."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    sync = (lambda: torch.cuda.synchronize()) if a.is_cuda else (lambda: None)
+    a @ b
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        sync()
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20

@@ -14,24 +14,7 @@ import statistics
 import time
 from typing import Any
 
-from .bench_harness import report_meta, write_json_atomic
-
-
-def sgemm_rate(size: int = 1024, repeats: int = 10) -> float:
-    """GFLOP/s of a (size x size) @ (size x size) fp32 matmul on the default device, median of ``repeats``."""
-    import torch
-
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    sync = (lambda: torch.cuda.synchronize()) if a.is_cuda else (lambda: None)
-    a @ b
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        sync()
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times) / 1e9
+from .bench_harness import report_meta, sgemm_rate, write_json_atomic
 
 
 def _print(report: dict[str, Any], repeats: int) -> None:
