@@ -23,6 +23,7 @@ from .bench_harness import (
     rss_mb,
     run_worker,
     sgemm_rate,
+    table_console,
     use_device,
     worker_main,
     write_json_atomic,
@@ -142,10 +143,9 @@ def check_targets(results: list[dict[str, Any]], settings: BenchSettings) -> lis
 
 def bench_cores(settings: BenchSettings, json_path: str | None = None, console: Any = None) -> dict[str, Any]:
     """Run the core benchmark, print a table, optionally write JSON. Returns the report."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or table_console()
     plan = [(c, t, "parallel") for c in settings.cores for t in settings.lengths]
     # The step loop is compared for the SSM cores only: gru's parallel mode is itself a loop, and attention's step
     # loop with gradients keeps every growing KV cache (O(T^2) memory).

@@ -21,6 +21,15 @@ import time
 from typing import Any, Callable
 
 
+def table_console() -> Any:
+    """A rich console on stdout for a benchmark's table. Piped to a file or a CI log, rich assumes 80 columns and
+    would cut the table's cells short ("parall…"); a report is read there as often as in a terminal, so it gets room."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
 def run_worker(module: str, job: dict[str, Any], threads: int) -> dict[str, Any]:
     """Run ``python -m module --worker JOB`` with ``threads`` torch threads; its last stdout line is the result (a
     JSON object). A failed worker gives ``{**job fields that name it, "error": its last stderr line}``."""

@@ -39,6 +39,7 @@ from .bench_harness import (
     report_meta,
     rss_mb,
     run_worker,
+    table_console,
     use_device,
     worker_main,
     write_json_atomic,
@@ -177,10 +178,9 @@ def scaling(results: list[dict[str, Any]], settings: WorldModelBenchSettings
 def bench_world_model(settings: WorldModelBenchSettings, json_path: str | None = None,
                       console: Any = None) -> dict[str, Any]:
     """Run the world-model benchmark, print a table and the check, optionally write JSON. Returns the report."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or table_console()
     unknown = [c for c in settings.cores if c not in CORE_CONFIGS]
     if unknown:
         raise UserError(f"unknown core(s) {unknown}; available: {', '.join(CORE_CONFIGS)}")
