@@ -5,8 +5,9 @@
 
 For a run on ``bsuite:memory_len/N`` (the cue: the context bit of the first observation; the rewarded action at the
 last step: the cue's index):
-1. plays ``episodes`` episodes with random actions through the run's world model, carrying its core state as when
-   acting, and keeps every step's (h, z, core state);
+1. plays ``episodes`` episodes through the run's world model, carrying its core state as when acting, and keeps every
+   step's (h, z, core state); the actions are uniformly random (``--actions random``), or the run's own acting
+   policy's (``--actions policy``: sampled, with its ``act_epsilon``), i.e. the distribution its replay holds;
 2. the world model at the query step: how often its reward head, one imagined step ahead, prefers the rewarded
    action; how well a ridge probe reads the cue from the core state features x (fitted on half, tested on the other);
 3. the run's actor at the query step: its mean probability of the rewarded action;
@@ -15,6 +16,12 @@ last step: the cue's index):
    every ``every`` updates.
 If (2) is right and (3) at chance, the memory is there and the policy does not use it; if (b) then learns and (a) does
 not, the run's actor has lost the ability to learn (a saturated softmax: docs/RESULTS.md "A saturated actor").
+If (2) is right with the policy's actions and at chance with random ones, the world model reads the cue from
+something the policy's actions carry inside the window, not from the carried state.
+5. the same reward head on the run's own replay (training batches as the run samples them, its episode context
+   included): the share of answer steps whose predicted reward has the right sign. Right there and at chance in (2)
+   on fresh episodes: the world model has memorised its few replayed episodes' rewards instead of reading the cue
+   (its training reward loss then looks solved: docs/RESULTS.md, "The world model's reward weighted 10x").
 """
 
 from __future__ import annotations
@@ -31,14 +38,17 @@ from ssmworld import envs
 from ssmworld.dreamer.agent import Agent
 from ssmworld.dreamer.imagination import Starts
 from ssmworld.errors import UserError
-from ssmworld.nn.distributions import onehot
+from ssmworld.nn.distributions import TwoHot, onehot
+from ssmworld.runtime.config import load_yaml
 from ssmworld.runtime.episodes import load_run, obs_to_tensors, to_env_actions
+from ssmworld.runtime.train import Trainer
 
 
 @torch.no_grad()
-def play(agent: Agent, env_id: str, episodes: int, seed: int) -> dict[str, Any]:
-    """Random-action episodes through the world model: per step h (N, H), z (N, Z), core state (batch N), cue (N,)
-    and query (N,) (the episode's last step). Every kept state is one the agent acts in (none is terminal)."""
+def play(agent: Agent, env_id: str, episodes: int, seed: int, actions: str = "random") -> dict[str, Any]:
+    """Episodes through the world model, with random actions or the run's acting policy: per step h (N, H), z (N, Z),
+    core state (batch N), cue (N,) and query (N,) (the episode's last step). Every kept state is one the agent acts
+    in (none is terminal)."""
     A = agent.action_dim
     env = envs.make(env_id, seed=seed)
     rng = np.random.default_rng(seed)
@@ -50,7 +60,11 @@ def play(agent: Agent, env_id: str, episodes: int, seed: int) -> dict[str, Any]:
         while not done:
             obs_t = {k: v[None] for k, v in obs_to_tensors(obs).items()}
             h, z, state = agent.observe_step(obs_t, torch.tensor([first]), acting)
-            action = onehot(torch.tensor([int(rng.integers(A))]), A, z.dtype)
+            if actions == "policy" and rng.random() >= agent.cfg.act_epsilon:
+                parts = {"h": h, "z": z, "x": agent.world_model.core.features(state)}
+                action = agent.actor_critic.policy(agent.features(parts)).sample()
+            else:
+                action = onehot(torch.tensor([int(rng.integers(A))]), A, z.dtype)
             obs, _, terminated, truncated, _ = env.step(to_env_actions(action[0].numpy(), env.action_space))
             done = terminated or truncated
             for kept, value in zip((hs, zs, states, cues, query), (h, z, state, cue, done)):
@@ -97,6 +111,26 @@ def p_rewarded(agent: Agent, data: dict[str, Any]) -> float:
     return float(probs.probs[torch.arange(len(q)), data["cue"][q]].mean())
 
 
+@torch.no_grad()
+def replay_reward(logdir: str, batches: int) -> dict[str, float]:
+    """The reward head on ``batches`` training batches of the run's replay (its sampler, its episode context): the
+    share of answer steps (reward != 0) whose predicted reward has the right sign, and the two-hot cross-entropy
+    there (0.674 nats for a predicted +-1: the target's own entropy; 1.367 for a coin flip)."""
+    trainer = Trainer(load_yaml(f"{logdir}/config.yaml"), logdir, resume=True, quiet=True)  # reads, writes nothing
+    wm, right, nats, answers = trainer.agent.world_model, 0, 0.0, 0
+    for _ in range(batches):
+        batch, _ = trainer.sample_batch(count=False)
+        out = wm.observe_batch(batch)
+        reward, predicted = batch["reward"].float(), TwoHot(wm.reward_head(wm.head_features(out["h"], out["z"])))
+        answer = reward != 0
+        right += int(((predicted.mean[answer] > 0) == (reward[answer] > 0)).sum())
+        nats += float(-predicted.log_prob(reward)[answer].sum())
+        answers += int(answer.sum())
+    trainer.vec.close()
+    return {"replay_answer_steps": answers, "replay_reward_sign_right": right / max(answers, 1),
+            "replay_reward_nats": nats / max(answers, 1)}
+
+
 def train_in_imagination(agent: Agent, data: dict[str, Any], updates: int, every: int, starts: int = 256
                          ) -> list[tuple[int, float]]:
     """``Agent.update_behavior`` on the frozen world model from random kept states; returns [(update, p_rewarded)]
@@ -111,15 +145,17 @@ def train_in_imagination(agent: Agent, data: dict[str, Any], updates: int, every
     return curve
 
 
-def measure(logdir: str, episodes: int, updates: int, every: int, seed: int = 0) -> dict[str, Any]:
+def measure(logdir: str, episodes: int, updates: int, every: int, seed: int = 0, actions: str = "random",
+            replay_batches: int = 20) -> dict[str, Any]:
     torch.manual_seed(seed)
     cfg, agent, step = load_run(logdir)
     if not (cfg.train.env.startswith("bsuite:memory_len") and agent.discrete):
         raise UserError(f"needs a run on bsuite:memory_len/N, got {cfg.train.env}")
     agent.world_model.requires_grad_(False)
-    data = play(agent, cfg.train.env, episodes, seed)
-    result = {"run": logdir, "env": cfg.train.env, "env_step": step, "episodes": episodes,
-              **world_model_probe(agent, data), "actor_p_rewarded": p_rewarded(agent, data)}
+    data = play(agent, cfg.train.env, episodes, seed, actions)
+    result = {"run": logdir, "env": cfg.train.env, "env_step": step, "episodes": episodes, "actions": actions,
+              **world_model_probe(agent, data), "actor_p_rewarded": p_rewarded(agent, data),
+              **replay_reward(logdir, replay_batches)}
     fresh = copy.deepcopy(agent)
     fresh.reset_actor_critic()
     result["run_actor_critic"] = train_in_imagination(agent, data, updates, every)
@@ -134,15 +170,22 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=1500)
     parser.add_argument("--every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--actions", choices=["random", "policy"], default="random",
+                        help="actions of the played episodes: uniformly random, or the run's acting policy")
+    parser.add_argument("--replay-batches", type=int, default=20, help="training batches for the replay check (5)")
     parser.add_argument("--json")
     args = parser.parse_args()
     try:
-        result = measure(args.logdir, args.episodes, args.updates, args.every, args.seed)
+        result = measure(args.logdir, args.episodes, args.updates, args.every, args.seed, args.actions,
+                         args.replay_batches)
     except UserError as error:  # not a memory_len run, not a run directory: one line, exit code 2
         parser.error(str(error))
-    print(f"{result['run']} at env step {result['env_step']} ({result['query_steps']} query steps)")
+    print(f"{result['run']} at env step {result['env_step']} ({result['query_steps']} query steps, "
+          f"{result['actions']} actions)")
     print(f"  reward head prefers the rewarded action: {result['reward_head_prefers_rewarded_action']:.3f}")
     print(f"  ridge probe of the cue from x:          {result['ridge_probe_accuracy']:.3f}")
+    print(f"  on its own replay ({result['replay_answer_steps']} answer steps): reward sign right "
+          f"{result['replay_reward_sign_right']:.3f}, {result['replay_reward_nats']:.3f} nats")
     print(f"  the run's actor, P(rewarded action):     {result['actor_p_rewarded']:.3f}")
     print("  updates in imagination | the run's actor-critic | a fresh one")
     for (update, run), (_, fresh) in zip(result["run_actor_critic"], result["fresh_actor_critic"]):

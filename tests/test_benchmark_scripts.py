@@ -95,13 +95,19 @@ def test_small_softmax_benchmark_measures_both_routes():
 
 def test_actor_plasticity_probes_a_memory_len_run(tmp_path):
     logdir = trained_run(tmp_path, "bsuite:memory_len/0", {"train.prefill": 20, "train.eval_every": 0}, steps=30)
-    result = script("actor_plasticity").measure(logdir, episodes=6, updates=4, every=2)
+    result = script("actor_plasticity").measure(logdir, episodes=6, updates=4, every=2, replay_batches=2)
     assert result["query_steps"] == 6 and result["env_step"] == 30
+    # memory_len/0: short episodes with one answer step each; the replay batches hold several
+    assert result["replay_answer_steps"] > 0 and 0 <= result["replay_reward_sign_right"] <= 1
+    assert result["replay_reward_nats"] > 0.67  # at least the two-hot target's own entropy (0.674 nats for +-1)
     assert 0 <= result["reward_head_prefers_rewarded_action"] <= 1 and 0 <= result["ridge_probe_accuracy"] <= 1
     for curve in (result["run_actor_critic"], result["fresh_actor_critic"]):
         assert [u for u, _ in curve] == [0, 2, 4] and all(0 < p < 1 for _, p in curve)
     assert result["run_actor_critic"][0][1] == result["actor_p_rewarded"]  # the run's actor before any update
     json.dumps(result)
+    policy = script("actor_plasticity").measure(logdir, episodes=6, updates=0, every=1, actions="policy",
+                                                replay_batches=1)
+    assert policy["actions"] == "policy" and policy["query_steps"] == 6
 
 
 def test_imagination_scaling_measures_every_count():
