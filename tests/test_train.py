@@ -7,12 +7,21 @@ import numpy as np
 import pytest
 import torch
 
+from ssmworld import envs
 from ssmworld.dreamer.replay import ReplayBuffer
-from ssmworld.runtime.config import load_config
-from ssmworld.runtime.episodes import load_run, to_env_actions
-from ssmworld.runtime.logger import read_metrics
 from ssmworld.runtime import checkpoint
 from ssmworld.runtime import train as train_module
+from ssmworld.runtime.config import load_config
+from ssmworld.runtime.episodes import (
+    Episode,
+    episode_batch,
+    evaluate,
+    load_run,
+    run_episode,
+    to_env_actions,
+    world_model_losses,
+)
+from ssmworld.runtime.logger import read_metrics
 from ssmworld.runtime.train import Trainer, batch_to_tensors, train
 
 
@@ -214,6 +223,44 @@ def test_batch_conventions_from_replay():
     batch = batch_to_tensors(buffer.sample(1, 5))
     assert batch["obs"]["vector"].shape == (1, 5, 2) and batch["action"].dtype == torch.float32
     assert batch["is_terminal"][0].tolist() == [False, False, False, False, True]
+
+
+def test_a_recorded_episode_is_batched_exactly_as_the_replay_stores_it():
+    cfg = debug_config(steps=12, **{"train.prefill": 100})  # random actions: steps 0..4 are one whole episode
+    trainer = Trainer(cfg, quiet=True)
+    trainer.run()
+    stored = {k: v[:5] for k, v in trainer.replay.chunks[0].data.items()}
+    episode = Episode(length=4, terminated=True, observations=[{"vector": o} for o in stored["obs/vector"]],
+                      actions=[torch.as_tensor(a) for a in stored["action"][:4]], rewards=stored["reward"][1:].tolist())
+    batch, replayed = episode_batch(episode), batch_to_tensors({k: v[None] for k, v in stored.items()})
+    for key in ("action", "reward", "is_first", "is_terminal"):
+        assert torch.equal(batch[key], replayed[key]), key
+    assert torch.equal(batch["obs"]["vector"], replayed["obs"]["vector"])
+    cut = episode_batch(episode, rows=3)  # the first rows only: a cut episode has no terminal step
+    assert cut["reward"].shape == (1, 3) and not cut["is_terminal"].any()
+    assert torch.equal(cut["action"], replayed["action"][:, :3])
+
+
+def test_evaluation_reports_held_out_world_model_losses_without_touching_training():
+    cfg = debug_config(steps=30, **{"train.prefill": 20})
+    trainer = Trainer(cfg, quiet=True)
+    trainer.run()
+    agent = trainer.agent.train()
+    torch.manual_seed(1)
+    result = evaluate(agent, cfg.train.env, 2, seed=5)
+    assert agent.world_model.training  # eval mode only while the losses are computed
+    torch.manual_seed(1)  # the same episodes again, by hand: the losses are their per-step mean
+    env, total, steps = envs.make(cfg.train.env, seed=5), 0.0, 0
+    for index in range(2):
+        episode = run_episode(agent, env, 5 + index, record=True)
+        rng = torch.get_rng_state()
+        losses, rows = world_model_losses(agent, episode)
+        total, steps = total + losses["loss_reward"] * rows, steps + rows
+        assert rows == episode.length + 1
+        assert torch.equal(torch.get_rng_state(), rng)  # a forked random stream: acting and training go on unchanged
+    assert result["wm_loss_reward"] == pytest.approx(total / steps)
+    assert all(np.isfinite(result[f"wm_{k}"]) for k in ("loss_reward", "loss_decoder", "loss_cont"))
+    assert result["wm_loss_reward"] > 0 and result["wm_loss_cont"] > 0
 
 
 def test_train_function_returns_a_summary():

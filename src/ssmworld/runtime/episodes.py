@@ -1,5 +1,6 @@
 """Between gymnasium envs and the agent: model shapes from spaces, observation/action conversion, building an agent
-for an env, greedy evaluation episodes and loading a run's trained agent."""
+for an env, greedy evaluation episodes (with the world model's losses on them: held-out data) and loading a run's
+trained agent."""
 
 from __future__ import annotations
 
@@ -67,14 +68,17 @@ def to_env_actions(action: np.ndarray, space: gym.Space) -> np.ndarray:
 
 @dataclass
 class Episode:
-    """One played episode: its return, length, the last step's info; with ``record``, every observation and the
-    agent's action after each (one-hot or [-1, 1], (A,) tensors)."""
+    """One played episode: its return, length, the last step's info, whether it ended in a terminal state; with
+    ``record``, every observation, the agent's action after each (one-hot or [-1, 1], (A,) tensors) and the reward
+    that came with the next."""
 
     total: float = 0.0
     length: int = 0
     info: dict[str, Any] = field(default_factory=dict)
+    terminated: bool = False
     observations: list[dict[str, np.ndarray]] = field(default_factory=list)
     actions: list[torch.Tensor] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
 
 
 @torch.no_grad()
@@ -91,28 +95,71 @@ def run_episode(agent: Agent, env: gym.Env, seed: int | None, explore: bool = Fa
         obs, reward, terminated, truncated, episode.info = env.step(to_env_actions(action[0].cpu().numpy(),
                                                                                    env.action_space))
         episode.total, episode.length, done = episode.total + float(reward), episode.length + 1, terminated or truncated
+        episode.terminated = bool(terminated)
         if record:
             episode.actions.append(action[0])
             episode.observations.append(obs)
+            episode.rewards.append(float(reward))
     return episode
+
+
+HELD_OUT_LOSSES = ("loss_reward", "loss_decoder", "loss_cont")
+HELD_OUT_ROWS = 2048  # the held-out losses read at most this many rows of an episode: bounded memory on long ones
+
+
+def episode_batch(episode: Episode, device: torch.device | str = "cpu", rows: int | None = None) -> dict[str, Any]:
+    """A recorded episode as a (1, L+1) batch in the replay's convention (train.py): o_t, the action after it (zeros
+    after the last observation), the reward r_t that arrived with o_t (0 at the first), is_first at t=0, is_terminal
+    at the last step if the episode ended in a terminal state. ``rows``: only the first this many."""
+    rows = min(episode.length + 1, rows or episode.length + 1)
+    obs = {k: np.stack([o[k] for o in episode.observations[:rows]])[None] for k in episode.observations[0]}
+    action = torch.stack([*episode.actions, torch.zeros_like(episode.actions[0])][:rows]).float()[None]
+    is_first, is_terminal = torch.zeros(1, rows, dtype=torch.bool), torch.zeros(1, rows, dtype=torch.bool)
+    is_first[0, 0], is_terminal[0, -1] = True, episode.terminated and rows == episode.length + 1
+    return {"obs": obs_to_tensors(obs, device), "action": action.to(device), "is_first": is_first.to(device),
+            "reward": torch.tensor([[0.0, *episode.rewards][:rows]], device=device),
+            "is_terminal": is_terminal.to(device)}
+
+
+@torch.no_grad()
+def world_model_losses(agent: Agent, episode: Episode) -> tuple[dict[str, float], int]:
+    """The world model's per-step losses on one recorded episode (``episode_batch``, its first HELD_OUT_ROWS rows),
+    and the number of rows. On evaluation episodes these are held-out losses: beside the training losses they show a
+    world model that memorises its replay (a low ``train/loss_reward`` with a high ``eval/wm_loss_reward``:
+    docs/RESULTS.md "Memorised, not read"). Evaluated in eval mode and on a forked random stream, so that a run's
+    training is the same with or without it."""
+    device, wm = next(agent.parameters()).device, agent.world_model
+    batch, training = episode_batch(episode, device, HELD_OUT_ROWS), wm.training
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device.type == "cuda" else []):
+        wm.eval()
+        _, metrics, _ = wm.loss(batch)
+    wm.train(training)
+    return {key: float(metrics[key]) for key in HELD_OUT_LOSSES}, batch["reward"].shape[1]
 
 
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0, explore: bool = False,
              env_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run ``episodes`` episodes with the agent's greedy policy (``explore=False``) in a fresh env."""
+    """Run ``episodes`` episodes with the agent's greedy policy (``explore=False``) in a fresh env: return, length,
+    success, and the world model's per-step losses on them (``wm_loss_reward`` ...: held-out data)."""
     env = envs.make(env_id, seed=seed, **(env_options or {}))
-    returns, lengths, successes = [], [], []
+    returns, lengths, successes, rows, losses = [], [], [], 0, {key: 0.0 for key in HELD_OUT_LOSSES}
     for index in range(episodes):
-        episode = run_episode(agent, env, seed + index, explore)
+        episode = run_episode(agent, env, seed + index, explore, record=True)
         returns.append(episode.total)
         lengths.append(episode.length)
         if "success" in episode.info:
             successes.append(float(episode.info["success"]))
+        episode_losses, episode_rows = world_model_losses(agent, episode)
+        rows += episode_rows
+        for key, value in episode_losses.items():
+            losses[key] += value * episode_rows  # per step over all episodes, as the training losses
     env.close()
     summary = {"episodes": episodes, "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
                "length_mean": float(np.mean(lengths))}
     if successes:
         summary["success_rate"] = float(np.mean(successes))
+    if rows:
+        summary.update({f"wm_{key}": value / rows for key, value in losses.items()})
     return summary
 
 
