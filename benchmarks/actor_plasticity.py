@@ -14,14 +14,14 @@ last step: the cue's index):
 4. with the world model frozen, trains in imagination from the kept states (a) the run's actor-critic and (b) a
    freshly initialised one (``agent.reset_actor_critic``), ``updates`` updates each, and reports that probability
    every ``every`` updates.
+5. the same reward head on the run's own replay (training batches as the run samples them, its episode context
+   included): the share of answer steps whose predicted reward has the right sign.
 If (2) is right and (3) at chance, the memory is there and the policy does not use it; if (b) then learns and (a) does
 not, the run's actor has lost the ability to learn (a saturated softmax: docs/RESULTS.md "A saturated actor").
 If (2) is right with the policy's actions and at chance with random ones, the world model reads the cue from
-something the policy's actions carry inside the window, not from the carried state.
-5. the same reward head on the run's own replay (training batches as the run samples them, its episode context
-   included): the share of answer steps whose predicted reward has the right sign. Right there and at chance in (2)
-   on fresh episodes: the world model has memorised its few replayed episodes' rewards instead of reading the cue
-   (its training reward loss then looks solved: docs/RESULTS.md, "The world model's reward weighted 10x").
+something the policy's actions carry inside the window, not from the carried state. If (5) is right and (2) at
+chance on fresh episodes, the world model has memorised its few replayed episodes' rewards instead of reading the cue,
+and its training reward loss looks solved (docs/RESULTS.md, "Memorised, not read").
 """
 
 from __future__ import annotations
