@@ -129,3 +129,21 @@ def test_query_answers_reads_cue_answer_and_reward_of_every_episode(tmp_path):
     assert rows[0]["success"] == np.mean([r > 0 for _, _, r in found[: rows[0]["episodes"][1]]])
     with pytest.raises(UserError, match="needs a bsuite:memory_len run"):
         module.episodes(trained_run(tmp_path / "other", "builtin:recall/2", {"train.prefill": 30}, steps=40))
+
+
+def test_discounting_probe_reads_every_arm_of_a_discounting_chain_run(tmp_path):
+    logdir = trained_run(tmp_path, "bsuite:discounting_chain/4", {"train.prefill": 20, "train.eval_every": 0},
+                         steps=30)
+    result = script("discounting_probe").measure(logdir, samples=3)
+    assert result["bonus_arm"] == 4 and [a["delay"] for a in result["arms"]] == [1, 3, 10, 30, 100]
+    gamma = result["gamma"]
+    # the true worth at t=0 of arm k: its reward discounted over the delay-1 steps after the first transition's
+    assert [a["true_worth"] for a in result["arms"]] == pytest.approx([1.0, gamma ** 2, gamma ** 9, gamma ** 29,
+                                                                       1.1 * gamma ** 99])
+    assert sum(a["p_first_step"] for a in result["arms"]) == pytest.approx(1.0, abs=1e-5)
+    for arm in result["arms"]:
+        assert 1 <= arm["peak_step"] <= 100 and np.isfinite(arm["lambda_return_t0"])
+    json.dumps(result)
+    with pytest.raises(UserError, match="discounting_chain"):
+        script("discounting_probe").measure(trained_run(tmp_path / "m", "bsuite:memory_len/0",
+                                                        {"train.prefill": 20, "train.eval_every": 0}, steps=30), 2)
