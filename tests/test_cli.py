@@ -32,12 +32,13 @@ def test_train_resume_and_eval(tmp_path, capsys):
         assert any(n.startswith("events.out.tfevents") for n in os.listdir(os.path.join(logdir, "tensorboard")))
     code, _, err = run_cli(capsys, "train", "--logdir", logdir, "--resume", "train.batch_size=4")
     assert code == 2 and "--resume keeps the run's config (train.batch_size=4 given)" in err
-    # a new wall-clock budget (and checkpoint cadence) for this session is allowed, and kept in the run's config
+    # a new wall-clock budget, stopping score and checkpoint cadence for this session are allowed, and kept in the
+    # run's config (stop_at=2.0 is unreachable: recall pays at most +1)
     code, out, _ = run_cli(capsys, "train", "--logdir", logdir, "--resume", "--steps", "100", "--quiet",
-                           "train.minutes=30", "train.checkpoint_minutes=5")
+                           "train.minutes=30", "train.checkpoint_minutes=5", "train.stop_at=2.0")
     assert code == 0 and json.loads(out.strip().splitlines()[-1])["steps"] == 100
     saved = open(os.path.join(logdir, "config.yaml")).read()
-    assert "minutes: 30.0" in saved and "checkpoint_minutes: 5.0" in saved
+    assert "minutes: 30.0" in saved and "checkpoint_minutes: 5.0" in saved and "stop_at: 2.0" in saved
     code, out, _ = run_cli(capsys, "eval", "--logdir", logdir, "--episodes", "4")
     result = json.loads(out)
     assert code == 0 and result["eval_episodes"] == 4 and result["steps"] == 100

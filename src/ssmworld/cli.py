@@ -127,8 +127,9 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-# What --resume may change: how long this session runs and how it checkpoints, never what the run learns.
-RESUME_OVERRIDES = ("train.minutes", "train.checkpoint_minutes", "train.keep_checkpoints")
+# What --resume may change: how long this session runs (its minutes, the evaluation score that ends it) and how it
+# checkpoints, never what the run learns.
+RESUME_OVERRIDES = ("train.minutes", "train.stop_at", "train.checkpoint_minutes", "train.keep_checkpoints")
 
 
 def _resume_config(args: argparse.Namespace) -> Config | str:
