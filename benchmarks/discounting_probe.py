@@ -9,8 +9,9 @@ world model's posterior state at the first step, per arm (``samples`` imagined r
 the run's policy after it):
 1. the world model: over 100 imagined steps, the summed reward, the step at which the largest reward comes, and the
    discounted sum sum_t gamma^t c_0..c_t r_t with the run's gamma (the arm's true worth: gamma^(delay-1) rewards[k]);
-2. the critic: its value along the arm's imagined chain (at CHAIN_STEPS), V(s_1) after the arm's first step (slow critic beside it), and the lambda-return at t=0 over the
-   run's imagination horizon: the quantity whose difference between arms is the actor's advantage;
+2. the critic: its value along the arm's imagined chain (at CHAIN_STEPS), V(s_1) after the arm's first step (slow
+   critic beside it), and the lambda-return at t=0 over the run's imagination horizon (the first steps of the same
+   rollouts): the quantity whose difference between arms is the actor's advantage;
 3. the actor: its probability of each arm at the first step.
 If (1) ranks the bonus arm first and (2) does not, the critic has not carried the late reward back to t=0; if both do
 and (3) does not follow, the actor does not learn from the rare first-step starts; if (1) is wrong, the world model.
@@ -64,15 +65,14 @@ def arm_rollouts(agent: Agent, start: tuple[torch.Tensor, torch.Tensor, Any], ar
 def probe_arm(agent: Agent, start: tuple[torch.Tensor, torch.Tensor, Any], arm: int, gamma: float, lam: float,
               horizon: int) -> dict[str, float]:
     ac = agent.actor_critic
-    long = arm_rollouts(agent, start, arm, 100)
-    reward, cont = long["reward"], long["cont"]  # (100, N)
+    long = arm_rollouts(agent, start, arm, max(100, horizon))
+    reward, cont = long["reward"][:100], long["cont"][:100]  # (100, N)
     alive = torch.cumprod(torch.cat([torch.ones_like(cont[:1]), cont[:-1]]), 0)  # the reward's step is reached
     discount = gamma ** torch.arange(100, dtype=reward.dtype)[:, None]
     chain = ac.value(agent.features({k: long[k][list(CHAIN_STEPS)] for k in ("h", "z", "x")})).mean(-1)
-    short = arm_rollouts(agent, start, arm, horizon)
-    feat = agent.features({k: short[k] for k in ("h", "z", "x")})  # (H+1, N, F)
+    feat = agent.features({k: long[k][: horizon + 1] for k in ("h", "z", "x")})  # (H+1, N, F): as training imagines
     value = ac.value(feat)
-    returns = lambda_returns(short["reward"], short["cont"], value, gamma, lam)
+    returns = lambda_returns(long["reward"][:horizon], long["cont"][:horizon], value, gamma, lam)
     return {"reward_sum": float((reward * alive).sum(0).mean()),
             "peak_step": float((reward.argmax(0) + 1).float().median()),
             "discounted_worth": float((discount * alive * reward).sum(0).mean()),
