@@ -4,7 +4,7 @@ acting carries the core state and matches the training pass."""
 import pytest
 import torch
 
-from ssmworld.dreamer.agent import Agent, AgentConfig
+from ssmworld.dreamer.agent import Agent, AgentConfig, world_model_optimizer
 from ssmworld.dreamer.behavior import ActorCriticConfig
 from ssmworld.dreamer.imagination import ImaginationConfig
 from ssmworld.dreamer.world_model import WorldModelConfig
@@ -201,6 +201,30 @@ def test_act_epsilon_takes_uniformly_random_actions_while_exploring_only(discret
 def test_act_epsilon_must_be_a_probability():
     with pytest.raises(UserError, match=r"agent.act_epsilon must be in \[0, 1\]"):
         AgentConfig(act_epsilon=1.5)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "laprop"])
+def test_model_weight_decay_shrinks_linear_weights_only(optimizer):
+    """Decoupled decay: with zero gradients an update multiplies each linear weight of the world model by
+    1 - lr * wd and leaves biases, norms and the S5 layer's own parameters as they are."""
+    agent = make_agent("s5")
+    assert type(agent.model_opt) is torch.optim.Adam and len(agent.model_opt.param_groups) == 1  # default: no decay
+    agent.cfg.model_weight_decay, agent.cfg.model_lr, agent.cfg.optimizer = 0.5, 0.1, optimizer
+    opt = world_model_optimizer(agent.world_model, agent.cfg)
+    assert type(opt).__name__ == {"adam": "AdamW", "laprop": "LaProp"}[optimizer]
+    before = {n: p.detach().clone() for n, p in agent.world_model.named_parameters()}
+    for p in agent.world_model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    linear = {f"{n}.weight" for n, m in agent.world_model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert "reward_head.head.weight" in linear and "core.layers.0.b_re" not in linear
+    for name, p in agent.world_model.named_parameters():
+        torch.testing.assert_close(p.detach(), before[name] * (0.95 if name in linear else 1.0), msg=name)
+
+
+def test_model_weight_decay_must_not_be_negative():
+    with pytest.raises(UserError, match=r"agent.model_weight_decay must be >= 0"):
+        AgentConfig(model_weight_decay=-0.1)
 
 
 def test_warm_up_behavior_keeps_batch_norm_statistics():

@@ -147,3 +147,21 @@ def test_discounting_probe_reads_every_arm_of_a_discounting_chain_run(tmp_path):
     with pytest.raises(UserError, match="discounting_chain"):
         script("discounting_probe").measure(trained_run(tmp_path / "m", "bsuite:memory_len/0",
                                                         {"train.prefill": 20, "train.eval_every": 0}, steps=30), 2)
+
+
+def test_wm_generalisation_trains_the_world_model_alone_on_a_fixed_replay():
+    module = script("wm_generalisation")
+    result = module.measure("r2i", "debug", "bsuite:memory_len/0", episodes=8, updates=4, every=2, heldout=6,
+                            overrides=["agent.model_weight_decay=0.1"], committed=0.25)
+    assert [row["update"] for row in result["curve"]] == [0, 2, 4]
+    assert result["replay_steps"] >= 8 * 2  # memory_len/0: a cue step and a query step per episode
+    for row in result["curve"]:
+        assert all(0 <= row[k] <= 1 for k in ("replay_fit", "heldout_prefers_rewarded", "heldout_ridge_probe"))
+    assert result["curve"][0]["loss_reward"] == 0 and result["curve"][1]["loss_reward"] > 0  # the mean since the last
+    trainer = module.filled_trainer("r2i", "debug", "bsuite:memory_len/0", 40, [], committed=0.25)
+    action = trainer.replay.sample(256, 2)["action"]
+    taken = action[action.sum(-1) == 1].argmax(-1)  # not the zero action stored with an episode's last step
+    assert 0.8 < float((taken == 0).mean()) < 0.95  # action 0 but for 1/8 random picks of action 1
+    json.dumps(result)
+    with pytest.raises(UserError, match="needs bsuite:memory_len"):
+        module.measure("r2i", "debug", "builtin:recall/2", 2, 1, 1, 2, [])

@@ -201,6 +201,19 @@ def test_laprop_hand_computed_steps():
     torch.testing.assert_close(p.detach(), torch.tensor([0.9, -1.9]) - 0.1 * m / 0.75)
 
 
+def test_laprop_decoupled_weight_decay_hand_computed():
+    import torch
+
+    from ssmworld.dreamer.optim import LaProp
+
+    p = torch.nn.Parameter(torch.tensor([2.0]))
+    opt = LaProp([p], lr=0.1, betas=(0.5, 0.75), eps=0.0, weight_decay=0.5)
+    p.grad = torch.tensor([3.0])
+    opt.step()
+    # decay first: 2 * (1 - 0.1 * 0.5) = 1.9; then the step of lr * sign(g) (as above): 1.9 - 0.1
+    torch.testing.assert_close(p.detach(), torch.tensor([1.8]))
+
+
 def test_agent_trains_with_laprop():
     agent, _ = tiny_drama(**{"agent.optimizer": "laprop"})
     assert type(agent.model_opt).__name__ == "LaProp"

@@ -55,6 +55,10 @@ class AgentConfig:
     model_eps: float = 1e-8  # world-model optimiser epsilon
     model_clip: float = 1000.0  # world-model gradient-norm clip
     model_warmup: int = 0  # updates of linear learning-rate warm-up for the world model (Drama: 1000)
+    # Decoupled weight decay (AdamW, Loshchilov & Hutter 2019) of the world model's linear and convolution weights;
+    # biases, norms and the SSM's own parameters are not decayed. DreamerV3 and R2I use none (0). Per update each
+    # decayed weight shrinks by model_lr * model_weight_decay (docs/RESULTS.md, "Weight decay").
+    model_weight_decay: float = 0.0
     # adam | laprop (Drama's option; ssmworld/dreamer/optim.py), for all three parts
     optimizer: Literal["adam", "laprop"] = "adam"
     actor_lr: float = 3e-5  # actor learning rate
@@ -74,6 +78,8 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.act_epsilon <= 1.0:
             raise UserError(f"agent.act_epsilon must be in [0, 1], got {self.act_epsilon}")
+        if self.model_weight_decay < 0:
+            raise UserError(f"agent.model_weight_decay must be >= 0, got {self.model_weight_decay}")
 
 
 class Agent(nn.Module):
@@ -92,7 +98,7 @@ class Agent(nn.Module):
         ac = self.actor_critic
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # in checkpoints: the warm-up resumes
         optimizer = torch.optim.Adam if cfg.optimizer == "adam" else LaProp
-        self.model_opt = optimizer(self.world_model.parameters(), cfg.model_lr, eps=cfg.model_eps)
+        self.model_opt = world_model_optimizer(self.world_model, cfg)
         self.actor_opt = optimizer(ac.actor.parameters(), cfg.actor_lr, eps=cfg.actor_critic_eps)
         self.critic_opt = optimizer(ac.critic.parameters(), cfg.critic_lr, eps=cfg.actor_critic_eps)
         # How gradients and statistics are shared between data-parallel ranks: injected by the runtime (the Trainer
@@ -253,6 +259,20 @@ class Agent(nn.Module):
         metrics["seconds_imagination"] = clock[1] - clock[0]
         metrics["seconds_actor_critic"] = clock[2] - clock[1]
         return metrics
+
+
+def world_model_optimizer(world_model: nn.Module, cfg: AgentConfig) -> torch.optim.Optimizer:
+    """The world model's optimiser: Adam or LaProp; with model_weight_decay > 0, AdamW (or LaProp's decoupled decay)
+    on two groups, the weights of linear and convolution layers decayed, every other parameter not."""
+    if cfg.model_weight_decay == 0:  # one group, as before the option existed: checkpoints keep their layout
+        optimizer = torch.optim.Adam if cfg.optimizer == "adam" else LaProp
+        return optimizer(world_model.parameters(), cfg.model_lr, eps=cfg.model_eps)
+    layers = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+    decayed = {id(m.weight): m.weight for m in world_model.modules() if isinstance(m, layers)}
+    groups = [{"params": list(decayed.values()), "weight_decay": cfg.model_weight_decay},
+              {"params": [p for p in world_model.parameters() if id(p) not in decayed], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW if cfg.optimizer == "adam" else LaProp
+    return optimizer(groups, cfg.model_lr, eps=cfg.model_eps)
 
 
 def _now(device: torch.device) -> float:
