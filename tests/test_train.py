@@ -263,6 +263,24 @@ def test_evaluation_reports_held_out_world_model_losses_without_touching_trainin
     assert result["wm_loss_reward"] > 0 and result["wm_loss_cont"] > 0
 
 
+def test_recording_only_the_first_rows_of_an_episode_plays_it_to_the_end():
+    cfg = debug_config(steps=30, **{"train.prefill": 20})
+    trainer = Trainer(cfg, quiet=True)
+    trainer.run()
+    env = envs.make(cfg.train.env, seed=5)
+    episodes = []
+    for rows in (None, 3):  # the same episode twice: recorded whole, then its first 3 rows
+        torch.manual_seed(3)
+        episodes.append(run_episode(trainer.agent, env, 5, record=True, record_rows=rows))
+    whole, short = episodes
+    assert short.length == whole.length > 3 and short.total == whole.total
+    assert len(short.observations) == 3 and len(short.actions) == 3 and len(short.rewards) == 2
+    kept, cut = episode_batch(short), episode_batch(whole, rows=3)
+    for key in ("action", "reward", "is_first", "is_terminal"):
+        assert torch.equal(kept[key], cut[key]), key
+    assert torch.equal(kept["obs"]["vector"], cut["obs"]["vector"])
+
+
 def test_train_function_returns_a_summary():
     summary = train(debug_config(steps=40))
     assert summary["steps"] == 40 and summary["preset"] == "r2i" and summary["size"] == "debug"

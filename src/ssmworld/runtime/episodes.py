@@ -83,9 +83,10 @@ class Episode:
 
 @torch.no_grad()
 def run_episode(agent: Agent, env: gym.Env, seed: int | None, explore: bool = False, record: bool = False,
-                max_steps: int | None = None) -> Episode:
+                max_steps: int | None = None, record_rows: int | None = None) -> Episode:
     """The one act loop: reset ``env`` with ``seed``, let the agent act (carrying its core state) until the episode
-    ends or ``max_steps`` actions were taken."""
+    ends or ``max_steps`` actions were taken. ``record_rows``: record only the first this many observations (and the
+    actions after them): the episode plays on, its memory stays bounded (an Atari episode runs to 27,000 frames)."""
     device = next(agent.parameters()).device
     obs, _ = env.reset(seed=seed)
     episode, state, done = Episode(observations=[obs] if record else []), None, False
@@ -96,8 +97,9 @@ def run_episode(agent: Agent, env: gym.Env, seed: int | None, explore: bool = Fa
                                                                                    env.action_space))
         episode.total, episode.length, done = episode.total + float(reward), episode.length + 1, terminated or truncated
         episode.terminated = bool(terminated)
-        if record:
+        if record and (record_rows is None or len(episode.actions) < record_rows):
             episode.actions.append(action[0])
+        if record and (record_rows is None or len(episode.observations) < record_rows):
             episode.observations.append(obs)
             episode.rewards.append(float(reward))
     return episode
@@ -110,8 +112,10 @@ HELD_OUT_ROWS = 2048  # the held-out losses read at most this many rows of an ep
 def episode_batch(episode: Episode, device: torch.device | str = "cpu", rows: int | None = None) -> dict[str, Any]:
     """A recorded episode as a (1, L+1) batch in the replay's convention (train.py): o_t, the action after it (zeros
     after the last observation), the reward r_t that arrived with o_t (0 at the first), is_first at t=0, is_terminal
-    at the last step if the episode ended in a terminal state. ``rows``: only the first this many."""
-    rows = min(episode.length + 1, rows or episode.length + 1)
+    at the last step if the episode ended in a terminal state. ``rows``: only the first this many (at most the
+    recorded ones)."""
+    recorded = len(episode.observations)
+    rows = min(recorded, rows or recorded)
     obs = {k: np.stack([o[k] for o in episode.observations[:rows]])[None] for k in episode.observations[0]}
     action = torch.stack([*episode.actions, torch.zeros_like(episode.actions[0])][:rows]).float()[None]
     is_first, is_terminal = torch.zeros(1, rows, dtype=torch.bool), torch.zeros(1, rows, dtype=torch.bool)
@@ -144,7 +148,7 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0, explore: b
     env = envs.make(env_id, seed=seed, **(env_options or {}))
     returns, lengths, successes, rows, losses = [], [], [], 0, {key: 0.0 for key in HELD_OUT_LOSSES}
     for index in range(episodes):
-        episode = run_episode(agent, env, seed + index, explore, record=True)
+        episode = run_episode(agent, env, seed + index, explore, record=True, record_rows=HELD_OUT_ROWS)
         returns.append(episode.total)
         lengths.append(episode.length)
         if "success" in episode.info:
