@@ -57,7 +57,8 @@ class AgentConfig:
     model_warmup: int = 0  # updates of linear learning-rate warm-up for the world model (Drama: 1000)
     # Decoupled weight decay (AdamW, Loshchilov & Hutter 2019) of the world model's linear and convolution weights;
     # biases, norms and the SSM's own parameters are not decayed. DreamerV3 and R2I use none (0). Per update each
-    # decayed weight shrinks by model_lr * model_weight_decay (docs/RESULTS.md, "Weight decay").
+    # decayed weight shrinks by model_lr * model_weight_decay. On a memory task it made the reward head generalise
+    # worse (docs/RESULTS.md, "Memorised because of the first few dozen episodes").
     model_weight_decay: float = 0.0
     # adam | laprop (Drama's option; ssmworld/dreamer/optim.py), for all three parts
     optimizer: Literal["adam", "laprop"] = "adam"
