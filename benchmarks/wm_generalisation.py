@@ -68,7 +68,8 @@ def filled_trainer(preset: str, size: str, env: str, episodes: int, overrides: l
 
 
 def train_world_model(trainer: Trainer) -> float:
-    """One world-model update (as Agent.update's first half); returns its reward loss."""
+    """One world-model update (Agent.update's first half, without its learning-rate warm-up: agent.model_warmup is 0
+    in the r2i and dreamerv3 presets); returns its reward loss."""
     agent = trainer.agent
     wm, opt = agent.world_model, agent.model_opt
     batch, _ = trainer.sample_batch()
