@@ -117,6 +117,14 @@ def replay_reward(logdir: str, batches: int) -> dict[str, float]:
     share of answer steps (reward != 0) whose predicted reward has the right sign, and the two-hot cross-entropy
     there (0.674 nats for a predicted +-1: the target's own entropy; 1.367 for a coin flip)."""
     trainer = Trainer(load_yaml(f"{logdir}/config.yaml"), logdir, resume=True, quiet=True)  # reads, writes nothing
+    result = answer_signs(trainer, batches)
+    trainer.vec.close()
+    return result
+
+
+@torch.no_grad()
+def answer_signs(trainer: Trainer, batches: int) -> dict[str, float]:
+    """replay_reward's numbers on ``trainer``'s replay, as its sampler draws training batches (not counted)."""
     wm, right, nats, answers = trainer.agent.world_model, 0, 0.0, 0
     for _ in range(batches):
         batch, _ = trainer.sample_batch(count=False)
@@ -126,7 +134,6 @@ def replay_reward(logdir: str, batches: int) -> dict[str, float]:
         right += int(((predicted.mean[answer] > 0) == (reward[answer] > 0)).sum())
         nats += float(-predicted.log_prob(reward)[answer].sum())
         answers += int(answer.sum())
-    trainer.vec.close()
     return {"replay_answer_steps": answers, "replay_reward_sign_right": right / max(answers, 1),
             "replay_reward_nats": nats / max(answers, 1)}
 

@@ -31,13 +31,12 @@ import torch
 from torch import nn
 
 from ssmworld.errors import UserError
-from ssmworld.nn.distributions import TwoHot
 from ssmworld.runtime.config import load_config
 from ssmworld.runtime.train import Trainer
 from ssmworld.tools.bench_harness import report_meta, write_json_atomic
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from actor_plasticity import play, world_model_probe  # noqa: E402  (a sibling script)
+from actor_plasticity import answer_signs, play, world_model_probe  # noqa: E402  (a sibling script)
 
 
 class CommittedActions:
@@ -81,21 +80,6 @@ def train_world_model(trainer: Trainer) -> float:
     return float(metrics["loss_reward"])
 
 
-@torch.no_grad()
-def replay_fit(trainer: Trainer, batches: int) -> float:
-    """The share of answer steps in ``batches`` training batches whose predicted reward has the right sign."""
-    wm, right, answers = trainer.agent.world_model, 0, 0
-    for _ in range(batches):
-        batch, _ = trainer.sample_batch(count=False)
-        out = wm.observe_batch(batch)
-        reward = batch["reward"].float()
-        predicted = TwoHot(wm.reward_head(wm.head_features(out["h"], out["z"]))).mean
-        answer = reward != 0
-        right += int(((predicted[answer] > 0) == (reward[answer] > 0)).sum())
-        answers += int(answer.sum())
-    return right / max(answers, 1)
-
-
 def measure(preset: str, size: str, env: str, episodes: int, updates: int, every: int, heldout: int,
             overrides: list[str], committed: float | None = None) -> dict[str, Any]:
     trainer = filled_trainer(preset, size, env, episodes, overrides, committed)
@@ -107,7 +91,7 @@ def measure(preset: str, size: str, env: str, episodes: int, updates: int, every
                 trainer.agent.world_model.eval()
                 fresh = world_model_probe(trainer.agent, play(trainer.agent, env, heldout, seed=10**6))
                 trainer.agent.world_model.train()
-            curve.append({"update": update, "replay_fit": replay_fit(trainer, 10),
+            curve.append({"update": update, "replay_fit": answer_signs(trainer, 10)["replay_reward_sign_right"],
                           "heldout_prefers_rewarded": fresh["reward_head_prefers_rewarded_action"],
                           "heldout_ridge_probe": fresh["ridge_probe_accuracy"],
                           "loss_reward": sum(losses) / max(len(losses), 1)})
