@@ -26,11 +26,9 @@ from ssmworld.tools.bench_harness import report_meta, write_json_atomic
 
 
 def measure(preset: str, env: str, length: int, repeats: int, seed: int = 0) -> dict:
-    cfg = load_config(preset, "small", env, [f"train.sequence_length={length}", "train.prefill=2000",
-                                              f"train.seed={seed}"])
+    cfg = load_config(preset, "small", env, [f"train.sequence_length={length}", f"train.seed={seed}"])
     trainer = Trainer(cfg, quiet=True)
-    while trainer.step < 2000:  # random-action prefill into replay
-        trainer._env_step()
+    trainer.fill_replay(steps=2000)
     trainer.vec.close()
     times: dict[str, list[float]] = {"window": [], "episode": []}
     prefix_lengths = []

@@ -44,10 +44,7 @@ def prepared(preset: str, env: str, overrides: list[str], size: str = "small") -
     """(agent, the posterior starts of one replay batch) after a random-action prefill."""
     cfg = load_config(preset, size, env, overrides)
     trainer = Trainer(cfg, quiet=True)
-    fill = max(cfg.train.prefill, 4 * cfg.train.sequence_length, 2 * cfg.train.batch_size)
-    trainer.tc.prefill = fill
-    while trainer.step < fill:
-        trainer._env_step()
+    trainer.fill_replay(steps=max(cfg.train.prefill, 4 * cfg.train.sequence_length, 2 * cfg.train.batch_size))
     trainer.vec.close()
     agent = trainer.agent
     batch, contexts = trainer.sample_batch()

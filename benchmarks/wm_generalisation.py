@@ -54,14 +54,13 @@ def filled_trainer(preset: str, size: str, env: str, episodes: int, overrides: l
                    committed: float | None = None) -> Trainer:
     """A Trainer whose replay holds ``episodes`` finished episodes of uniformly random actions (``committed``:
     see CommittedActions)."""
-    cfg = load_config(preset, size, env, [*overrides, "train.prefill=1000000000", "train.envs=1"])
+    cfg = load_config(preset, size, env, [*overrides, "train.envs=1"])
     if not (cfg.train.env.startswith("bsuite:memory_len")):
         raise UserError(f"needs bsuite:memory_len/N, got {cfg.train.env}")
     trainer = Trainer(cfg, quiet=True)
     if committed is not None:
         trainer.rng = CommittedActions(trainer.rng, committed)
-    while trainer.episodes < episodes:
-        trainer._env_step()
+    trainer.fill_replay(episodes=episodes)
     trainer.vec.close()
     return trainer
 

@@ -14,13 +14,14 @@ from .test_world_model import CORE_CFGS, batch
 
 
 def make_agent(core, discrete=True, policy_input="hidden", starts=None, imagination="posterior",
-               continuous_gradient="dynamics"):
+               continuous_gradient="dynamics", compile_imagination=False):
     torch.manual_seed(0)
     cfg = AgentConfig(
         world_model=WorldModelConfig.with_core(core, CORE_CFGS[core], units=32, latent_groups=4, latent_classes=4),
         actor_critic=ActorCriticConfig(units=32, layers=1, continuous_gradient=continuous_gradient),
         policy_input=policy_input,
-        imagination=ImaginationConfig(horizon=4, starts=imagination, context=4, count=starts))
+        imagination=ImaginationConfig(horizon=4, starts=imagination, context=4, count=starts),
+        compile_imagination=compile_imagination)
     return Agent({"vector": 5, "cue": 2}, 4, discrete, cfg)
 
 
@@ -247,3 +248,37 @@ def test_warm_up_behavior_keeps_batch_norm_statistics():
 def test_reset_every_must_not_be_negative():
     with pytest.raises(UserError, match="reset_every must be >= 0"):
         ActorCriticConfig(reset_every=-1)
+
+
+@pytest.mark.parametrize("core, discrete", [("s5", False), ("gru", True)])
+def test_compiled_imagination_updates_as_eager_and_compiles_once(core, discrete):
+    """agent.compile_imagination: the same updates as without it (the same random draws: fallback_random), S5 in
+    real arithmetic inside the graph, the actor's gradient through the compiled dynamics (continuous actions); the
+    graphs of the first update serve the later ones."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    eager, compiled = make_agent(core, discrete), make_agent(core, discrete, compile_imagination=True)
+    batches = [batch(continuous=not discrete) for _ in range(3)]
+    for i, data in enumerate(batches):
+        results = []
+        for agent in (eager, compiled):
+            torch.manual_seed(i)
+            results.append(agent.update(data))
+        for key, value in results[0].items():
+            if not key.startswith("seconds"):
+                assert results[1][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+        if i == 0:
+            graphs = counters["stats"]["unique_graphs"]
+    assert graphs >= 1 and counters["stats"]["unique_graphs"] == graphs
+    for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_compile_imagination_names_what_it_cannot_do(monkeypatch):
+    with pytest.raises(UserError, match="not attention"):
+        AgentConfig(world_model=WorldModelConfig(core="attention"), compile_imagination=True)
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(UserError, match="needs a C\\+\\+ compiler"):
+        AgentConfig(compile_imagination=True)

@@ -165,3 +165,14 @@ def test_wm_generalisation_trains_the_world_model_alone_on_a_fixed_replay():
     json.dumps(result)
     with pytest.raises(UserError, match="needs bsuite:memory_len"):
         module.measure("r2i", "debug", "builtin:recall/2", 2, 1, 1, 2, [])
+
+
+
+def test_compiled_imagination_times_both_variants_of_full_updates():
+    result = script("compiled_imagination").measure("dreamerv3", "bsuite:memory_len/4", [], repeats=1, size="debug")
+    assert result["starts"] == 32 and not result["dynamics_backprop"] and result["compile_seconds"] > 0
+    for variant in ("eager", "compiled"):
+        assert set(result["ms"][variant]) == {"update", "imagination", "actor_critic"}
+        assert result["ms"][variant]["update"] > result["ms"][variant]["imagination"] > 0
+    assert result["speedup"]["update"] == pytest.approx(result["ms"]["eager"]["update"]
+                                                        / result["ms"]["compiled"]["update"])

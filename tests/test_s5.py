@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ssmworld import sequence
-from ssmworld.sequence.s5 import hippo_legs_normal
+from ssmworld.sequence.s5 import S5Config, S5Layer, hippo_legs_normal
 
 
 def test_hippo_legs_hand_computed_size_2():
@@ -106,3 +106,14 @@ def test_rollout_reuses_the_weights_with_equal_outputs_and_gradients():
     with pytest.raises(RuntimeError), core.rollout():
         raise RuntimeError("an error inside the rollout")
     assert core._rollout_weights is None  # a later step recomputes (e.g. after an optimiser step)
+
+
+def test_real_arithmetic_step_equals_the_complex_step():
+    """S5Layer.step_real (what a compiled imagination step runs) against step, with and without per-rollout weights."""
+    torch.manual_seed(0)
+    layer = S5Layer(16, S5Config(width=16, state_size=8, n_blocks=2))
+    u, x = torch.randn(5, 16), torch.randn(5, 8, dtype=torch.complex64)
+    out, new = layer.step(u, x)
+    out_real, new_real = layer.step_real(u, torch.view_as_real(x), layer.weights())
+    torch.testing.assert_close(out_real, out)
+    torch.testing.assert_close(new_real, torch.view_as_real(new))

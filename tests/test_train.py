@@ -101,6 +101,20 @@ def test_replay_stream_follows_the_convention():
     assert data["is_first"][0, 0]
 
 
+def test_fill_replay_acts_at_random_without_updates_until_steps_or_episodes(monkeypatch):
+    trainer = Trainer(debug_config(steps=1000, **{"train.prefill": 0}), quiet=True)  # past the prefill: still random
+    monkeypatch.setattr(trainer.agent, "act", lambda *a: pytest.fail("fill_replay must not ask the agent"))
+    trainer.fill_replay(steps=12)
+    assert trainer.step == 12 and len(trainer.replay) == 12 and trainer.updates == 0 and trainer.episodes == 2
+    trainer.fill_replay(episodes=5)  # episodes of 5 observations: the k-th ends at step 5k - 1
+    assert trainer.episodes == 5 and trainer.step == 24
+    with pytest.raises(ValueError, match="exactly one"):
+        trainer.fill_replay(steps=30, episodes=6)
+    with pytest.raises(ValueError, match="exactly one"):
+        trainer.fill_replay()
+    trainer.vec.close()
+
+
 def test_vector_envs_write_one_stream_each():
     cfg = debug_config(steps=40, **{"train.envs": 2, "train.prefill": 100})
     trainer = Trainer(cfg, quiet=True)

@@ -14,6 +14,7 @@ Imagination rolls the same core forward in step mode from posterior states (R2I:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -28,6 +29,10 @@ from ..sequence.gru import GRUConfig
 from ..sequence.mamba import MambaConfig
 from ..sequence.mamba2 import Mamba2Config
 from ..sequence.s5 import S5Config
+
+# imagine_step with the policy bound: (h, z, state) -> (h', z', state', action)
+ImagineStep = Callable[[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]],
+                       tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], torch.Tensor]]
 
 
 @dataclass
@@ -279,23 +284,34 @@ class WorldModel(nn.Module):
         h, state = self.core(self.core_inputs(z, action, reset, prev), self.core_reset(reset), state)
         return h[:, -1], z[:, -1], state, 1.0 - is_terminal[:, -1].float()
 
+    def imagine_step(self, h: torch.Tensor, z: torch.Tensor, state: sequence.State,
+                     policy: Callable[[dict[str, torch.Tensor]], torch.Tensor]
+                     ) -> tuple[torch.Tensor, torch.Tensor, sequence.State, torch.Tensor]:
+        """One imagined step from (h, z, state), batch N: the action a = policy({"h", "z", "x"}), the core step on
+        (z, a), and a latent sampled from the prior. Returns (h', z', state', a)."""
+        action = policy({"h": h, "z": z, "x": self.core.features(state)})
+        reset = None if self.cfg.memory else torch.ones(action.shape[0], dtype=torch.bool, device=action.device)
+        h, state = self.core.step(self.core_input(torch.cat([z, action], -1)), state, reset=reset)
+        return h, self.latent(self.prior(h)).sample().flatten(-2), state, action
+
     def imagine(self, h: torch.Tensor, z: torch.Tensor, state: sequence.State,
-                policy: Callable[[dict[str, torch.Tensor]], torch.Tensor], horizon: int) -> dict[str, torch.Tensor]:
+                policy: Callable[[dict[str, torch.Tensor]], torch.Tensor], horizon: int,
+                step: ImagineStep | None = None) -> dict[str, torch.Tensor]:
         """Roll the model forward in the core's step mode from N start states, choosing actions with ``policy``.
 
         h: (N, H), z: (N, G*C), state: core state with batch N (e.g. flattened ``observe(all_states=True)`` outputs).
         policy({"h", "z", "x"}) -> action (N, A), where x = core.features(state).
+        step: ``imagine_step`` with ``policy`` bound, e.g. compiled (Agent, agent.compile_imagination), called inside
+        ``core.rollout()`` as ``imagine_step`` is (the per-rollout weights become inputs of a compiled graph).
         Returns h (K+1, N, H), z (K+1, N, G*C), x (K+1, N, X) for the states s_0..s_K, action (K, N, A), and the
         predicted reward and continue flag (K, N) of each transition s_k -> s_{k+1}."""
+        step = step or functools.partial(self.imagine_step, policy=policy)
         hs, zs, xs, actions = [h], [z], [self.core.features(state)], []
         with self.core.rollout():  # the parameters are fixed for the whole rollout
             for _ in range(horizon):
-                action = policy({"h": hs[-1], "z": zs[-1], "x": xs[-1]})
-                reset = None if self.cfg.memory else torch.ones(action.shape[0], dtype=torch.bool,
-                                                                 device=action.device)
-                h, state = self.core.step(self.core_input(torch.cat([zs[-1], action], -1)), state, reset=reset)
+                h, z, state, action = step(h, z, state)
                 hs.append(h)
-                zs.append(self.latent(self.prior(h)).sample().flatten(-2))
+                zs.append(z)
                 xs.append(self.core.features(state))
                 actions.append(action)
         out = dict(h=torch.stack(hs), z=torch.stack(zs), x=torch.stack(xs), action=torch.stack(actions))

@@ -205,6 +205,9 @@ class Trainer:
         actor, critic = (sum(p.numel() for p in m.parameters()) for m in (ac.actor, ac.critic))
         logger.print(f"world model {size(counts.pop('total'))} parameters (" + ", ".join(
             f"{k} {size(v)}" for k, v in counts.items() if v) + f"); actor {size(actor)}, critic {size(critic)}")
+        if self.cfg.agent.compile_imagination:
+            logger.print("ssmworld: agent.compile_imagination: the first update compiles the imagination step "
+                         "(10-60 s on a CPU)")
         learning_starts = max(tc.prefill, tc.sequence_length)
         if tc.steps <= learning_starts:
             logger.print(f"ssmworld: warning: {tc.steps} env steps end before learning starts (train.prefill="
@@ -267,10 +270,20 @@ class Trainer:
                     "replay/steps": len(self.replay), "train/updates": self.updates})
         return row
 
-    def _env_step(self) -> list[dict[str, Any]]:
-        """Act in all envs, store the transitions, step. Returns the episode rows of episodes that ended."""
+    def fill_replay(self, *, steps: int | None = None, episodes: int | None = None) -> None:
+        """Act with uniformly random actions (``self.rng``), storing the transitions and updating nothing, until
+        ``steps`` env steps or ``episodes`` finished episodes in all: a replay for tools that measure or train parts
+        of the agent outside the training loop (benchmarks/). The envs stay open."""
+        if (steps is None) == (episodes is None):
+            raise ValueError("fill_replay: give exactly one of steps and episodes")
+        while (self.step < steps) if steps is not None else (self.episodes < episodes):
+            self._env_step(random_actions=True)
+
+    def _env_step(self, random_actions: bool = False) -> list[dict[str, Any]]:
+        """Act in all envs (random actions during the prefill or where asked), store the transitions, step. Returns
+        the episode rows of episodes that ended."""
         tc, n = self.tc, self.tc.envs
-        if self.step < tc.prefill:
+        if random_actions or self.step < tc.prefill:
             if self.discrete:
                 action = np.eye(self.action_dim, dtype=np.float32)[self.rng.integers(self.action_dim, size=n)]
             else:

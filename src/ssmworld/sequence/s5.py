@@ -117,6 +117,7 @@ class S5Layer(nn.Module):
         lam_bar, b_bar = self.discretize()
         return LayerWeights(
             lam_bar=lam_bar,
+            lam_pairs=torch.view_as_real(lam_bar),  # (P, 2): a view; ``step_real`` reads it (no complex op inside)
             # B_bar as a (2P, H) real matrix, rows re_0, im_0, re_1, ...: B_bar u is one real matmul whose (..., P, 2)
             # result is viewed as complex without a copy
             w_in=torch.view_as_real(b_bar).transpose(1, 2).reshape(-1, b_bar.shape[1]),
@@ -159,9 +160,22 @@ class S5Layer(nn.Module):
         x = w.lam_bar * x + self._input(u, w)
         return self._output(u, x, w), x
 
+    def step_real(self, u: torch.Tensor, x: torch.Tensor, w: LayerWeights) -> tuple[torch.Tensor, torch.Tensor]:
+        """``step`` without complex tensors, for compiled graphs (TorchInductor generates no code for complex ones):
+        x (B, P, 2) the state's (re, im) pairs, the complex product written out. Returns (out (B, H), x (B, P, 2))."""
+        lam = w.lam_pairs
+        bu = (u @ w.w_in.T).to(w.w_in.dtype).unflatten(-1, (-1, 2))  # rows of w_in: re_0, im_0, re_1, ...
+        re = lam[:, 0] * x[..., 0] - lam[:, 1] * x[..., 1] + bu[..., 0]
+        im = lam[:, 0] * x[..., 1] + lam[:, 1] * x[..., 0] + bu[..., 1]
+        x = torch.stack([re, im], -1)
+        y = x.flatten(-2) @ w.w_out.T + self.d * u
+        v = F.glu(F.linear(F.gelu(y, approximate="tanh"), w.w_gate, w.b_gate), -1)
+        return self.norm(u + v), x
+
 
 class LayerWeights(NamedTuple):
     lam_bar: torch.Tensor  # (P,) complex
+    lam_pairs: torch.Tensor  # (P, 2) its (re, im), the same memory
     w_in: torch.Tensor  # (2P, H)
     w_out: torch.Tensor  # (H, 2P)
     w_gate: torch.Tensor  # (2H, H)
@@ -228,6 +242,13 @@ class S5Core(SequenceCore):
 
     def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         u = self.input_proj(x)
+        if torch.compiler.is_compiling():  # traced by torch.compile: real arithmetic only (``S5Layer.step_real``)
+            weights = self._rollout_weights or [layer.weights() for layer in self.layers]
+            new = []
+            for i, (layer, w) in enumerate(zip(self.layers, weights)):
+                u, xi = layer.step_real(u, state["ssm"][:, i], w)
+                new.append(xi)
+            return F.silu(self.output_proj(u)), {"ssm": torch.stack(new, 1)}
         ssm = torch.view_as_complex(state["ssm"].contiguous())
         weights = self._rollout_weights or [None] * len(self.layers)
         new = []

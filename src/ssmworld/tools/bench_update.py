@@ -42,10 +42,7 @@ def bench_update(preset: str, size: str, env: str, overrides: list[str], repeats
     cfg = load_config(preset, size, env, overrides)
     tc = cfg.train
     trainer = Trainer(cfg, quiet=True)
-    fill = max(tc.prefill, 4 * tc.sequence_length, tc.batch_size * 2)
-    trainer.tc.prefill = fill  # random actions while filling
-    while trainer.step < fill:
-        trainer._env_step()
+    trainer.fill_replay(steps=max(tc.prefill, 4 * tc.sequence_length, tc.batch_size * 2))
     trainer.vec.close()
 
     def update() -> dict[str, float]:
