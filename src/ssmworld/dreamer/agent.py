@@ -78,9 +78,9 @@ class AgentConfig:
     # the data that would change its mind (docs/RESULTS.md, "Exploration").
     act_epsilon: float = 0.0
     # torch.compile each imagined step (policy, core step, prior sample) into one graph that fuses its elementwise
-    # work: 1.1-1.4x faster imagination on the CPU (docs/RESULTS.md, "A compiled imagination step") after a compile of
-    # ~30-60 s at the first update. The same random draws as without it. Cores s5, gru, mamba, mamba2; needs a C++
-    # compiler (g++ or clang++; TorchInductor's CPU code).
+    # work: imagination 1.07-1.46x faster on a 2-core CPU, the whole update 1.0-1.2x (docs/RESULTS.md, "A compiled
+    # imagination step"), after 10-60 s of compile at the first update. The same random draws as without it. Cores
+    # s5, gru, mamba, mamba2; needs a C++ compiler (g++ or clang++) for TorchInductor's CPU code.
     compile_imagination: bool = False
 
     def __post_init__(self) -> None:

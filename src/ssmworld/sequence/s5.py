@@ -134,8 +134,10 @@ class S5Layer(nn.Module):
         return torch.view_as_complex((u @ w.w_in.T).to(w.w_in.dtype).unflatten(-1, (-1, 2)))
 
     def _output(self, u: torch.Tensor, x: torch.Tensor, w: LayerWeights) -> torch.Tensor:
-        """y = Re(C x) + D u, then the gated dense block and the post-norm residual. u (..., H), x (..., P)."""
-        y = torch.view_as_real(x).flatten(-2) @ w.w_out.T + self.d * u
+        """y = Re(C x) + D u, then the gated dense block and the post-norm residual. u (..., H), x (..., P) complex, or
+        its (re, im) pairs (..., P, 2) as ``step_real`` keeps them."""
+        pairs = torch.view_as_real(x) if x.is_complex() else x
+        y = pairs.flatten(-2) @ w.w_out.T + self.d * u
         v = F.glu(F.linear(F.gelu(y, approximate="tanh"), w.w_gate, w.b_gate), -1)
         return self.norm(u + v)
 
@@ -168,9 +170,7 @@ class S5Layer(nn.Module):
         re = lam[:, 0] * x[..., 0] - lam[:, 1] * x[..., 1] + bu[..., 0]
         im = lam[:, 0] * x[..., 1] + lam[:, 1] * x[..., 0] + bu[..., 1]
         x = torch.stack([re, im], -1)
-        y = x.flatten(-2) @ w.w_out.T + self.d * u
-        v = F.glu(F.linear(F.gelu(y, approximate="tanh"), w.w_gate, w.b_gate), -1)
-        return self.norm(u + v), x
+        return self._output(u, x, w), x
 
 
 class LayerWeights(NamedTuple):
