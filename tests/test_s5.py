@@ -117,3 +117,14 @@ def test_real_arithmetic_step_equals_the_complex_step():
     out_real, new_real = layer.step_real(u, torch.view_as_real(x), layer.weights())
     torch.testing.assert_close(out_real, out)
     torch.testing.assert_close(new_real, torch.view_as_real(new))
+
+
+def test_a_rollout_for_a_compiled_graph_steps_as_the_complex_core():
+    torch.manual_seed(0)
+    core = sequence.make("s5", 6, width=16, state_size=8, n_blocks=2, n_layers=2)
+    x, state = torch.randn(4, 6), {"ssm": torch.randn(4, 2, 8, 2)}
+    h, new = core.step(x, state)
+    with core.rollout(compiled=True):
+        h_real, new_real = core.step(x, state)
+    torch.testing.assert_close(h_real, h)
+    torch.testing.assert_close(new_real["ssm"], new["ssm"])

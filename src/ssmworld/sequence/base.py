@@ -134,10 +134,11 @@ class SequenceCore(nn.Module):
             return state
         return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
-    def rollout(self) -> Any:
+    def rollout(self, compiled: bool = False) -> Any:
         """A context for a run of ``step`` calls over which the parameters do not change (imagination): a core may
         compute its per-step constants once on entering it (S5's discretisation). Outside it, ``step`` computes them
-        every call; results are the same either way."""
+        every call; results are the same either way. ``compiled``: the steps run inside a ``torch.compile`` graph,
+        so a core steps without complex tensors (S5), which TorchInductor cannot generate code for."""
         return nullcontext()
 
     def reset(self, state: State, mask: torch.Tensor) -> State:

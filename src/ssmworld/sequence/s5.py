@@ -200,6 +200,7 @@ class S5Core(SequenceCore):
         self.output_proj = nn.Linear(cfg.width, self.output_dim)
         shape = (cfg.n_layers, cfg.state_size, 2)
         self._rollout_weights: list[LayerWeights] | None = None  # set inside ``rollout()``
+        self._rollout_real = False  # inside ``rollout(compiled=True)``
         if cfg.initial == "learned":
             self.initial_ssm = nn.Parameter(torch.zeros(shape))
         else:
@@ -232,20 +233,21 @@ class S5Core(SequenceCore):
         return y, {"ssm": torch.view_as_real(torch.stack(per_layer, 2))}
 
     @contextmanager
-    def rollout(self) -> Iterator[None]:
-        """Each layer's ``weights()`` (discretisation and stacked matrices) computed once for all steps inside."""
+    def rollout(self, compiled: bool = False) -> Iterator[None]:
+        """Each layer's ``weights()`` (discretisation and stacked matrices) computed once for all steps inside;
+        ``compiled``: the steps inside use ``S5Layer.step_real`` (real arithmetic, for a torch.compile graph)."""
         self._rollout_weights = [layer.weights() for layer in self.layers]
+        self._rollout_real = compiled
         try:
             yield
         finally:
-            self._rollout_weights = None
+            self._rollout_weights, self._rollout_real = None, False
 
     def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         u = self.input_proj(x)
-        if torch.compiler.is_compiling():  # traced by torch.compile: real arithmetic only (``S5Layer.step_real``)
-            weights = self._rollout_weights or [layer.weights() for layer in self.layers]
+        if self._rollout_real:  # inside a torch.compile graph: real arithmetic only (``S5Layer.step_real``)
             new = []
-            for i, (layer, w) in enumerate(zip(self.layers, weights)):
+            for i, (layer, w) in enumerate(zip(self.layers, self._rollout_weights)):
                 u, xi = layer.step_real(u, state["ssm"][:, i], w)
                 new.append(xi)
             return F.silu(self.output_proj(u)), {"ssm": torch.stack(new, 1)}
