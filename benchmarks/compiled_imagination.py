@@ -32,7 +32,7 @@ from ssmworld.runtime.train import Trainer
 from ssmworld.tools.bench_harness import report_meta, write_json_atomic
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from imagination_scaling import CONFIGS  # noqa: E402
+from imagination_scaling import chosen_configs  # noqa: E402
 
 PARTS = ("update", "imagination", "actor_critic")
 
@@ -81,12 +81,9 @@ def main() -> None:
     parser.add_argument("--configs", default=None, help="comma-separated indices into imagination_scaling.CONFIGS")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
-    chosen = list(CONFIGS.items())
-    if args.configs:
-        chosen = [chosen[int(i)] for i in args.configs.split(",")]
     print(f"threads {torch.get_num_threads()}; milliseconds per update (median of {args.repeats})")
     results = []
-    for name, (preset, env, overrides) in chosen:
+    for name, (preset, env, overrides) in chosen_configs(args.configs):
         r = measure(preset, env, overrides, args.repeats)
         results.append({"name": name, **r})
         print(f"{name} (N={r['starts']}, backward through the dynamics: {r['dynamics_backprop']}; compile "

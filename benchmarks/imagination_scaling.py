@@ -72,6 +72,12 @@ def imagine(agent: Any, starts: Starts, n: int) -> None:
         agent.zero_grad(set_to_none=True)
 
 
+def chosen_configs(indices: str | None) -> list[tuple[str, tuple[str, str, list[str]]]]:
+    """CONFIGS' items at the comma-separated ``indices`` ("0,3"), or all of them."""
+    items = list(CONFIGS.items())
+    return [items[int(i)] for i in indices.split(",")] if indices else items
+
+
 def measure(preset: str, env: str, overrides: list[str], counts: list[int], repeats: int, size: str = "small"
             ) -> dict[str, Any]:
     agent, starts = prepared(preset, env, overrides, size)
@@ -104,10 +110,7 @@ def main() -> None:
     counts = [int(n) for n in args.starts.split(",")]
     results = []
     print(f"threads {torch.get_num_threads()}; milliseconds per imagination (median of {args.repeats})")
-    chosen = list(CONFIGS.items())
-    if args.configs:
-        chosen = [chosen[int(i)] for i in args.configs.split(",")]
-    for name, (preset, env, overrides) in chosen:
+    for name, (preset, env, overrides) in chosen_configs(args.configs):
         r = measure(preset, env, overrides, counts, args.repeats)
         results.append({"name": name, **r})
         row = "  ".join(f"N={n}: {t:.1f}" for n, t in r["ms"].items())

@@ -92,7 +92,7 @@ class AgentConfig:
             if self.world_model.core == "attention":  # its step's KV cache grows: every imagined step would recompile
                 raise UserError("agent.compile_imagination works with the s5, gru, mamba and mamba2 cores, not "
                                 "attention (its KV cache grows at every imagined step)")
-            if not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "clang++", "c++")):
+            if not any(shutil.which(c) for c in (os.environ.get("CXX"), "g++", "clang++", "c++") if c):
                 raise UserError("agent.compile_imagination needs a C++ compiler for TorchInductor (g++ or clang++, "
                                 "or CXX=...); none found on PATH")
 

@@ -131,7 +131,11 @@ class S5Layer(nn.Module):
     def _input(self, u: torch.Tensor, w: LayerWeights) -> torch.Tensor:
         """B_bar u for real u (..., H) -> complex (..., P). Under autocast the matmul runs in bfloat16 and its result is
         cast back: the state and the scan stay complex64."""
-        return torch.view_as_complex((u @ w.w_in.T).to(w.w_in.dtype).unflatten(-1, (-1, 2)))
+        return torch.view_as_complex(self._input_pairs(u, w))
+
+    def _input_pairs(self, u: torch.Tensor, w: LayerWeights) -> torch.Tensor:
+        """B_bar u as (re, im) pairs (..., P, 2): the rows of w_in are re_0, im_0, re_1, ..."""
+        return (u @ w.w_in.T).to(w.w_in.dtype).unflatten(-1, (-1, 2))
 
     def _output(self, u: torch.Tensor, x: torch.Tensor, w: LayerWeights) -> torch.Tensor:
         """y = Re(C x) + D u, then the gated dense block and the post-norm residual. u (..., H), x (..., P) complex, or
@@ -165,8 +169,7 @@ class S5Layer(nn.Module):
     def step_real(self, u: torch.Tensor, x: torch.Tensor, w: LayerWeights) -> tuple[torch.Tensor, torch.Tensor]:
         """``step`` without complex tensors, for compiled graphs (TorchInductor generates no code for complex ones):
         x (B, P, 2) the state's (re, im) pairs, the complex product written out. Returns (out (B, H), x (B, P, 2))."""
-        lam = w.lam_pairs
-        bu = (u @ w.w_in.T).to(w.w_in.dtype).unflatten(-1, (-1, 2))  # rows of w_in: re_0, im_0, re_1, ...
+        lam, bu = w.lam_pairs, self._input_pairs(u, w)
         re = lam[:, 0] * x[..., 0] - lam[:, 1] * x[..., 1] + bu[..., 0]
         im = lam[:, 0] * x[..., 1] + lam[:, 1] * x[..., 0] + bu[..., 1]
         x = torch.stack([re, im], -1)
@@ -245,16 +248,12 @@ class S5Core(SequenceCore):
 
     def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         u = self.input_proj(x)
-        if self._rollout_real:  # inside a torch.compile graph: real arithmetic only (``S5Layer.step_real``)
-            new = []
-            for i, (layer, w) in enumerate(zip(self.layers, self._rollout_weights)):
-                u, xi = layer.step_real(u, state["ssm"][:, i], w)
-                new.append(xi)
-            return F.silu(self.output_proj(u)), {"ssm": torch.stack(new, 1)}
-        ssm = torch.view_as_complex(state["ssm"].contiguous())
+        real = self._rollout_real  # inside a torch.compile graph: real arithmetic only (``S5Layer.step_real``)
+        ssm = state["ssm"] if real else torch.view_as_complex(state["ssm"].contiguous())
         weights = self._rollout_weights or [None] * len(self.layers)
         new = []
         for i, (layer, w) in enumerate(zip(self.layers, weights)):
-            u, xi = layer.step(u, ssm[:, i], w)
+            u, xi = layer.step_real(u, ssm[:, i], w) if real else layer.step(u, ssm[:, i], w)
             new.append(xi)
-        return F.silu(self.output_proj(u)), {"ssm": torch.view_as_real(torch.stack(new, 1))}
+        stacked = torch.stack(new, 1)
+        return F.silu(self.output_proj(u)), {"ssm": stacked if real else torch.view_as_real(stacked)}
