@@ -11,6 +11,11 @@ if os.environ.get("SSMWORLD_TEST_DEVICE"):  # benchmarks/gpu_check.sh: the devic
     torch.set_default_device(os.environ["SSMWORLD_TEST_DEVICE"])
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--long", action="store_true", help="also run the tests marked long (learning runs beyond CI's "
+                     "time budget, e.g. learning controls; their results are recorded in docs/RESULTS.md)")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (CI: `-n 2`) hand tests out one at a time, in the order below. xdist's default first sends
     each worker a block of a quarter of its share of consecutive tests, which put every learning and slow test on one
@@ -26,6 +31,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("learning"):
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("long") and not item.config.getoption("--long"):
+            item.add_marker(pytest.mark.skip(reason="a long learning run, not in CI (run with --long)"))
     items.sort(key=_schedule_rank)  # stable: the collection order within each group
 
 

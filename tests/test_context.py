@@ -151,6 +151,9 @@ def test_stop_at_ends_the_run_at_the_first_evaluation_that_meets_it():
     cfg = load_config("r2i", "debug", "builtin:recall/2", [*common, "train.stop_at=2.0"])  # unreachable (max +1)
     summary = Trainer(cfg, quiet=True).run()
     assert not summary["solved"] and summary["steps"] == 400
+    cfg = load_config("r2i", "debug", "builtin:recall/2", [*common, "train.eval_every=1000", "train.stop_at=-1.0"])
+    summary = Trainer(cfg, quiet=True).run()  # no evaluation before the end: the final one meets it
+    assert summary["solved"] and summary["steps"] == 400
     with pytest.raises(ValueError, match="stop_metric"):
         Trainer(load_config("r2i", "debug", "builtin:recall/2", ["train.stop_at=1", "train.stop_metric=loss"]))
 

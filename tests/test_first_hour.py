@@ -119,6 +119,14 @@ def test_steps_below_prefill_warn_and_the_end_says_what_next(tmp_path, capsys):
     assert f"ssmworld eval --logdir {logdir}" in err and "--resume --steps" in err
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_bfloat16_without_bfloat16_units_warns_at_start_up(tmp_path, capsys, monkeypatch, native):
+    monkeypatch.setattr("ssmworld.runtime.train.bfloat16_is_native", lambda device: native)
+    code, _, err = cli(capsys, "train", "--size", "debug", "--env", "builtin:recall/2", "--steps", "10", "--logdir",
+                       str(tmp_path / "run"), "agent.precision=bfloat16")
+    assert code == 0 and ("no bfloat16 matmul units" in err) != native
+
+
 def test_config_prints_values_with_their_source(capsys):
     code, out, _ = cli(capsys, "config", "--preset", "dreamerv3", "--env", "bsuite:memory_len/3",
                        "agent.imagination.horizon=7")

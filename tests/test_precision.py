@@ -7,6 +7,7 @@ under bfloat16 keeps float32 parameters and optimiser state and gives losses clo
 import pytest
 import torch
 
+from ssmworld.nn import bfloat16_is_native
 from ssmworld.nn.distributions import CategoricalLatent, TwoHot
 
 from .helpers import step_loop
@@ -76,3 +77,15 @@ def test_precision_is_checked():
 
     with pytest.raises(UserError, match="precision"):
         load_config("r2i", "debug", "builtin:recall/2", ["agent.precision=float16"])
+
+
+def test_bfloat16_is_native_on_cpus_with_bfloat16_units_only():
+    """The check behind the trainer's warning and the bfloat16 learning test's skip, against the CPU's own flags."""
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/cpuinfo flags on this platform")
+    if {"avx512_bf16", "amx_bf16"} & set(flags):
+        assert bfloat16_is_native("cpu")
+    elif "avx512f" not in flags and ("avx2" in flags or "sse4_2" in flags):
+        assert not bfloat16_is_native("cpu")

@@ -70,7 +70,8 @@ class AgentConfig:
     actor_critic_clip: float = 100.0  # actor and critic gradient-norm clip
     # float32 | bfloat16: the update's forward passes under torch.autocast (DreamerV3's default compute dtype on
     # accelerators). Matmuls run in bfloat16, distributions, losses, SSM states and the optimisers in float32. On CPUs
-    # with AMX (or avx512_bf16) bfloat16 matmuls are several times faster; acting stays float32.
+    # with AMX (or avx512_bf16) bfloat16 matmuls are several times faster; on AVX2-only CPUs they are emulated and
+    # several times slower (the trainer warns). Acting stays float32.
     precision: Literal["float32", "bfloat16"] = "float32"
     # While collecting data (act with explore=True), each env takes a uniformly random action with this probability
     # (DreamerV1/V2's expl_amount; evaluation is greedy and unaffected). DreamerV3 and R2I rely on the policy's own

@@ -69,7 +69,8 @@ class TrainConfig:
     checkpoint_every: int = 0  # also every this many env steps (0: off); deterministic, for exact-resume tests
     keep_checkpoints: int = 2  # newest checkpoints kept on disk (older ones are deleted)
     # Stop when solved (as SB3's StopTrainingOnRewardThreshold): end the run at the first evaluation whose
-    # stop_metric (success_rate | return_mean) is >= stop_at; None: train for all the steps
+    # stop_metric (success_rate | return_mean) is >= stop_at; None: train for all the steps. The summary's "solved":
+    # whether the run's final evaluation (the early one, or the one at the end) met it
     stop_at: float | None = None
     # the evaluation metric train.stop_at compares: success_rate | return_mean
     stop_metric: Literal["success_rate", "return_mean"] = "success_rate"

@@ -22,6 +22,7 @@ import torch
 from .. import envs
 from ..dreamer.replay import ReplayBuffer
 from ..errors import Interrupted, UserError, check_choices
+from ..nn import bfloat16_is_native
 from . import acting_state, run_state
 from .config import Config, save_yaml
 from .distributed import Group, rank_device
@@ -208,6 +209,9 @@ class Trainer:
         if self.cfg.agent.compile_imagination:
             logger.print("ssmworld: agent.compile_imagination: the first update compiles the imagination step "
                          "(10-60 s on a CPU)")
+        if self.cfg.agent.precision == "bfloat16" and not bfloat16_is_native(self.device):
+            logger.print(f"ssmworld: warning: agent.precision=bfloat16 on {self.device}, which has no bfloat16 matmul "
+                         "units (a CPU without AVX-512 or AMX): it runs emulated, several times slower than float32")
         learning_starts = max(tc.prefill, tc.sequence_length)
         if tc.steps <= learning_starts:
             logger.print(f"ssmworld: warning: {tc.steps} env steps end before learning starts (train.prefill="
@@ -215,7 +219,7 @@ class Trainer:
 
     def _loop(self, logger: Logger) -> tuple[dict[str, Any], bool]:
         """Act, update at the train ratio, log, evaluate and checkpoint until the end. Returns (the final
-        evaluation's row, whether train.stop_at was met); on an interrupt ({}, False) with ``self.interrupted`` set."""
+        evaluation's row, whether it met train.stop_at); on an interrupt ({}, False) with ``self.interrupted`` set."""
         tc, main = self.tc, self.group.main
         budget, checkpoint_clock = WallClock(tc.minutes), WallClock(tc.checkpoint_minutes)
         self.window.restart(self.step, self.updates)
@@ -258,10 +262,12 @@ class Trainer:
                 checkpoint_clock.restart()
             logger.progress(self.step, self.updates)
         if evaluated is not None and evaluated[0] == self.step:  # the run ended right after an evaluation: the same
-            return evaluated[1], False                          # policy and seed would give the same row again
-        final = self._evaluate(logger, final=True) if main else {}
-        logger.write(self.step, final)
-        return final, False
+            final = evaluated[1]                                # policy and seed would give the same row again
+        else:
+            final = self._evaluate(logger, final=True) if main else {}
+            logger.write(self.step, final)
+        # the final evaluation counts too: a run that meets train.stop_at at its last step is solved
+        return final, tc.stop_at is not None and bool(self.group.agree(int(self._solved(final)), self.device))
 
     def _train_row(self) -> dict[str, Any]:
         """The train/ and perf/ row of the updates since the last one; starts a new window."""
