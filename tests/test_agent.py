@@ -4,7 +4,7 @@ acting carries the core state and matches the training pass."""
 import pytest
 import torch
 
-from ssmworld.dreamer.agent import Agent, AgentConfig, world_model_optimizer
+from ssmworld.dreamer.agent import Agent, AgentConfig, require_compiler, world_model_optimizer
 from ssmworld.dreamer.behavior import ActorCriticConfig
 from ssmworld.dreamer.imagination import ImaginationConfig
 from ssmworld.dreamer.world_model import WorldModelConfig
@@ -280,5 +280,7 @@ def test_compile_imagination_names_what_it_cannot_do(monkeypatch):
     with pytest.raises(UserError, match="not attention"):
         AgentConfig(world_model=WorldModelConfig(core="attention"), compile_imagination=True)
     monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("CXX", raising=False)
     with pytest.raises(UserError, match="needs a C\\+\\+ compiler"):
-        AgentConfig(compile_imagination=True)
+        require_compiler(AgentConfig(compile_imagination=True))
+    require_compiler(AgentConfig())  # nothing to compile: no compiler needed

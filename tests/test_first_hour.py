@@ -127,6 +127,23 @@ def test_bfloat16_without_bfloat16_units_warns_at_start_up(tmp_path, capsys, mon
     assert code == 0 and ("no bfloat16 matmul units" in err) != native
 
 
+def test_compiled_imagination_needs_a_compiler_to_train_not_to_evaluate(tmp_path, capsys, monkeypatch):
+    logdir = tmp_path / "run"
+    code, _, _ = cli(capsys, "train", "--size", "debug", "--env", "builtin:recall/2", "--steps", "10", "--logdir",
+                     str(logdir), "train.eval_episodes=1")
+    assert code == 0
+    config = (logdir / "config.yaml").read_text()
+    assert "compile_imagination: false" in config
+    (logdir / "config.yaml").write_text(config.replace("compile_imagination: false", "compile_imagination: true"))
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("CXX", raising=False)
+    code, _, _ = cli(capsys, "eval", "--logdir", str(logdir), "--episodes", "1")
+    assert code == 0
+    code, _, err = cli(capsys, "train", "--size", "debug", "--env", "builtin:recall/2", "--logdir",
+                       str(tmp_path / "compiled"), "agent.compile_imagination=true")
+    assert code == 2 and "needs a C++ compiler" in err and not (tmp_path / "compiled").exists()
+
+
 def test_config_prints_values_with_their_source(capsys):
     code, out, _ = cli(capsys, "config", "--preset", "dreamerv3", "--env", "bsuite:memory_len/3",
                        "agent.imagination.horizon=7")

@@ -93,9 +93,15 @@ class AgentConfig:
             if self.world_model.core == "attention":  # its step's KV cache grows: every imagined step would recompile
                 raise UserError("agent.compile_imagination works with the s5, gru, mamba and mamba2 cores, not "
                                 "attention (its KV cache grows at every imagined step)")
-            if not any(shutil.which(c) for c in (os.environ.get("CXX"), "g++", "clang++", "c++") if c):
-                raise UserError("agent.compile_imagination needs a C++ compiler for TorchInductor (g++ or clang++, "
-                                "or CXX=...); none found on PATH")
+
+
+def require_compiler(cfg: AgentConfig) -> None:
+    """agent.compile_imagination compiles at the first update, with TorchInductor's C++ backend on a CPU: checked
+    where training starts (not in the config, so that evaluating or exporting such a run needs no compiler)."""
+    if cfg.compile_imagination and not any(shutil.which(c) for c in (os.environ.get("CXX"), "g++", "clang++", "c++")
+                                           if c):
+        raise UserError("agent.compile_imagination needs a C++ compiler for TorchInductor (g++ or clang++, or "
+                        "CXX=...); none found on PATH")
 
 
 class Agent(nn.Module):

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .. import envs
+from ..dreamer.agent import require_compiler
 from ..dreamer.replay import ReplayBuffer
 from ..errors import Interrupted, UserError, check_choices
 from ..nn import bfloat16_is_native
@@ -75,6 +76,7 @@ class Trainer:
         if tc.context == "episode" and imagination.starts == "batch":
             raise UserError("train.context=episode needs agent.imagination.starts posterior or replay (batch "
                              "contexts start from the initial state)")
+        require_compiler(cfg.agent)
         if tc.stop_at is not None and (tc.eval_every <= 0 or tc.eval_episodes <= 0):
             raise UserError("train.stop_at needs evaluations (train.eval_every and eval_episodes > 0), got "
                              f"{tc.eval_every}, {tc.eval_episodes}")
