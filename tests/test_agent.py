@@ -250,7 +250,7 @@ def test_reset_every_must_not_be_negative():
         ActorCriticConfig(reset_every=-1)
 
 
-@pytest.mark.parametrize("core, discrete", [("s5", False), ("gru", True)])
+@pytest.mark.parametrize("core, discrete", [("s5", False), ("gru", True), ("mamba", True), ("mamba2", False)])
 def test_compiled_imagination_updates_as_eager_and_compiles_once(core, discrete):
     """agent.compile_imagination: the same updates as without it (the same random draws: fallback_random), S5 in
     real arithmetic inside the graph, the actor's gradient through the compiled dynamics (continuous actions); the

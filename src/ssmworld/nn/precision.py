@@ -6,8 +6,8 @@ import torch
 def bfloat16_is_native(device: torch.device | str) -> bool:
     """True where bfloat16 matmuls run on the device's own units: a CUDA GPU that supports bfloat16, or a CPU on which
     oneDNN has bfloat16 kernels (AVX-512 and its bfloat16 extensions, AMX; ARM with BF16). On other CPUs (AVX2 only)
-    autocast's bfloat16 is emulated: the bfloat16 learning test took 3.5x the float32 one's time on such a host
-    (docs/RESULTS.md, CI time of the fifteenth session)."""
+    autocast's bfloat16 is emulated: r2i small's update took 5-7x its float32 time on an AVX2-only host
+    (docs/RESULTS.md, "bfloat16 without bfloat16 units")."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
