@@ -89,10 +89,10 @@ class AgentConfig:
             raise UserError(f"agent.act_epsilon must be in [0, 1], got {self.act_epsilon}")
         if self.model_weight_decay < 0:
             raise UserError(f"agent.model_weight_decay must be >= 0, got {self.model_weight_decay}")
-        if self.compile_imagination:
-            if self.world_model.core == "attention":  # its step's KV cache grows: every imagined step would recompile
-                raise UserError("agent.compile_imagination works with the s5, gru, mamba and mamba2 cores, not "
-                                "attention (its KV cache grows at every imagined step)")
+        # attention's KV cache grows at every imagined step: every step would compile a new graph
+        if self.compile_imagination and self.world_model.core == "attention":
+            raise UserError("agent.compile_imagination works with the s5, gru, mamba and mamba2 cores, not attention "
+                            "(its KV cache grows at every imagined step)")
 
 
 def require_compiler(cfg: AgentConfig) -> None:

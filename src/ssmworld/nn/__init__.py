@@ -1,4 +1,4 @@
-"""Layers and distributions shared by world models and actor-critics."""
+"""Layers and distributions shared by world models and actor-critics, and the device check behind agent.precision."""
 
 from .conv import ImageDecoder, ImageEncoder
 from .distributions import Bernoulli, BoundedNormal, CategoricalLatent, TwoHot, symexp, symlog

@@ -213,7 +213,8 @@ class Trainer:
                          "(10-60 s on a CPU)")
         if self.cfg.agent.precision == "bfloat16" and not bfloat16_is_native(self.device):
             logger.print(f"ssmworld: warning: agent.precision=bfloat16 on {self.device}, which has no bfloat16 matmul "
-                         "units (a CPU without AVX-512 or AMX): it runs emulated, several times slower than float32")
+                         "units: it runs emulated, several times slower than float32 (on a CPU: one without AVX-512 "
+                         "or AMX)")
         learning_starts = max(tc.prefill, tc.sequence_length)
         if tc.steps <= learning_starts:
             logger.print(f"ssmworld: warning: {tc.steps} env steps end before learning starts (train.prefill="
