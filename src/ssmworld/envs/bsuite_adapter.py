@@ -85,9 +85,13 @@ class DmEnvAdapter(gym.Env):
         super().reset(seed=seed)
         if seed is not None:
             self._env = self._build(seed)
-        observation = self._obs(self._env.reset().observation)
+        observation = self._obs(self._start_episode().observation)
         self._counters = self._bsuite_info()
         return observation, {}
+
+    def _start_episode(self) -> Any:
+        """The dm_env reset of every episode (a subclass records what it needs to replay the episode)."""
+        return self._env.reset()
 
     def _bsuite_info(self) -> dict[str, float]:
         info = getattr(self._env, "bsuite_info", None)

@@ -18,6 +18,10 @@ Ids: every task of ``dm_control.suite.ALL_TASKS`` (51 with dm_control 1.0.50) as
   the state norm is ~0) comes with discount 0 -> ``terminated``.
 - Seeding: dm_control tasks take their RNG in the constructor (``task_kwargs={"random": seed}``), so
   ``reset(seed=s)`` rebuilds the env with seed ``s``; the episodes after it are reproducible.
+- An episode in progress can be saved (``get_state``, JSON-able: checkpoints keep it): the task RNG's state at the
+  episode's start and the actions since. ``set_state`` restores that RNG, resets and replays the actions (physics
+  only, no rendering): MuJoCo is deterministic, so the episode continues exactly (tests/test_dmc.py). Replaying a
+  500-step episode took 0.3 s (cartpole, walker) to 1.1 s (humanoid) on a busy 2-core CPU: once per resume.
 
 Rendering: unless ``MUJOCO_GL`` is already set, it is set to ``egl`` (headless, Mesa or GPU) before dm_control is
 first imported. Override it by exporting ``MUJOCO_GL=osmesa`` (needs libosmesa6) or ``glfw`` (needs a display)
@@ -100,6 +104,8 @@ class DmcEnv(DmEnvAdapter):
         self.camera = (2 if domain == "quadruped" else 0) if camera is None else camera
         self._suite = _suite(name)
         self._env = None
+        self._start_random: tuple | None = None  # the episode in progress (get_state): set at every reset
+        self._actions: list[list[float]] = []
         try:
             super().__init__(self._load)
         except AttributeError as err:  # mujoco 4 with dm_control 1.0.50: "MjModel has no attribute flex_vertedge"
@@ -118,6 +124,39 @@ class DmcEnv(DmEnvAdapter):
                 {"image": gym.spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)})
             self._render()  # fail here, with the fix, rather than at the first reset
 
+    def _start_episode(self) -> Any:
+        self._start_random = self._env.task.random.get_state()  # before the reset draws the initial state
+        self._actions = []
+        return super()._start_episode()
+
+    def get_state(self) -> dict[str, Any]:
+        """The episode in progress as JSON-able values: the task RNG at its start and its actions so far."""
+        if self._start_random is None:
+            raise RuntimeError(f"{self.name}: get_state before the first reset")
+        name, keys, position, has_gauss, gauss = self._start_random
+        return {"random": [name, keys.tolist(), int(position), int(has_gauss), float(gauss)],
+                "actions": [list(a) for a in self._actions]}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue a saved episode: the same start (the task RNG), then its actions again (see the docstring)."""
+        name, keys, position, has_gauss, gauss = state["random"]
+        self._env.task.random.set_state((name, np.asarray(keys, np.uint32), position, has_gauss, gauss))
+        self._start_episode()
+        for action in state["actions"]:
+            self._physics_step(action)
+
+    def _physics_step(self, action: Any) -> tuple[Any, float]:
+        """One agent step without an observation: (the last dm_env timestep, the summed reward)."""
+        self._actions.append([float(a) for a in np.asarray(action, np.float64).reshape(-1)])  # exact in JSON
+        control = rescale_action(action, self._low, self._high)
+        reward = 0.0
+        for _ in range(self.repeat):
+            timestep = self._env.step(control)
+            reward += float(timestep.reward or 0.0)
+            if timestep.last():
+                break
+        return timestep, reward
+
     def _load(self, seed: int | None) -> Any:
         if self._env is not None:  # free the old physics' GL contexts now rather than whenever it is collected
             self._env.physics.free()
@@ -133,13 +172,7 @@ class DmcEnv(DmEnvAdapter):
         return {"image": self._render()} if self.vision else super()._obs(observation)
 
     def step(self, action):
-        control = rescale_action(action, self._low, self._high)
-        reward = 0.0
-        for _ in range(self.repeat):
-            timestep = self._env.step(control)
-            reward += float(timestep.reward or 0.0)
-            if timestep.last():
-                break
+        timestep, reward = self._physics_step(action)
         terminated = truncated = False
         if timestep.last():
             # dm_control: the time limit ends with discount 1.0 (truncated); a task's own termination with 0.
