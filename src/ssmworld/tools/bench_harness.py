@@ -120,10 +120,9 @@ def peak_mb(device: str, base_mb: float) -> float:
     return peak_rss_mb() - base_mb
 
 
-def cpu_model() -> str:
-    """The CPU's model name and its vector extensions that change matmul speed (AVX-512, AMX: bfloat16 runs on AMX
-    only where it exists), e.g. "AMD EPYC (avx2)"; the same machine label varies between hosts of a cloud, so every
-    report says which CPU it ran on. platform.processor() is empty on Linux: read /proc/cpuinfo where it exists."""
+def cpu_name_and_flags() -> tuple[str, set[str]]:
+    """The first CPU's model name and feature flags from /proc/cpuinfo (Linux; platform.processor() is empty there);
+    elsewhere platform's name and no flags."""
     name, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo") as f:
@@ -136,6 +135,14 @@ def cpu_model() -> str:
                     break
     except OSError:
         pass
+    return name, flags
+
+
+def cpu_model() -> str:
+    """The CPU's model name and its vector extensions that change matmul speed (AVX-512, AMX: bfloat16 runs on AMX
+    only where it exists), e.g. "AMD EPYC (avx2)"; the same machine label varies between hosts of a cloud, so every
+    report says which CPU it ran on."""
+    name, flags = cpu_name_and_flags()
     extensions = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     return f"{name} ({', '.join(extensions)})" if extensions else name
 
