@@ -147,6 +147,79 @@ def test_bsuite_seeded_reset_reproduces_episodes():
                           _rollout(envs.make("bsuite:catch/0", seed=5), 5))
 
 
+def _play(env: gym.Env, actions: np.ndarray) -> list:
+    """(obs, reward, terminated, truncated, info) of each action, resetting (unseeded) after every episode's end."""
+    out = []
+    for action in actions:
+        obs, reward, terminated, truncated, info = env.step(int(action))
+        out.append((obs["vector"].tolist(), reward, terminated, truncated, info))
+        if terminated or truncated:
+            out.append(env.reset()[0]["vector"].tolist())
+    return out
+
+
+# Every kind of bsuite env: the base envs and the reward wrappers (cartpole_noise, catch_scale: an RNG of their own).
+@pytest.mark.parametrize("task", ["memory_len/5", "memory_size/3", "catch/0", "cartpole/0", "mountain_car/0",
+                                  "deep_sea/0", "deep_sea_stochastic/0", "discounting_chain/0", "umbrella_distract/0",
+                                  "bandit_noise/0", "cartpole_noise/0", "catch_scale/0"])
+def test_a_saved_bsuite_episode_continues_identically_in_a_fresh_env(task):
+    """get_state/set_state (checkpoints keep the episode in progress): a fresh env, built with another seed and given
+    the saved state, continues the episode and the ones after it (their starts drawn from the restored RNGs) with the
+    same observations, rewards, flags and bsuite counter deltas."""
+    pytest.importorskip("bsuite")
+    import json
+
+    from ssmworld.runtime.acting_state import savable
+
+    env = envs.make(f"bsuite:{task}", seed=3)
+    assert savable(env)
+    actions = np.random.default_rng(1).integers(0, env.action_space.n, 1200)  # mountain_car: 1000-step episodes
+    _play(env, actions[:150])  # several episodes for the short tasks
+    one_step_episodes = task.startswith("bandit")  # saved at an episode's start: only the RNGs carry it
+    steps = 0
+    while steps < 3 or (env.unwrapped.get_state()["actions"] == [] and not one_step_episodes):  # into an episode
+        _, _, terminated, truncated, _ = env.step(0)
+        steps += 1
+        if terminated or truncated:
+            env.reset()
+    state = json.loads(json.dumps(env.unwrapped.get_state()))  # JSON-able, as in a checkpoint's state.json
+    assert state["seed"] == 3 and state["start"][""] and (state["actions"] or one_step_episodes)
+    expected = _play(env, actions[150:])
+    fresh = envs.make(f"bsuite:{task}", seed=99)
+    _play(fresh, actions[:7])  # another episode, replaced by the saved one
+    fresh.unwrapped.set_state(state)
+    assert _play(fresh, actions[150:]) == expected
+    assert any(isinstance(row, tuple) and (row[2] or row[3]) for row in expected)  # into the episodes after it
+
+
+def test_bsuite_set_state_refuses_another_experiments_state():
+    pytest.importorskip("bsuite")
+    state = envs.make("bsuite:catch_scale/0", seed=1).unwrapped.get_state()  # a reward wrapper's RNG as well
+    with pytest.raises(ValueError, match="saved RNGs"):
+        envs.make("bsuite:catch/0", seed=1).unwrapped.set_state(state)
+
+
+def test_bsuite_resume_mid_episode_is_exact(tmp_path, monkeypatch):
+    """memory_len/22's episodes (101 steps) outlast the checkpoint interval: the checkpoint keeps the episode in
+    progress, and a run killed right after it and resumed writes the same metrics as the uninterrupted run."""
+    pytest.importorskip("bsuite")
+    from ssmworld.runtime.config import load_config
+    from ssmworld.runtime.train import Trainer
+
+    from .helpers import killed_after_checkpoint_then_resumed
+
+    overrides = ["train.steps=260", "train.checkpoint_every=150", "train.prefill=20", "train.log_every=10",
+                 "train.eval_every=0", "train.eval_episodes=0"]
+
+    def make_trainer(logdir, resume):  # killed right after the checkpoint at step 150, mid-episode (101..202)
+        return Trainer(load_config("r2i", "debug", "bsuite:memory_len/22", overrides), logdir, resume=resume,
+                       quiet=True)
+
+    whole, cut = killed_after_checkpoint_then_resumed(make_trainer, tmp_path, monkeypatch, saved_episodes=True)
+    assert cut == whole and any("train/loss_model" in r for r in whole)
+    assert any("episode/return" in r for r in whole if r.get("step", 0) > 202)  # the saved episode ended
+
+
 # --- popgym ---------------------------------------------------------------------------------------------------------
 def test_popgym_keeps_truncation_apart_from_termination():
     pytest.importorskip("popgym")

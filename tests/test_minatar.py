@@ -51,3 +51,62 @@ def test_bad_ids_and_options_give_one_clear_error(task, options, message):
 
 def test_listed():
     assert envs.list_tasks("minatar") == ["Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders"]
+
+
+def _play(env, actions) -> list:
+    """(frame, reward, terminated) of each action, resetting after every episode's end (and that reset's frame)."""
+    out = []
+    for action in actions:
+        obs, reward, terminated, truncated, _ = env.step(int(action))
+        out.append((obs["vector"].tolist(), reward, terminated or truncated))
+        if terminated or truncated:
+            out.append(env.reset()[0]["vector"].tolist())
+    return out
+
+
+@pytest.mark.parametrize("game", ["Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders"])
+@pytest.mark.parametrize("seeded", [True, False])
+def test_a_saved_episode_continues_identically_in_a_fresh_env(game, seeded):
+    """get_state/set_state (checkpoints keep the episode in progress): a fresh env given the saved state continues
+    the episode and the ones after it (drawn from the restored RNGs, sticky actions included) identically. Unseeded,
+    the game and its sticky actions draw from two RNGs; seeded, from one."""
+    import json
+
+    from ssmworld.runtime.acting_state import savable
+
+    env = envs.make(f"minatar:{game}")
+    env.reset(seed=3 if seeded else None)
+    assert savable(env)
+    actions = np.random.default_rng(1).integers(0, env.action_space.n, 3000)
+    _play(env, actions[:400])
+    state = json.loads(json.dumps(env.unwrapped.get_state()))  # JSON-able, as in a checkpoint's state.json
+    expected = _play(env, actions[400:])
+    fresh = envs.make(f"minatar:{game}")
+    fresh.reset(seed=None if seeded else 99)
+    _play(fresh, actions[:7])
+    fresh.unwrapped.set_state(state)
+    assert _play(fresh, actions[400:]) == expected
+    assert sum(isinstance(row, tuple) and row[2] for row in expected) >= 1  # into the episodes after it
+
+
+def test_resume_mid_episode_is_exact(tmp_path, monkeypatch):
+    """Drama on MinAtar (its CPU benchmark): a run killed right after a checkpoint, mid-episode (Freeway's episodes
+    last 2,500 steps), and resumed writes the same metrics as the uninterrupted run."""
+    import json
+
+    from ssmworld.runtime.config import load_config
+    from ssmworld.runtime.train import Trainer
+
+    from .helpers import killed_after_checkpoint_then_resumed
+
+    overrides = ["train.steps=160", "train.checkpoint_every=90", "train.prefill=40", "train.log_every=10",
+                 "train.eval_every=0", "train.eval_episodes=0"]
+
+    def make_trainer(logdir, resume):
+        return Trainer(load_config("drama", "debug", "minatar:Freeway", overrides), logdir, resume=resume,
+                       quiet=True)
+
+    whole, cut = killed_after_checkpoint_then_resumed(make_trainer, tmp_path, monkeypatch, saved_episodes=True)
+    assert cut == whole and any("train/loss_model" in r for r in whole)
+    saved = json.loads((tmp_path / "cut" / "checkpoints" / "step-000000000090" / "state.json").read_text())
+    assert len(saved["acting"]["envs"][0]["actions"]) == 90  # the resumed run replayed them

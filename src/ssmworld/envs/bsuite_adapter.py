@@ -27,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..errors import UserError, import_optional
+from .rng_state import random_state_from_json, random_state_to_json
 
 _SUCCESS_EXPERIMENTS = ("memory_len", "memory_size")  # binary recall tasks: final reward +1 right, -1 wrong
 
@@ -116,6 +117,101 @@ class DmEnvAdapter(gym.Env):
         return self._obs(timestep.observation), reward, terminated, truncated, info
 
 
+_SCALARS = (bool, int, float, np.generic)
+
+
+def _levels(env: Any) -> list[tuple[str, Any]]:
+    """A bsuite env and the envs it wraps (bsuite's reward wrappers keep theirs in ``_env``): [(path prefix, env)]."""
+    levels, prefix = [], ""
+    while env is not None:
+        levels.append((prefix, env))
+        env, prefix = getattr(env, "_env", None), prefix + "_env."
+    return levels
+
+
+def _carried(env: Any) -> dict[str, dict[str, list]]:
+    """What a bsuite env carries from one episode into the next, as JSON-able values by level and attribute: the state
+    of each numpy RNG, and each scalar (bsuite_info's counters such as a running best return, flags, settings)."""
+    carried: dict[str, dict[str, list]] = {}
+    for prefix, level in _levels(env):
+        values = carried[prefix] = {}
+        for name, value in sorted(vars(level).items()):
+            if isinstance(value, np.random.RandomState):
+                values[name] = ["random", random_state_to_json(value)]
+            elif isinstance(value, _SCALARS) and np.ndim(value) == 0:
+                dtype = value.dtype.str if isinstance(value, np.generic) else type(value).__name__
+                values[name] = ["scalar", dtype, value.item() if isinstance(value, np.generic) else value]
+    return carried
+
+
+def _restore_carried(env: Any, carried: dict[str, dict[str, list]]) -> None:
+    """Put ``_carried``'s values back into a freshly built env of the same experiment."""
+    levels = dict(_levels(env))
+    saved_rngs = {p + n for p, values in carried.items() for n, v in values.items() if v[0] == "random"}
+    rngs = {p + n for p, level in levels.items() for n, v in vars(level).items()
+            if isinstance(v, np.random.RandomState)}
+    if saved_rngs != rngs:
+        raise ValueError(f"bsuite env: the saved RNGs {sorted(saved_rngs)} are not this env's {sorted(rngs)}")
+    python_types = {"bool": bool, "int": int, "float": float}
+    for prefix, values in carried.items():
+        for name, (kind, *value) in values.items():
+            if kind == "random":
+                random_state_from_json(getattr(levels[prefix], name), value[0])
+            else:
+                dtype, scalar = value
+                convert = python_types.get(dtype) or np.dtype(dtype).type
+                setattr(levels[prefix], name, convert(scalar))
+
+
+class BsuiteEnv(DmEnvAdapter):
+    """A bsuite experiment whose episode in progress can be saved (checkpoints keep it: runtime/acting_state.py).
+
+    A bsuite env's dynamics follow from its constructor's arguments (the sweep's settings and the seed) and its numpy
+    RNGs; besides those it carries scalars from episode to episode (bsuite_info's counters, e.g. cartpole's best
+    return so far). So ``get_state`` holds the seed the env was built with, the RNGs' states and the scalars at the
+    episode's start (of the env and of a reward wrapper around it) and the actions since; ``set_state`` rebuilds the
+    env, restores those and replays the actions (a few numpy ops per step: a 1000-step episode replays in
+    milliseconds).
+    """
+
+    def __init__(self, build: Callable[[int | None], Any], success_info: bool = False):
+        self._seed: int | None = None  # the seed the current env was built with (None: the sweep's or OS entropy)
+        self._start: dict[str, dict[str, list]] | None = None  # _carried() at the episode's start
+        self._actions: list = []
+        super().__init__(build, success_info)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._seed = int(seed)
+        return super().reset(seed=seed, options=options)
+
+    def _start_episode(self) -> Any:
+        self._start = _carried(self._env)
+        self._actions = []
+        return super()._start_episode()
+
+    def step(self, action):
+        discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        self._actions.append(int(action) if discrete else np.asarray(action).tolist())  # (bsuite's are all discrete)
+        return super().step(action)
+
+    def get_state(self) -> dict[str, Any]:
+        """The episode in progress, JSON-able: the env's seed, what it carried into the episode, the actions."""
+        if self._start is None:
+            raise RuntimeError("bsuite env: get_state before the first reset")
+        return {"seed": self._seed, "start": self._start, "actions": list(self._actions)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue a saved episode: the env rebuilt with its seed and its start values, its actions again."""
+        self._seed = state["seed"]
+        self._env = self._build(self._seed)
+        _restore_carried(self._env, state["start"])
+        self._start_episode()
+        self._counters = self._bsuite_info()
+        for action in state["actions"]:
+            self.step(action if isinstance(action, int) else np.asarray(action, self.action_space.dtype))
+
+
 def _import_bsuite(what: str):
     return (import_optional("bsuite", "bsuite", f"{what} needs the bsuite extra"),
             import_optional("bsuite.sweep", "bsuite", f"{what} needs the bsuite extra"))
@@ -160,6 +256,6 @@ def make_bsuite(task: str) -> gym.Env:
         raise UserError(f"bsuite:{task}: index must be an integer in 0..{count - 1} for {experiment}")
     build = _loader(bsuite, experiment, dict(sweep.SETTINGS[f"{experiment}/{int(index)}"]))
     try:
-        return DmEnvAdapter(build, success_info=experiment in _SUCCESS_EXPERIMENTS)
+        return BsuiteEnv(build, success_info=experiment in _SUCCESS_EXPERIMENTS)
     except OSError as err:  # mnist* fetch their data set at construction
         raise UserError(f"bsuite:{task}: could not load the experiment's data ({err})") from None

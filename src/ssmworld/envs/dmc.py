@@ -39,6 +39,7 @@ import numpy as np
 
 from ..errors import UserError, install_hint
 from .bsuite_adapter import DmEnvAdapter
+from .rng_state import random_state_from_json, random_state_to_json
 
 _GL_FIX = ("fix: MUJOCO_GL=egl with the EGL libraries (apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri "
            "libgl1), or MUJOCO_GL=osmesa with libosmesa6; dmc: without pixels also runs with MUJOCO_GL=disable")
@@ -104,7 +105,7 @@ class DmcEnv(DmEnvAdapter):
         self.camera = (2 if domain == "quadruped" else 0) if camera is None else camera
         self._suite = _suite(name)
         self._env = None
-        self._start_random: tuple | None = None  # the episode in progress (get_state): set at every reset
+        self._start_random: list | None = None  # the episode in progress (get_state): set at every reset
         self._actions: list[list[float]] = []
         try:
             super().__init__(self._load)
@@ -125,7 +126,7 @@ class DmcEnv(DmEnvAdapter):
             self._render()  # fail here, with the fix, rather than at the first reset
 
     def _start_episode(self) -> Any:
-        self._start_random = self._env.task.random.get_state()  # before the reset draws the initial state
+        self._start_random = random_state_to_json(self._env.task.random)  # before the reset draws the start
         self._actions = []
         return super()._start_episode()
 
@@ -133,14 +134,11 @@ class DmcEnv(DmEnvAdapter):
         """The episode in progress as JSON-able values: the task RNG at its start and its actions so far."""
         if self._start_random is None:
             raise RuntimeError(f"{self.name}: get_state before the first reset")
-        name, keys, position, has_gauss, gauss = self._start_random
-        return {"random": [name, keys.tolist(), int(position), int(has_gauss), float(gauss)],
-                "actions": [list(a) for a in self._actions]}
+        return {"random": self._start_random, "actions": [list(a) for a in self._actions]}
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Continue a saved episode: the same start (the task RNG), then its actions again (see the docstring)."""
-        name, keys, position, has_gauss, gauss = state["random"]
-        self._env.task.random.set_state((name, np.asarray(keys, np.uint32), position, has_gauss, gauss))
+        random_state_from_json(self._env.task.random, state["random"])
         self._start_episode()
         for action in state["actions"]:
             self._physics_step(action)

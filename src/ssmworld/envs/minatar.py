@@ -7,6 +7,13 @@ them). Random policy (20 episodes, seed 1): Asterix 0.35, Breakout 0.2, Freeway 
 
 Options: ``sticky`` = the sticky-action probability (MinAtar's default 0.1), ``difficulty_ramping`` (default True, as
 MinAtar), ``max_steps`` = a time limit (truncation; default none, as MinAtar). ``reset(seed=s)`` seeds the game.
+
+An episode in progress can be saved (``get_state``, JSON-able: checkpoints keep it; not with ``max_steps``, whose
+TimeLimit counts steps). A game's reset sets every piece of its state and draws the rest from numpy RandomStates (the
+game's and, until it is seeded, the sticky actions' own), so the saved state is those RNGs and the last action (which
+sticky actions repeat, kept across episodes) at the episode's start, and the actions since; ``set_state`` restores
+them, resets and replays the actions (MinAtar steps at 8k-63k per second: a long episode replays in well under a
+second).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..errors import UserError, import_optional
+from .rng_state import random_state_from_json, random_state_to_json
 
 GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 
@@ -43,6 +51,8 @@ class MinAtarEnv(gym.Env):
         size = int(np.prod(self.game.state_shape()))
         self.observation_space = gym.spaces.Dict({"vector": gym.spaces.Box(0.0, 1.0, (size,), np.float32)})
         self.action_space = gym.spaces.Discrete(len(self.actions))
+        self._start: dict[str, Any] | None = None  # the episode in progress (get_state): set at every reset
+        self._actions: list[int] = []
 
     def _obs(self) -> dict[str, np.ndarray]:
         return {"vector": self.game.state().astype(np.float32).reshape(-1)}
@@ -51,12 +61,42 @@ class MinAtarEnv(gym.Env):
         super().reset(seed=seed)
         if seed is not None:  # the game draws from its own RandomState (sticky actions, spawns)
             self.game.seed(int(self.np_random.integers(2**31)))
-        self.game.reset()
+        self._start_episode()
         return self._obs(), {}
 
     def step(self, action):
+        self._actions.append(int(action))
         reward, done = self.game.act(self.actions[int(action)])
         return self._obs(), float(reward), bool(done), False, {}
+
+    def _start_episode(self) -> None:
+        game = self.game  # minatar.Environment: its sticky-action RNG; game.env: the game, with its own RNG
+        self._start = {"random": random_state_to_json(game.random), "last_action": int(game.last_action),
+                       # one RNG once seeded (Environment.seed shares it), two before
+                       "game_random": None if game.env.random is game.random else random_state_to_json(game.env.random)}
+        self._actions = []
+        game.reset()
+
+    def get_state(self) -> dict[str, Any]:
+        """The episode in progress as JSON-able values: the RNGs and last action at its start, its actions so far."""
+        if self._start is None:
+            raise RuntimeError(f"minatar:{self.game.env_name}: get_state before the first reset")
+        return {"start": self._start, "actions": list(self._actions)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue a saved episode: its start (RNGs, last action), a reset, then its actions again."""
+        start, game = state["start"], self.game
+        random_state_from_json(game.random, start["random"])
+        if start["game_random"] is None:
+            game.env.random = game.random
+        else:
+            if game.env.random is game.random:
+                game.env.random = np.random.RandomState()
+            random_state_from_json(game.env.random, start["game_random"])
+        game.last_action = start["last_action"]
+        self._start_episode()
+        for action in state["actions"]:
+            self.step(action)
 
 
 def make_minatar(task: str, sticky: float = 0.1, difficulty_ramping: bool = True,
