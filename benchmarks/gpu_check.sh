@@ -10,8 +10,9 @@
 # 3. `ssmworld bench cores` and `ssmworld bench world-model` (S5 vs GRU) at T in {256, 1024, 4096} on the device,
 #    the world model also with bfloat16 autocast (agent.precision; tests/test_precision.py checks it against fp32),
 # 4. one short training run per preset on the device (debug size).
-# --quick: tiny sizes (what CI runs on the CPU: the plumbing, not the numbers). Every step runs even if an earlier one
-# fails; the exit code is the number of failed steps, the JSON files and logs land in --out (default gpu_check_out).
+# --quick: tiny sizes, no compile tests (what CI runs on the CPU: the plumbing, not the numbers). Every step runs even
+# if an earlier one fails; the exit code is the number of failed steps, the JSON files and logs land in --out (default
+# gpu_check_out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=cuda QUICK=0 OUT=gpu_check_out
@@ -50,12 +51,13 @@ python -c "import torch; print('gpu_check: torch', torch.__version__, 'cuda', to
 
 if [ "$QUICK" = 1 ]; then  # CI already runs every test on the CPU: here only the device plumbing
     TESTS=(tests/test_agent.py tests/test_precision.py) LENGTHS=32 SIZE=(--batch 2 --repeats 1) CORES=(--cores s5,gru)
+    SELECT=(-k "not compiled")  # the compiled-imagination tests: ~100 s of compiling that CI's own run repeats
 else
     TESTS=(tests/test_cores_contract.py tests/test_world_model.py tests/test_agent.py tests/test_precision.py)
     LENGTHS=256,1024,4096 SIZE=()
-    CORES=()
+    CORES=() SELECT=()
 fi
-step tests env SSMWORLD_TEST_DEVICE="$DEVICE" python -m pytest -q -x -p no:cacheprovider "${TESTS[@]}"
+step tests env SSMWORLD_TEST_DEVICE="$DEVICE" python -m pytest -q -x -p no:cacheprovider "${SELECT[@]}" "${TESTS[@]}"
 step bench_cores python -m ssmworld bench cores --device "$DEVICE" --lengths "$LENGTHS" "${SIZE[@]}" "${CORES[@]}" \
     --json "$OUT/cores.json"
 step bench_world_model python -m ssmworld bench world-model --device "$DEVICE" --cores s5,gru --lengths "$LENGTHS" \
