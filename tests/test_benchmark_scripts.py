@@ -176,3 +176,21 @@ def test_compiled_imagination_times_both_variants_of_full_updates():
         assert result["ms"][variant]["update"] > result["ms"][variant]["imagination"] > 0
     assert result["speedup"]["update"] == pytest.approx(result["ms"]["eager"]["update"]
                                                         / result["ms"]["compiled"]["update"])
+
+
+def test_speed_since_issue16_summary_takes_medians_and_speed_ups(tmp_path, monkeypatch, capsys):
+    """benchmarks/speed_since_issue16/summary.py: medians over rounds, each variant against `before`."""
+    spec = importlib.util.spec_from_file_location("summary", os.path.join(ROOT, "speed_since_issue16", "summary.py"))
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+    rounds = {"before": [(1.0, 0.4), (1.2, 0.6), (0.8, 0.5)], "eager": [(0.5, 0.25), (0.6, 0.2), (0.4, 0.3)]}
+    for variant, values in rounds.items():
+        for i, (seconds, imagination) in enumerate(values, 1):
+            report = {"seconds": seconds, "sgemm_fraction": 0.5,
+                      "parts": {"world_model": 0.1, "imagination": imagination, "actor_critic": 0.2}}
+            (tmp_path / f"r2i_small_{variant}_{i}.json").write_text(json.dumps(report))
+    monkeypatch.setattr("sys.argv", ["summary.py", str(tmp_path), "--json", str(tmp_path / "out.json")])
+    summary.main()
+    medians = json.loads((tmp_path / "out.json").read_text())
+    assert medians["r2i_small/before"]["seconds"] == 1.0 and medians["r2i_small/eager"]["imagination"] == 0.25
+    assert "| r2i_small | eager | 3 | 0.500 | 0.100 | 0.250 | 0.200 | 50% | 2.00x | 2.00x |" in capsys.readouterr().out

@@ -23,6 +23,9 @@ Options of ``make_minigrid``:
 info: ``success`` = (terminated with reward > 0) on every step. Seeding: ``reset(seed=s)`` seeds MiniGrid's RNG, so
 the same seed gives the same layouts and frames. Speed (MemoryS7, random actions, 1 core): ~1.0k steps/s with
 ``obs="image"`` at 64x64, ~5.7k with ``obs="symbolic"``.
+An episode in progress can be saved (``get_state``, JSON-able: checkpoints keep it): MiniGrid draws its layouts (and
+any randomness of its steps) from the env's numpy Generator, so the saved state is the seed of a seeded reset or the
+Generator's state before an unseeded one, and the actions since; ``set_state`` resets the same way and replays them.
 """
 
 from __future__ import annotations
@@ -132,6 +135,8 @@ class MiniGridTask(gym.Env):
         if self.direction:
             spaces["direction"] = gym.spaces.Box(0.0, 1.0, (4,), np.float32)
         self.observation_space = gym.spaces.Dict(spaces)
+        self._start: dict[str, Any] | None = None  # the episode in progress (get_state): set at every reset
+        self._taken: list[int] = []
 
     @property
     def max_steps(self) -> int:
@@ -158,10 +163,33 @@ class MiniGridTask(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        # how this episode starts (get_state): the seed, or the Generator's state before the reset draws the layout
+        self._start = {"seed": int(seed)} if seed is not None else {"random": self.env.np_random.bit_generator.state}
+        self._taken = []
         raw, info = self.env.reset(seed=seed)
         return self._obs(raw), dict(info, success=False)
 
+    def get_state(self) -> dict[str, Any]:
+        """The episode in progress as JSON-able values: how it started, its actions so far."""
+        if self._start is None:
+            raise RuntimeError(f"minigrid:{self.env_id}: get_state before the first reset")
+        return {"start": self._start, "actions": list(self._taken)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue a saved episode: the same reset, then its actions again (MiniGrid steps only, no rendering)."""
+        start = state["start"]
+        if "seed" in start:
+            self.env.reset(seed=start["seed"])
+        else:
+            self.env.np_random.bit_generator.state = start["random"]
+            self.env.reset()
+        self._start, self._taken = start, []
+        for action in state["actions"]:
+            self._taken.append(int(action))
+            self.env.step(self._actions[int(action)])
+
     def step(self, action):
+        self._taken.append(int(action))
         raw, reward, terminated, truncated, info = self.env.step(self._actions[int(action)])
         reward = float(reward)
         return self._obs(raw), reward, bool(terminated), bool(truncated), dict(info, success=terminated and reward > 0)

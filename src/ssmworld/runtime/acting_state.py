@@ -1,8 +1,8 @@
 """The acting side of a checkpoint: the envs' episodes in progress and the agent's state in them.
 
 An env whose unwrapped env offers ``get_state() -> JSON-able dict`` and ``set_state(dict)`` (the builtin tasks,
-Atari, and DMC, bsuite and MinAtar, which replay the episode's actions from the RNG states at its start since their
-task state lives outside what they could serialise; not yet Memory Maze, POPGym and MiniGrid; gym envs would need
+Atari, and DMC, bsuite, MinAtar and MiniGrid, which replay the episode's actions from the RNG states at its start
+since their task state lives outside what they could serialise; not yet Memory Maze and POPGym; gym envs would need
 pickling, which checkpoints never load),
 with no wrapper but stateless ones (a class attribute ``stateless = True``), can be saved mid-episode; then a checkpoint
 neither cuts its episodes nor changes what a resumed run does (tests/test_resume.py). If any env cannot, ``capture``
