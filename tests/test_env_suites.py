@@ -242,6 +242,76 @@ def test_popgym_seeded_reset_reproduces_episodes():
         assert np.array_equal(first, again) and not np.array_equal(first, other)
 
 
+def _play_popgym(env: gym.Env, actions: list) -> list:
+    """(obs, reward, terminated, truncated) of each action, resetting (unseeded) after every episode's end."""
+    out = []
+    for action in actions:
+        obs, reward, terminated, truncated, _ = env.step(action)
+        out.append((obs["vector"].tolist(), reward, terminated, truncated))
+        if terminated or truncated:
+            out.append(env.reset()[0]["vector"].tolist())
+    return out
+
+
+# One env of every popgym family: decks, boards, noise, bandit arms, control tasks, Box actions (Pendulum)
+@pytest.mark.parametrize("name", ["AutoencodeEasy", "RepeatPreviousEasy", "RepeatFirstEasy", "CountRecallEasy",
+                                  "HigherLowerEasy", "ConcentrationEasy", "BattleshipEasy", "MineSweeperEasy",
+                                  "MultiarmedBanditEasy", "PositionOnlyCartPoleEasy", "VelocityOnlyCartPoleEasy",
+                                  "NoisyPositionOnlyCartPoleEasy", "PositionOnlyPendulumEasy",
+                                  "NoisyPositionOnlyPendulumEasy"])
+@pytest.mark.parametrize("seeded_episode", [True, False])
+def test_a_saved_popgym_episode_continues_identically_in_a_fresh_env(name, seeded_episode):
+    """get_state/set_state of the adapter (checkpoints keep the episode in progress): a fresh env given the saved
+    state continues the episode and the ones after it identically, whether the saved episode began with a seeded
+    reset or not."""
+    pytest.importorskip("popgym")
+    import json
+
+    from ssmworld.runtime.acting_state import saver
+
+    env = envs.make(f"popgym:{name}")
+    assert saver(env) is env  # the adapter saves (it replays the raw env it wraps)
+    env.action_space.seed(1)
+    actions = [env.action_space.sample() for _ in range(700)]
+    env.reset(seed=3)
+    if not seeded_episode:  # into a later, unseeded episode
+        while env.get_state()["start"].get("seed") is not None:
+            _play_popgym(env, actions[:1])
+    _play_popgym(env, [actions[1]])  # one step into it (a new episode if that step ended one: then unseeded)
+    state = json.loads(json.dumps(env.get_state()))  # JSON-able, as in a checkpoint's state.json
+    assert ("seed" in state["start"]) == (seeded_episode and bool(state["actions"]))
+    expected = _play_popgym(env, actions[2:])
+    fresh = envs.make(f"popgym:{name}")
+    fresh.reset(seed=99)
+    fresh.set_state(state)
+    assert _play_popgym(fresh, actions[2:]) == expected
+    assert any(isinstance(row, tuple) and (row[2] or row[3]) for row in expected)  # into the episodes after it
+
+
+def test_popgym_resume_mid_episode_is_exact(tmp_path, monkeypatch):
+    """A run killed right after a checkpoint, mid-episode (MultiarmedBandit's episodes last 200 steps), and resumed
+    writes the same metrics as the uninterrupted run: the adapter's saved state goes through the checkpoint."""
+    pytest.importorskip("popgym")
+    import json
+
+    from ssmworld.runtime.config import load_config
+    from ssmworld.runtime.train import Trainer
+
+    from .helpers import killed_after_checkpoint_then_resumed
+
+    overrides = ["train.steps=160", "train.checkpoint_every=90", "train.prefill=40", "train.log_every=10",
+                 "train.eval_every=0", "train.eval_episodes=0"]
+
+    def make_trainer(logdir, resume):
+        return Trainer(load_config("r2i", "debug", "popgym:MultiarmedBanditEasy", overrides), logdir, resume=resume,
+                       quiet=True)
+
+    whole, cut = killed_after_checkpoint_then_resumed(make_trainer, tmp_path, monkeypatch, saved_episodes=True)
+    assert cut == whole and any("train/loss_model" in r for r in whole)
+    saved = json.loads((tmp_path / "cut" / "checkpoints" / "step-000000000090" / "state.json").read_text())
+    assert len(saved["acting"]["envs"][0]["actions"]) == 90  # the resumed run replayed them
+
+
 def test_one_hot_encoding_by_hand():
     tuple_encode = _encoder(gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(4))))[2]
     assert tuple_encode((1, 2)).tolist() == [0, 1, 0, 0, 1, 0]

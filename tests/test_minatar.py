@@ -110,3 +110,11 @@ def test_resume_mid_episode_is_exact(tmp_path, monkeypatch):
     assert cut == whole and any("train/loss_model" in r for r in whole)
     saved = json.loads((tmp_path / "cut" / "checkpoints" / "step-000000000090" / "state.json").read_text())
     assert len(saved["acting"]["envs"][0]["actions"]) == 90  # the resumed run replayed them
+
+
+def test_a_time_limit_makes_the_episode_unsavable():
+    """TimeLimit counts steps (not stateless): the checkpoint must not claim to save what it would lose."""
+    from ssmworld.runtime.acting_state import saver
+
+    plain = envs.make("minatar:Breakout")
+    assert saver(plain) is plain and saver(envs.make("minatar:Breakout", max_steps=5)) is None

@@ -10,6 +10,10 @@ popgym's own terminated/truncated are passed through unmerged. popgym envs impos
 budget runs out), MultiarmedBandit (always) and the Position/Velocity-only and noisy control tasks (at their limit).
 Envs are built from their classes, not gym.make: popgym's wrappers need the raw POPGymEnv, and it skips gymnasium's
 env checker (which warns about popgym's shared info dicts).
+An episode in progress can be saved (the adapter's ``get_state``, JSON-able: checkpoints keep it): every popgym env
+draws its randomness (decks, boards, noise, bandit arms) from its gymnasium Generator, ``np_random``, so the saved
+state is the seed of a seeded reset or that Generator's state before an unseeded one, and the actions since;
+``set_state`` resets the same way and replays them.
 """
 
 from __future__ import annotations
@@ -70,16 +74,39 @@ class PopgymAdapter(gym.Wrapper):
             self.action_space = gym.spaces.Discrete(int(np.prod(self._nvec)))
         elif not isinstance(space, (gym.spaces.Discrete, gym.spaces.Box)):
             raise UserError(f"unsupported popgym action space {space}; accepted: Discrete, MultiDiscrete, Box")
+        self._episode_start: dict[str, Any] | None = None  # the episode in progress (get_state): set at every reset
+        self._taken: list = []
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        # how this episode starts (get_state): the seed, or the Generator's state before the reset draws from it
+        start = {"seed": int(seed)} if seed is not None else {"random": self.env.np_random.bit_generator.state}
         obs, info = self.env.reset(seed=seed, options=options)
+        self._episode_start, self._taken = start, []
         return {"vector": self._encode(obs)}, info
 
     def step(self, action):
+        self._taken.append(np.asarray(action).tolist())  # an int, or a Box action's floats (exact in JSON)
         if self._nvec is not None:
             action = decode_multi_discrete(action, self._nvec, self._start)
         obs, reward, terminated, truncated, info = self.env.step(action)
         return {"vector": self._encode(obs)}, float(reward), bool(terminated), bool(truncated), info
+
+    def get_state(self) -> dict[str, Any]:
+        """The episode in progress as JSON-able values: how it started, its actions so far."""
+        if self._episode_start is None:
+            raise RuntimeError("popgym env: get_state before the first reset")
+        return {"start": self._episode_start, "actions": list(self._taken)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue a saved episode: the same reset, then its actions again."""
+        start = state["start"]
+        if "seed" in start:
+            self.reset(seed=start["seed"])
+        else:
+            self.env.np_random.bit_generator.state = start["random"]
+            self.reset()
+        for action in state["actions"]:
+            self.step(action if isinstance(action, int) else np.asarray(action, self.action_space.dtype))
 
 
 def _envs_module(what: str) -> Any:

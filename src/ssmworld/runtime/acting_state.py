@@ -1,14 +1,14 @@
 """The acting side of a checkpoint: the envs' episodes in progress and the agent's state in them.
 
-An env whose unwrapped env offers ``get_state() -> JSON-able dict`` and ``set_state(dict)`` (the builtin tasks,
-Atari, and DMC, bsuite, MinAtar and MiniGrid, which replay the episode's actions from the RNG states at its start
-since their task state lives outside what they could serialise; not yet Memory Maze and POPGym; gym envs would need
-pickling, which checkpoints never load),
-with no wrapper but stateless ones (a class attribute ``stateless = True``), can be saved mid-episode; then a checkpoint
-neither cuts its episodes nor changes what a resumed run does (tests/test_resume.py). If any env cannot, ``capture``
-returns None: the uninterrupted run goes on with its episodes (a checkpoint never cuts them: a Memory Maze episode may
-outlast many checkpoints), and a run resumed from that checkpoint starts fresh episodes, so its resume is exact up to
-the checkpoint but not after it.
+An env whose unwrapped env, or an adapter that wraps it (POPGym's), offers ``get_state() -> JSON-able dict`` and
+``set_state(dict)``, with no wrapper above it but stateless ones (a class attribute ``stateless = True``), can be
+saved mid-episode: the builtin tasks; Atari, whose ALE state ALE serialises; DMC, bsuite, MinAtar, MiniGrid and
+POPGym, which replay the episode's actions from the RNG states at its start, since their task state lives outside
+what they could serialise. Not Memory Maze (not yet), nor gym envs (they would need pickling, which checkpoints never
+load). Then a checkpoint neither cuts the episodes nor changes what a resumed run does (tests/test_resume.py). If
+any env cannot, ``capture`` returns None: the uninterrupted run goes on with its episodes (a checkpoint never cuts
+them: a Memory Maze episode may outlast many checkpoints), and a run resumed from that checkpoint starts fresh
+episodes, so its resume is exact up to the checkpoint but not after it.
 """
 
 from __future__ import annotations
@@ -20,13 +20,20 @@ import numpy as np
 import torch
 
 
+def saver(env: gym.Env) -> gym.Env | None:
+    """The layer of ``env`` that saves its episode in progress: the outermost one whose class defines ``get_state``
+    and ``set_state`` (the unwrapped env, or an adapter that replays the env it wraps), under stateless wrappers
+    only; None if there is none (see the module docstring)."""
+    while not (callable(getattr(type(env), "get_state", None)) and callable(getattr(type(env), "set_state", None))):
+        if not (isinstance(env, gym.Wrapper) and getattr(type(env), "stateless", False)):
+            return None
+        env = env.env
+    return env
+
+
 def savable(env: gym.Env) -> bool:
     """Whether ``env``'s episode in progress can be saved (see the module docstring)."""
-    while isinstance(env, gym.Wrapper):
-        if not getattr(type(env), "stateless", False):
-            return False
-        env = env.env
-    return callable(getattr(env, "get_state", None)) and callable(getattr(env, "set_state", None))
+    return saver(env) is not None
 
 
 def capture(vec: gym.vector.SyncVectorEnv, arrays: dict[str, Any], policy_state: dict[str, Any] | None
@@ -36,7 +43,7 @@ def capture(vec: gym.vector.SyncVectorEnv, arrays: dict[str, Any], policy_state:
     if not all(savable(env) for env in vec.envs):
         return None
     tensors = {"arrays": _to_tensors(arrays), "policy": _to_tensors(policy_state or {})}
-    state = {"envs": [env.unwrapped.get_state() for env in vec.envs],
+    state = {"envs": [saver(env).get_state() for env in vec.envs],
              "autoreset": [bool(v) for v in vec._autoreset_envs], "has_policy": policy_state is not None}
     return tensors, state
 
@@ -46,7 +53,7 @@ def restore(vec: gym.vector.SyncVectorEnv, tensors: dict[str, Any], state: dict[
     """Put the saved episodes back into ``vec`` (reset once beforehand, so its buffers exist). Returns the trainer's
     arrays and the agent's acting state (tensors on their saved devices)."""
     for env, env_state in zip(vec.envs, state["envs"], strict=True):
-        env.unwrapped.set_state(env_state)
+        saver(env).set_state(env_state)
     vec._autoreset_envs = np.array(state["autoreset"], dtype=bool)
     arrays = _to_numpy(tensors["arrays"])
     return arrays, (tensors["policy"] if state["has_policy"] else None)
