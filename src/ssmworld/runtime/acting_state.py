@@ -4,8 +4,8 @@ An env whose unwrapped env, or an adapter that wraps it (POPGym's), offers ``get
 ``set_state(dict)``, with no wrapper above it but stateless ones (a class attribute ``stateless = True``), can be
 saved mid-episode: the builtin tasks; Atari, whose ALE state ALE serialises; DMC, bsuite, MinAtar, MiniGrid and
 POPGym, which replay the episode's actions from the RNG states at its start, since their task state lives outside
-what they could serialise. Not Memory Maze (its maze generator, labmaze, draws each episode's maze from an RNG kept in
-C++ that nothing exposes), nor gym envs (they would need pickling, which checkpoints never load). Where every env
+what they could serialise. Not Memory Maze (labmaze draws each episode's maze from an RNG in C++ whose state it does
+not expose: a replay would rebuild the task and regenerate every maze since), nor gym envs (they would need pickling, which checkpoints never load). Where every env
 can, a checkpoint neither cuts the episodes nor changes what a resumed run does (tests/test_resume.py). If any env
 cannot, ``capture`` returns None: the uninterrupted run goes on with its episodes (a checkpoint never cuts them: a
 Memory Maze episode may outlast many checkpoints), and a run resumed from that checkpoint starts fresh episodes, so
