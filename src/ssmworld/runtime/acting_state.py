@@ -5,11 +5,11 @@ An env whose unwrapped env, or an adapter that wraps it (POPGym's), offers ``get
 saved mid-episode: the builtin tasks; Atari, whose ALE state ALE serialises; DMC, bsuite, MinAtar, MiniGrid and
 POPGym, which replay the episode's actions from the RNG states at its start, since their task state lives outside
 what they could serialise. Not Memory Maze (labmaze draws each episode's maze from an RNG in C++ whose state it does
-not expose: a replay would rebuild the task and regenerate every maze since), nor gym envs (they would need pickling, which checkpoints never load). Where every env
-can, a checkpoint neither cuts the episodes nor changes what a resumed run does (tests/test_resume.py). If any env
-cannot, ``capture`` returns None: the uninterrupted run goes on with its episodes (a checkpoint never cuts them: a
-Memory Maze episode may outlast many checkpoints), and a run resumed from that checkpoint starts fresh episodes, so
-its resume is exact up to the checkpoint but not after it.
+not expose: a replay would rebuild the task and regenerate every maze since), nor gym envs (they would need
+pickling, which checkpoints never load). Where every env can, a checkpoint neither cuts the episodes nor changes what
+a resumed run does (tests/test_resume.py). If any env cannot, ``capture`` returns None: the uninterrupted run goes on
+with its episodes (a checkpoint never cuts them: a Memory Maze episode may outlast many checkpoints), and a run
+resumed from that checkpoint starts fresh episodes, so its resume is exact up to the checkpoint but not after it.
 """
 
 from __future__ import annotations
