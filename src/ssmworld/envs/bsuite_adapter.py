@@ -201,15 +201,17 @@ class BsuiteEnv(DmEnvAdapter):
             raise RuntimeError("bsuite env: get_state before the first reset")
         return {"seed": self._seed, "start": self._start, "actions": list(self._actions)}
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Continue a saved episode: the env rebuilt with its seed and its start values, its actions again."""
+    def set_state(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Continue a saved episode: the env rebuilt with its seed and its start values, its actions again. Returns
+        the observation it arrives at (checked against the saved one: runtime/acting_state.restore)."""
         self._seed = state["seed"]
         self._env = self._build(self._seed)
         _restore_carried(self._env, state["start"])
-        self._start_episode()
+        obs = self._obs(self._start_episode().observation)
         self._counters = self._bsuite_info()
         for action in state["actions"]:
-            self.step(action if isinstance(action, int) else np.asarray(action, self.action_space.dtype))
+            obs = self.step(action if isinstance(action, int) else np.asarray(action, self.action_space.dtype))[0]
+        return obs
 
 
 def _import_bsuite(what: str):

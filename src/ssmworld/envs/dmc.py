@@ -136,12 +136,14 @@ class DmcEnv(DmEnvAdapter):
             raise RuntimeError(f"{self.name}: get_state before the first reset")
         return {"random": self._start_random, "actions": [list(a) for a in self._actions]}
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Continue a saved episode: the same start (the task RNG), then its actions again (see the docstring)."""
+    def set_state(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Continue a saved episode: the same start (the task RNG), then its actions again (see the docstring).
+        Returns the observation it arrives at (checked against the saved one: runtime/acting_state.restore)."""
         random_state_from_json(self._env.task.random, state["random"])
-        self._start_episode()
+        timestep = self._start_episode()
         for action in state["actions"]:
-            self._physics_step(action)
+            timestep, _ = self._physics_step(action)
+        return self._obs(timestep.observation)
 
     def _physics_step(self, action: Any) -> tuple[Any, float]:
         """One agent step without an observation: (the last dm_env timestep, the summed reward)."""

@@ -83,8 +83,9 @@ class MinAtarEnv(gym.Env):
             raise RuntimeError(f"minatar:{self.game.env_name}: get_state before the first reset")
         return {"start": self._start, "actions": list(self._actions)}
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Continue a saved episode: its start (RNGs, last action), a reset, then its actions again."""
+    def set_state(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Continue a saved episode: its start (RNGs, last action), a reset, then its actions again. Returns the
+        observation it arrives at (checked against the saved one: runtime/acting_state.restore)."""
         start, game = state["start"], self.game
         random_state_from_json(game.random, start["random"])
         if start["game_random"] is None:
@@ -97,6 +98,7 @@ class MinAtarEnv(gym.Env):
         self._start_episode()
         for action in state["actions"]:
             self.step(action)
+        return self._obs()
 
 
 def make_minatar(task: str, sticky: float = 0.1, difficulty_ramping: bool = True,

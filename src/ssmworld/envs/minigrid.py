@@ -175,18 +175,20 @@ class MiniGridTask(gym.Env):
             raise RuntimeError(f"minigrid:{self.env_id}: get_state before the first reset")
         return {"start": self._start, "actions": list(self._taken)}
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Continue a saved episode: the same reset, then its actions again (MiniGrid steps only, no rendering)."""
+    def set_state(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Continue a saved episode: the same reset, then its actions again (MiniGrid steps, one rendering at the
+        end). Returns the observation it arrives at (checked against the saved one: runtime/acting_state.restore)."""
         start = state["start"]
         if "seed" in start:
-            self.env.reset(seed=start["seed"])
+            raw, _ = self.env.reset(seed=start["seed"])
         else:
             self.env.np_random.bit_generator.state = start["random"]
-            self.env.reset()
+            raw, _ = self.env.reset()
         self._start, self._taken = start, []
         for action in state["actions"]:
             self._taken.append(int(action))
-            self.env.step(self._actions[int(action)])
+            raw = self.env.step(self._actions[int(action)])[0]
+        return self._obs(raw)
 
     def step(self, action):
         self._taken.append(int(action))

@@ -97,16 +97,18 @@ class PopgymAdapter(gym.Wrapper):
             raise RuntimeError("popgym env: get_state before the first reset")
         return {"start": self._episode_start, "actions": list(self._taken)}
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Continue a saved episode: the same reset, then its actions again."""
+    def set_state(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Continue a saved episode: the same reset, then its actions again. Returns the observation it arrives at
+        (checked against the saved one: runtime/acting_state.restore)."""
         start = state["start"]
         if "seed" in start:
-            self.reset(seed=start["seed"])
+            obs = self.reset(seed=start["seed"])[0]
         else:
             self.env.np_random.bit_generator.state = start["random"]
-            self.reset()
+            obs = self.reset()[0]
         for action in state["actions"]:
-            self.step(action if isinstance(action, int) else np.asarray(action, self.action_space.dtype))
+            obs = self.step(action if isinstance(action, int) else np.asarray(action, self.action_space.dtype))[0]
+        return obs
 
 
 def _envs_module(what: str) -> Any:

@@ -50,14 +50,23 @@ def capture(vec: gym.vector.SyncVectorEnv, arrays: dict[str, Any], policy_state:
 
 
 def restore(vec: gym.vector.SyncVectorEnv, tensors: dict[str, Any], state: dict[str, Any]
-            ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+            ) -> tuple[dict[str, Any], dict[str, Any] | None, list[int]]:
     """Put the saved episodes back into ``vec`` (reset once beforehand, so its buffers exist). Returns the trainer's
-    arrays and the agent's acting state (tensors on their saved devices)."""
-    for env, env_state in zip(vec.envs, state["envs"], strict=True):
-        saver(env).set_state(env_state)
-    vec._autoreset_envs = np.array(state["autoreset"], dtype=bool)
+    arrays, the agent's acting state (tensors on their saved devices) and the envs whose replay went astray.
+
+    An env that replays its episode (DMC, bsuite, MinAtar, MiniGrid, POPGym) returns from ``set_state`` the observation
+    it arrived at; it must equal the one saved with the checkpoint, else the replay took another course (e.g. another
+    MuJoCo, dm_control or bsuite version than the one that saved it) and the run goes on from where the replay led,
+    no longer exactly: those envs' indices are returned, for a warning."""
     arrays = _to_numpy(tensors["arrays"])
-    return arrays, (tensors["policy"] if state["has_policy"] else None)
+    astray = []
+    for i, (env, env_state) in enumerate(zip(vec.envs, state["envs"], strict=True)):
+        replayed = saver(env).set_state(env_state)
+        if replayed is not None and not all(np.array_equal(value, arrays["obs"][key][i])
+                                            for key, value in replayed.items()):
+            astray.append(i)
+    vec._autoreset_envs = np.array(state["autoreset"], dtype=bool)
+    return arrays, (tensors["policy"] if state["has_policy"] else None), astray
 
 
 def _to_tensors(tree: Any) -> Any:

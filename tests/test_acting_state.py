@@ -1,0 +1,86 @@
+"""runtime/acting_state.py: the episodes in progress through capture and restore, and the check that a replayed
+episode arrives where it was saved."""
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from ssmworld import envs
+from ssmworld.runtime import acting_state
+
+# Every env that replays its saved episode (set_state returns the observation it arrives at), with its extra
+REPLAYING = [("minatar:Freeway", "minatar", {}), ("bsuite:catch/0", "bsuite", {}),
+             ("popgym:RepeatPreviousEasy", "popgym", {}), ("minigrid:MemoryS7", "minigrid", {"obs": "symbolic"}),
+             ("dmc:cartpole_balance", "dm_control", {})]
+
+
+def _vec(env_id: str, options: dict, seed: int | None = None) -> gym.vector.SyncVectorEnv:
+    """Two envs as the trainer steps them; reset with ``seed`` unless None."""
+    vec = gym.vector.SyncVectorEnv([lambda: envs.make(env_id, **options) for _ in range(2)],
+                                   autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+    if seed is not None:
+        vec.reset(seed=seed)
+    return vec
+
+
+def _advance(vec: gym.vector.SyncVectorEnv, steps: int) -> dict:
+    """Reset (seeded), take ``steps`` random actions; the trainer's arrays after them (obs and the rest)."""
+    obs, _ = vec.reset(seed=4)
+    vec.action_space.seed(0)
+    reward = np.zeros(2, np.float32)
+    for _ in range(steps):
+        obs, reward, _, _, _ = vec.step(vec.action_space.sample())
+    return {"obs": dict(obs), "reward": reward}
+
+
+@pytest.mark.parametrize("env_id,extra,options", REPLAYING)
+def test_a_restored_episode_arrives_where_it_was_saved_and_a_wrong_one_is_reported(env_id, extra, options):
+    pytest.importorskip(extra)
+    vec = _vec(env_id, options)
+    tensors, state = acting_state.capture(vec, _advance(vec, 7), None)
+    arrays, policy, astray = acting_state.restore(_vec(env_id, options, seed=11), tensors, copy.deepcopy(state))
+    assert astray == [] and policy is None
+    for key, value in arrays["obs"].items():  # the saved observations come back as the trainer's arrays
+        np.testing.assert_array_equal(value, tensors["arrays"]["obs"][key].numpy())
+    # the same state with env 1's episode cut to its first half: its replay ends elsewhere, and restore says so
+    wrong = copy.deepcopy(state)
+    actions = wrong["envs"][1]["actions"]
+    assert len(actions) == 7, "env 1 should be 7 steps into its first episode"
+    del actions[3:]
+    assert acting_state.restore(_vec(env_id, options, seed=12), tensors, wrong)[2] == [1]
+
+
+def test_a_resume_whose_replay_goes_astray_says_so(tmp_path, capsys, monkeypatch):
+    """A checkpoint whose saved episode no longer replays to its saved observation (here: actions cut from
+    state.json; in practice another env or MuJoCo version) resumes with a one-line warning, not silently."""
+    pytest.importorskip("minatar")
+    import json
+
+    from ssmworld.runtime.config import load_config
+    from ssmworld.runtime.train import Trainer
+
+    def make_trainer(resume: bool) -> Trainer:
+        config = load_config("drama", "debug", "minatar:Freeway", [
+            "train.steps=60", "train.checkpoint_every=50", "train.prefill=40", "train.eval_every=0",
+            "train.eval_episodes=0"])
+        return Trainer(config, str(tmp_path), resume=resume, quiet=not resume)
+
+    save = Trainer.save_checkpoint
+
+    def save_then_die(self, acting=False):
+        assert save(self, acting)  # mid-episode: Freeway's episodes last 2,500 steps
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(False).run()
+    monkeypatch.setattr(Trainer, "save_checkpoint", save)
+    state_path = tmp_path / "checkpoints" / "step-000000000050" / "state.json"
+    state = json.loads(state_path.read_text())
+    del state["acting"]["envs"][0]["actions"][25:]
+    state_path.write_text(json.dumps(state))
+    capsys.readouterr()
+    make_trainer(True).run()
+    assert "warning: env(s) [0] replayed their saved episodes to other observations" in capsys.readouterr().err
