@@ -2,14 +2,13 @@
 
 An env whose unwrapped env, or an adapter that wraps it (POPGym's), offers ``get_state() -> JSON-able dict`` and
 ``set_state(dict)``, with no wrapper above it but stateless ones (a class attribute ``stateless = True``), can be
-saved mid-episode: the builtin tasks; Atari, whose ALE state ALE serialises; DMC, bsuite, MinAtar, MiniGrid and
-POPGym, which replay the episode's actions from the RNG states at its start, since their task state lives outside
-what they could serialise. Not Memory Maze (labmaze draws each episode's maze from an RNG in C++ whose state it does
-not expose: a replay would rebuild the task and regenerate every maze since), nor gym envs (they would need
-pickling, which checkpoints never load). Where every env can, a checkpoint neither cuts the episodes nor changes what
-a resumed run does (tests/test_resume.py). If any env cannot, ``capture`` returns None: the uninterrupted run goes on
-with its episodes (a checkpoint never cuts them: a Memory Maze episode may outlast many checkpoints), and a run
-resumed from that checkpoint starts fresh episodes, so its resume is exact up to the checkpoint but not after it.
+saved mid-episode: the builtin tasks; Atari, whose ALE state ALE serialises; DMC, bsuite, MinAtar, MiniGrid, POPGym
+and Memory Maze, which replay the episode's actions from the RNG states at its start (Memory Maze: and the number of
+mazes generated before), since their task state lives outside what they could serialise. Not gym envs (they would
+need pickling, which checkpoints never load). Where every env can, a checkpoint neither cuts the episodes nor changes
+what a resumed run does (tests/test_resume.py). If any env cannot, ``capture`` returns None: the uninterrupted run
+goes on with its episodes (a checkpoint never cuts them), and a run resumed from that checkpoint starts fresh
+episodes, so its resume is exact up to the checkpoint but not after it.
 """
 
 from __future__ import annotations
@@ -54,10 +53,10 @@ def restore(vec: gym.vector.SyncVectorEnv, tensors: dict[str, Any], state: dict[
     """Put the saved episodes back into ``vec`` (reset once beforehand, so its buffers exist). Returns the trainer's
     arrays, the agent's acting state (tensors on their saved devices) and the envs whose replay went astray.
 
-    An env that replays its episode (DMC, bsuite, MinAtar, MiniGrid, POPGym) returns from ``set_state`` the observation
-    it arrived at; it must equal the one saved with the checkpoint, else the replay took another course (e.g. another
-    MuJoCo, dm_control or bsuite version than the one that saved it) and the run goes on from where the replay led,
-    no longer exactly: those envs' indices are returned, for a warning."""
+    An env that replays its episode (DMC, bsuite, MinAtar, MiniGrid, POPGym, Memory Maze) returns from ``set_state``
+    the observation it arrived at; it must equal the one saved with the checkpoint, else the replay took another
+    course (e.g. another MuJoCo, dm_control or bsuite version than the one that saved it) and the run goes on from
+    where the replay led, no longer exactly: those envs' indices are returned, for a warning."""
     arrays = _to_numpy(tensors["arrays"])
     astray = []
     for i, (env, env_state) in enumerate(zip(vec.envs, state["envs"], strict=True)):
