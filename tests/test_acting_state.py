@@ -2,6 +2,7 @@
 episode arrives where it was saved."""
 
 import copy
+import re
 
 import gymnasium as gym
 import numpy as np
@@ -40,10 +41,16 @@ def test_a_restored_episode_arrives_where_it_was_saved_and_a_wrong_one_is_report
     pytest.importorskip(extra)
     vec = _vec(env_id, options)
     tensors, state = acting_state.capture(vec, _advance(vec, 7), None)
-    arrays, policy, astray = acting_state.restore(_vec(env_id, options, seed=11), tensors, copy.deepcopy(state))
-    assert astray == [] and policy is None
-    for key, value in arrays["obs"].items():  # the saved observations come back as the trainer's arrays
-        np.testing.assert_array_equal(value, tensors["arrays"]["obs"][key].numpy())
+    fresh = _vec(env_id, options, seed=11)
+    arrays, policy, astray = acting_state.restore(fresh, tensors, copy.deepcopy(state))
+    assert astray == [] and policy is None and set(arrays) == {"obs", "reward"}
+    for _ in range(5):  # both vector envs go on alike (the autoreset flags came back too)
+        actions = vec.action_space.sample()
+        for a, b in zip(vec.step(actions)[:4], fresh.step(actions)[:4], strict=True):
+            if isinstance(a, dict):
+                assert all(np.array_equal(a[k], b[k]) for k in a)
+            else:
+                np.testing.assert_array_equal(a, b)
     # the same state with env 1's episode cut to its first half: its replay ends elsewhere, and restore says so
     wrong = copy.deepcopy(state)
     actions = wrong["envs"][1]["actions"]
@@ -52,9 +59,11 @@ def test_a_restored_episode_arrives_where_it_was_saved_and_a_wrong_one_is_report
     assert acting_state.restore(_vec(env_id, options, seed=12), tensors, wrong)[2] == [1]
 
 
-def test_a_resume_whose_replay_goes_astray_says_so(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_resume_whose_replay_goes_astray_says_so(tmp_path, capsys, monkeypatch, quiet):
     """A checkpoint whose saved episode no longer replays to its saved observation (here: actions cut from
-    state.json; in practice another env or MuJoCo version) resumes with a one-line warning, not silently."""
+    state.json; in practice another env or MuJoCo version) resumes with a one-line warning, not silently: on the
+    console, or as a Python warning where the run is quiet (the train() API, the other ranks)."""
     pytest.importorskip("minatar")
     import json
 
@@ -65,7 +74,7 @@ def test_a_resume_whose_replay_goes_astray_says_so(tmp_path, capsys, monkeypatch
         config = load_config("drama", "debug", "minatar:Freeway", [
             "train.steps=60", "train.checkpoint_every=50", "train.prefill=40", "train.eval_every=0",
             "train.eval_episodes=0"])
-        return Trainer(config, str(tmp_path), resume=resume, quiet=not resume)
+        return Trainer(config, str(tmp_path), resume=resume, quiet=quiet or not resume)
 
     save = Trainer.save_checkpoint
 
@@ -82,5 +91,10 @@ def test_a_resume_whose_replay_goes_astray_says_so(tmp_path, capsys, monkeypatch
     del state["acting"]["envs"][0]["actions"][25:]
     state_path.write_text(json.dumps(state))
     capsys.readouterr()
-    make_trainer(True).run()
-    assert "warning: env(s) [0] replayed their saved episodes to other observations" in capsys.readouterr().err
+    message = "env(s) [0] replayed their saved episodes to other observations"
+    if quiet:
+        with pytest.warns(RuntimeWarning, match=re.escape(message)):
+            make_trainer(True).run()
+    else:
+        make_trainer(True).run()
+        assert f"warning: {message}" in capsys.readouterr().err

@@ -151,11 +151,12 @@ def test_bad_ids_and_options_give_one_clear_error(env_id, options, message):
         envs.make(env_id, **options)
 
 
-@pytest.mark.parametrize("env_id", ["dmc:walker_walk", "dmc:ball_in_cup_catch"])
+@pytest.mark.parametrize("env_id", ["dmc:walker_walk", "dmc:ball_in_cup_catch", "dmc:lqr_lqr_2_1"])
 def test_a_saved_episode_continues_identically_in_a_fresh_env(env_id):
     """get_state/set_state (checkpoints keep the episode in progress): the task RNG at the episode's start and its
     actions, replayed in another env, give the same observations, rewards and flags for the same actions after it.
-    ball_in_cup draws its initial state with rejection sampling: the RNG, not only the physics, must be restored."""
+    ball_in_cup draws its initial state with rejection sampling: the RNG, not only the physics, must be restored;
+    lqr draws its springs and dampers from the seed it is built with: the task must be rebuilt with it."""
     import json
 
     from ssmworld.runtime.acting_state import savable

@@ -312,6 +312,29 @@ def test_popgym_resume_mid_episode_is_exact(tmp_path, monkeypatch):
     assert len(saved["acting"]["envs"][0]["actions"]) == 90  # the resumed run replayed them
 
 
+def test_popgym_navigation_envs_are_not_saved(monkeypatch):
+    """LabyrinthEscape/Explore (popgym[navigation]) draw mazes from the process-wide RNGs: the plain adapter, so a
+    checkpoint says it cannot save them instead of saving what would not replay."""
+    import types
+
+    from ssmworld.envs import popgym_adapter
+    from ssmworld.runtime.acting_state import savable
+
+    class MazeEnv(gym.Env):  # stands for popgym.core.maze.MazeEnv (mazelib is not installed here)
+        observation_space, action_space = gym.spaces.Discrete(3), gym.spaces.Discrete(4)
+
+    class LabyrinthEscape(MazeEnv):
+        pass
+
+    class RepeatPrevious(gym.Env):
+        observation_space, action_space = gym.spaces.Discrete(3), gym.spaces.Discrete(4)
+
+    registry = {LabyrinthEscape: {"id": "popgym-LabyrinthEscape-v0"}, RepeatPrevious: {"id": "popgym-Rp-v0"}}
+    monkeypatch.setattr(popgym_adapter, "_envs_module", lambda what: types.SimpleNamespace(ALL=registry))
+    assert not savable(popgym_adapter.make_popgym("LabyrinthEscape"))
+    assert savable(popgym_adapter.make_popgym("Rp"))
+
+
 def test_one_hot_encoding_by_hand():
     tuple_encode = _encoder(gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(4))))[2]
     assert tuple_encode((1, 2)).tolist() == [0, 1, 0, 0, 1, 0]

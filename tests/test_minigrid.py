@@ -153,7 +153,8 @@ def test_a_saved_episode_continues_identically_in_a_fresh_env(task, seeded_episo
 
 def test_resume_mid_episode_is_exact(tmp_path, monkeypatch):
     """A run killed right after a checkpoint, mid-episode (Empty-16x16 with a 300-step limit: a random policy rarely
-    reaches its goal), and resumed writes the same metrics as the uninterrupted run."""
+    reaches its goal), and resumed writes the same metrics as the uninterrupted run: the trainer's path through
+    get_state and set_state (restoring the Generator is tested above, on envs that draw from it)."""
     import json
 
     from ssmworld.runtime.config import load_config

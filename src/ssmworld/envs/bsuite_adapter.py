@@ -66,6 +66,7 @@ class DmEnvAdapter(gym.Env):
 
     def __init__(self, build: Callable[[int | None], Any], success_info: bool = False):
         self._build, self._success_info = build, success_info
+        self._seed: int | None = None  # the seed the current env was built with (None: the default or OS entropy)
         self._env = build(None)
         self._counters: dict[str, float] = {}  # bsuite_info() at the start of the episode
         size = sum(int(np.prod(spec.shape)) for spec in _leaves(self._env.observation_spec()))
@@ -85,7 +86,7 @@ class DmEnvAdapter(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         if seed is not None:
-            self._env = self._build(seed)
+            self._env, self._seed = self._build(seed), int(seed)
         observation = self._obs(self._start_episode().observation)
         self._counters = self._bsuite_info()
         return observation, {}
@@ -139,8 +140,11 @@ def _carried(env: Any) -> dict[str, dict[str, list]]:
             if isinstance(value, np.random.RandomState):
                 values[name] = ["random", random_state_to_json(value)]
             elif isinstance(value, _SCALARS) and np.ndim(value) == 0:
-                dtype = value.dtype.str if isinstance(value, np.generic) else type(value).__name__
-                values[name] = ["scalar", dtype, value.item() if isinstance(value, np.generic) else value]
+                if isinstance(value, np.generic):
+                    values[name] = ["scalar", value.dtype.str, value.item()]
+                else:  # the Python type it is an instance of (an IntEnum is saved, and comes back, as an int)
+                    kind = next(t for t in (bool, int, float) if isinstance(value, t))
+                    values[name] = ["scalar", kind.__name__, kind(value)]
     return carried
 
 
@@ -175,15 +179,9 @@ class BsuiteEnv(DmEnvAdapter):
     """
 
     def __init__(self, build: Callable[[int | None], Any], success_info: bool = False):
-        self._seed: int | None = None  # the seed the current env was built with (None: the sweep's or OS entropy)
         self._start: dict[str, dict[str, list]] | None = None  # _carried() at the episode's start
         self._actions: list = []
         super().__init__(build, success_info)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is not None:
-            self._seed = int(seed)
-        return super().reset(seed=seed, options=options)
 
     def _start_episode(self) -> Any:
         self._start = _carried(self._env)

@@ -18,9 +18,10 @@ Ids: every task of ``dm_control.suite.ALL_TASKS`` (51 with dm_control 1.0.50) as
   the state norm is ~0) comes with discount 0 -> ``terminated``.
 - Seeding: dm_control tasks take their RNG in the constructor (``task_kwargs={"random": seed}``), so
   ``reset(seed=s)`` rebuilds the env with seed ``s``; the episodes after it are reproducible.
-- An episode in progress can be saved (``get_state``, JSON-able: checkpoints keep it): the task RNG's state at the
-  episode's start and the actions since. ``set_state`` restores that RNG, resets and replays the actions (physics
-  only, no rendering): MuJoCo is deterministic, so the episode continues exactly (tests/test_dmc.py). Replaying a
+- An episode in progress can be saved (``get_state``, JSON-able: checkpoints keep it): the seed the task was built
+  with (lqr draws its model from it), the task RNG's state at the episode's start and the actions since. ``set_state``
+  rebuilds the task if its seed differs, restores that RNG, resets and replays the actions (physics only, no
+  rendering): MuJoCo is deterministic, so the episode continues exactly (tests/test_dmc.py). Replaying a
   500-step episode took 0.3 s (cartpole, walker) to 1.1 s (humanoid) on a busy 2-core CPU: once per resume.
 
 Rendering: unless ``MUJOCO_GL`` is already set, it is set to ``egl`` (headless, Mesa or GPU) before dm_control is
@@ -131,14 +132,18 @@ class DmcEnv(DmEnvAdapter):
         return super()._start_episode()
 
     def get_state(self) -> dict[str, Any]:
-        """The episode in progress as JSON-able values: the task RNG at its start and its actions so far."""
+        """The episode in progress as JSON-able values: the seed the task was built with, the task RNG at the
+        episode's start and its actions so far."""
         if self._start_random is None:
             raise RuntimeError(f"{self.name}: get_state before the first reset")
-        return {"random": self._start_random, "actions": [list(a) for a in self._actions]}
+        return {"seed": self._seed, "random": self._start_random, "actions": [list(a) for a in self._actions]}
 
     def set_state(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
         """Continue a saved episode: the same start (the task RNG), then its actions again (see the docstring).
         Returns the observation it arrives at (checked against the saved one: runtime/acting_state.restore)."""
+        seed = state.get("seed", self._seed)  # (checkpoints before 2026-12-03 did not save it)
+        if seed != self._seed:  # a task may draw its model from the construction seed (lqr's stiffness, damping)
+            self._env, self._seed = self._build(seed), seed
         random_state_from_json(self._env.task.random, state["random"])
         timestep = self._start_episode()
         for action in state["actions"]:

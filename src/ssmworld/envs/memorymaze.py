@@ -182,8 +182,8 @@ class _MazeCounter:
 
     def __init__(self, env: Any):
         composer_env = env
-        while hasattr(composer_env, "_env"):  # memory-maze's dm_env wrappers around dm_control's composer env
-            composer_env = composer_env._env
+        while "env" in vars(composer_env):  # memory-maze's wrappers keep the env they wrap in .env
+            composer_env = composer_env.env
         self.random: np.random.RandomState = composer_env.random_state  # everything else the task draws
         self._maze = composer_env.task._maze_arena._maze
         self._regenerate = self._maze.regenerate

@@ -10,10 +10,12 @@ popgym's own terminated/truncated are passed through unmerged. popgym envs impos
 budget runs out), MultiarmedBandit (always) and the Position/Velocity-only and noisy control tasks (at their limit).
 Envs are built from their classes, not gym.make: popgym's wrappers need the raw POPGymEnv, and it skips gymnasium's
 env checker (which warns about popgym's shared info dicts).
-An episode in progress can be saved (the adapter's ``get_state``, JSON-able: checkpoints keep it): every popgym env
-draws its randomness (decks, boards, noise, bandit arms) from its gymnasium Generator, ``np_random``, so the saved
-state is the seed of a seeded reset or that Generator's state before an unseeded one, and the actions since;
-``set_state`` resets the same way and replays them.
+An episode in progress can be saved (``SavablePopgymAdapter.get_state``, JSON-able: checkpoints keep it): popgym
+envs draw their randomness (decks, boards, noise, bandit arms) from their gymnasium Generator, ``np_random``, so the
+saved state is the seed of a seeded reset or that Generator's state before an unseeded one, and the actions since;
+``set_state`` resets the same way and replays them. Not the navigation envs (LabyrinthEscape, LabyrinthExplore:
+popgym[navigation]), whose mazes come from the process-wide ``random`` and ``np.random``: they get the plain adapter,
+and a resume starts them on fresh episodes.
 """
 
 from __future__ import annotations
@@ -74,22 +76,36 @@ class PopgymAdapter(gym.Wrapper):
             self.action_space = gym.spaces.Discrete(int(np.prod(self._nvec)))
         elif not isinstance(space, (gym.spaces.Discrete, gym.spaces.Box)):
             raise UserError(f"unsupported popgym action space {space}; accepted: Discrete, MultiDiscrete, Box")
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        return {"vector": self._encode(obs)}, info
+
+    def step(self, action):
+        if self._nvec is not None:
+            action = decode_multi_discrete(action, self._nvec, self._start)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return {"vector": self._encode(obs)}, float(reward), bool(terminated), bool(truncated), info
+
+
+class SavablePopgymAdapter(PopgymAdapter):
+    """PopgymAdapter whose episode in progress can be saved (see the module docstring)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
         self._episode_start: dict[str, Any] | None = None  # the episode in progress (get_state): set at every reset
         self._taken: list = []
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         # how this episode starts (get_state): the seed, or the Generator's state before the reset draws from it
         start = {"seed": int(seed)} if seed is not None else {"random": self.env.np_random.bit_generator.state}
-        obs, info = self.env.reset(seed=seed, options=options)
+        out = super().reset(seed=seed, options=options)
         self._episode_start, self._taken = start, []
-        return {"vector": self._encode(obs)}, info
+        return out
 
     def step(self, action):
         self._taken.append(np.asarray(action).tolist())  # an int, or a Box action's floats (exact in JSON)
-        if self._nvec is not None:
-            action = decode_multi_discrete(action, self._nvec, self._start)
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return {"vector": self._encode(obs)}, float(reward), bool(terminated), bool(truncated), info
+        return super().step(action)
 
     def get_state(self) -> dict[str, Any]:
         """The episode in progress as JSON-able values: how it started, its actions so far."""
@@ -133,4 +149,7 @@ def make_popgym(task: str) -> gym.Env:
     name = task.removeprefix("popgym-").removesuffix("-v0")
     if name not in registry:
         raise UserError(f"popgym:{task}: unknown env; available: {', '.join(popgym_tasks())}")
-    return PopgymAdapter(registry[name]())
+    cls = registry[name]
+    # the navigation envs draw their mazes from the process-wide RNGs, which one env cannot save
+    navigation = any(base.__name__ == "MazeEnv" for base in cls.__mro__)
+    return PopgymAdapter(cls()) if navigation else SavablePopgymAdapter(cls())

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -109,7 +110,7 @@ class Trainer:
         self.started = time.perf_counter()
         self.saved_acting: tuple[dict[str, Any], dict[str, Any]] | None = None  # (tensors, state) from a checkpoint
         self.interrupted = 0  # the signal that asked the run to stop (run(handle_signals=True))
-        self.replays_astray: list[int] = []  # envs whose saved episode replayed differently (acting_state.restore)
+        self.astray = ""  # a warning: envs whose saved episodes replayed differently (acting_state.restore)
         if resume:
             run_state.restore(self)
         self.vec = gym.vector.SyncVectorEnv([lambda: envs.make(tc.env, **tc.env_options) for _ in range(tc.envs)],
@@ -146,7 +147,11 @@ class Trainer:
         return acting_state.capture(self.vec, arrays, self.policy_state)
 
     def _set_acting_state(self, tensors: dict[str, Any], state: dict[str, Any]) -> None:
-        arrays, self.policy_state, self.replays_astray = acting_state.restore(self.vec, tensors, state)
+        arrays, self.policy_state, astray = acting_state.restore(self.vec, tensors, state)
+        self.astray = (f"env(s) {astray} replayed their saved episodes to other observations (another env or MuJoCo "
+                       "version?): the run goes on from there, not exactly") if astray else ""
+        if self.astray and (self.quiet or not self.group.main):  # else the start-up message says it
+            warnings.warn(self.astray, RuntimeWarning, stacklevel=2)
         self.obs = arrays.pop("obs")
         for key in self._ACTING_ARRAYS:
             setattr(self, key, arrays[key])
@@ -216,9 +221,8 @@ class Trainer:
             logger.print(f"ssmworld: warning: agent.precision=bfloat16 on {self.device}, which has no bfloat16 matmul "
                          "units: it runs emulated, several times slower than float32 (on a CPU: one without AVX-512 "
                          "or AMX)")
-        if self.replays_astray:  # acting_state.restore
-            logger.print(f"ssmworld: warning: env(s) {self.replays_astray} replayed their saved episodes to other "
-                         "observations (another env or MuJoCo version?): the run goes on from there, not exactly")
+        if self.astray:
+            logger.print(f"ssmworld: warning: {self.astray}")
         learning_starts = max(tc.prefill, tc.sequence_length)
         if tc.steps <= learning_starts:
             logger.print(f"ssmworld: warning: {tc.steps} env steps end before learning starts (train.prefill="
