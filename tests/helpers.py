@@ -45,3 +45,24 @@ def killed_after_checkpoint_then_resumed(make_trainer, tmp_path, monkeypatch, sa
     monkeypatch.setattr(Trainer, "save_checkpoint", save)
     make_trainer(cut, True).run()
     return metric_rows(whole), metric_rows(cut)
+
+
+def assert_resume_mid_episode_is_exact(tmp_path, monkeypatch, preset, env, overrides=()):
+    """A ``preset`` debug run on ``env`` (one env, episodes longer than 90 steps), killed right after its checkpoint
+    at step 90 and resumed, writes the same metrics as the uninterrupted run, and its checkpoint held the 90 actions
+    of the episode in progress, which the resumed run replayed."""
+    import json
+
+    from ssmworld.runtime.config import load_config
+    from ssmworld.runtime.train import Trainer
+
+    overrides = ["train.steps=160", "train.checkpoint_every=90", "train.prefill=40", "train.log_every=10",
+                 "train.eval_every=0", "train.eval_episodes=0", *overrides]
+
+    def make_trainer(logdir, resume):
+        return Trainer(load_config(preset, "debug", env, overrides), logdir, resume=resume, quiet=True)
+
+    whole, cut = killed_after_checkpoint_then_resumed(make_trainer, tmp_path, monkeypatch, saved_episodes=True)
+    assert cut == whole and any("train/loss_model" in r for r in whole)
+    saved = json.loads((tmp_path / "cut" / "checkpoints" / "step-000000000090" / "state.json").read_text())
+    assert len(saved["acting"]["envs"][0]["actions"]) == 90

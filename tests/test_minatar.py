@@ -92,24 +92,9 @@ def test_a_saved_episode_continues_identically_in_a_fresh_env(game, seeded):
 def test_resume_mid_episode_is_exact(tmp_path, monkeypatch):
     """Drama on MinAtar (its CPU benchmark): a run killed right after a checkpoint, mid-episode (Freeway's episodes
     last 2,500 steps), and resumed writes the same metrics as the uninterrupted run."""
-    import json
+    from .helpers import assert_resume_mid_episode_is_exact
 
-    from ssmworld.runtime.config import load_config
-    from ssmworld.runtime.train import Trainer
-
-    from .helpers import killed_after_checkpoint_then_resumed
-
-    overrides = ["train.steps=160", "train.checkpoint_every=90", "train.prefill=40", "train.log_every=10",
-                 "train.eval_every=0", "train.eval_episodes=0"]
-
-    def make_trainer(logdir, resume):
-        return Trainer(load_config("drama", "debug", "minatar:Freeway", overrides), logdir, resume=resume,
-                       quiet=True)
-
-    whole, cut = killed_after_checkpoint_then_resumed(make_trainer, tmp_path, monkeypatch, saved_episodes=True)
-    assert cut == whole and any("train/loss_model" in r for r in whole)
-    saved = json.loads((tmp_path / "cut" / "checkpoints" / "step-000000000090" / "state.json").read_text())
-    assert len(saved["acting"]["envs"][0]["actions"]) == 90  # the resumed run replayed them
+    assert_resume_mid_episode_is_exact(tmp_path, monkeypatch, "drama", "minatar:Freeway")
 
 
 def test_a_time_limit_makes_the_episode_unsavable():

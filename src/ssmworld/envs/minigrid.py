@@ -38,6 +38,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..errors import UserError, import_optional
+from .rng_state import generator_start, reset_as_started
 
 _OBS_MODES = ("image", "symbolic")
 _ACTION_SETS = ("all", "used")
@@ -164,7 +165,7 @@ class MiniGridTask(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         # how this episode starts (get_state): the seed, or the Generator's state before the reset draws the layout
-        self._start = {"seed": int(seed)} if seed is not None else {"random": self.env.np_random.bit_generator.state}
+        self._start = generator_start(self.env, seed)
         self._taken = []
         raw, info = self.env.reset(seed=seed)
         return self._obs(raw), dict(info, success=False)
@@ -178,13 +179,8 @@ class MiniGridTask(gym.Env):
     def set_state(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
         """Continue a saved episode: the same reset, then its actions again (MiniGrid steps, one rendering at the
         end). Returns the observation it arrives at (checked against the saved one: runtime/acting_state.restore)."""
-        start = state["start"]
-        if "seed" in start:
-            raw, _ = self.env.reset(seed=start["seed"])
-        else:
-            self.env.np_random.bit_generator.state = start["random"]
-            raw, _ = self.env.reset()
-        self._start, self._taken = start, []
+        raw, _ = reset_as_started(self.env, state["start"])
+        self._start, self._taken = state["start"], []
         for action in state["actions"]:
             self._taken.append(int(action))
             raw = self.env.step(self._actions[int(action)])[0]

@@ -27,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..errors import UserError, import_optional
+from .rng_state import generator_start, reset_as_started
 
 Encoder = Callable[[Any], np.ndarray]
 
@@ -98,7 +99,7 @@ class SavablePopgymAdapter(PopgymAdapter):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         # how this episode starts (get_state): the seed, or the Generator's state before the reset draws from it
-        start = {"seed": int(seed)} if seed is not None else {"random": self.env.np_random.bit_generator.state}
+        start = generator_start(self.env, seed)
         out = super().reset(seed=seed, options=options)
         self._episode_start, self._taken = start, []
         return out
@@ -116,12 +117,7 @@ class SavablePopgymAdapter(PopgymAdapter):
     def set_state(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
         """Continue a saved episode: the same reset, then its actions again. Returns the observation it arrives at
         (checked against the saved one: runtime/acting_state.restore)."""
-        start = state["start"]
-        if "seed" in start:
-            obs = self.reset(seed=start["seed"])[0]
-        else:
-            self.env.np_random.bit_generator.state = start["random"]
-            obs = self.reset()[0]
+        obs = reset_as_started(self, state["start"])[0]  # through this adapter's reset: it records the start again
         for action in state["actions"]:
             obs = self.step(action if isinstance(action, int) else np.asarray(action, self.action_space.dtype))[0]
         return obs
