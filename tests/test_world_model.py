@@ -17,21 +17,47 @@ def test_kl_balance_hand_computed_with_free_bits():
     post = torch.log(torch.tensor([[0.5, 0.5]])).requires_grad_()
     prior = torch.log(torch.tensor([[0.25, 0.75]])).requires_grad_()
     kl = 0.5 * math.log(2) + 0.5 * math.log(2 / 3)  # KL(q || p) = 0.5 ln(4/3) = 0.1438
-    loss, dyn, rep = kl_balance(post, prior, latent, 0.5, 0.1, free_bits=0.0)
+    loss, dyn, rep = kl_balance(latent(post), latent(prior), 0.5, 0.1, free_bits=0.0)
     assert dyn.item() == pytest.approx(kl) and rep.item() == pytest.approx(kl)
     assert loss.item() == pytest.approx(0.6 * kl)
-    clipped, _, _ = kl_balance(post, prior, latent, 0.5, 0.1, free_bits=1.0)
+    clipped, _, _ = kl_balance(latent(post), latent(prior), 0.5, 0.1, free_bits=1.0)
     assert clipped.item() == pytest.approx(0.6)  # below the free bits: constant, no gradient
     # dyn trains only the prior, rep only the posterior
-    loss_dyn, _, _ = kl_balance(post, prior, latent, 1.0, 0.0, free_bits=0.0)
+    loss_dyn, _, _ = kl_balance(latent(post), latent(prior), 1.0, 0.0, free_bits=0.0)
     loss_dyn.sum().backward()
     assert post.grad is None or post.grad.abs().sum() == 0
     assert prior.grad.abs().sum() > 0
     prior.grad = None
-    loss_rep, _, _ = kl_balance(post, prior, latent, 0.0, 1.0, free_bits=0.0)
+    loss_rep, _, _ = kl_balance(latent(post), latent(prior), 0.0, 1.0, free_bits=0.0)
     loss_rep.sum().backward()
     assert prior.grad is None or prior.grad.abs().sum() == 0
     assert post.grad.abs().sum() > 0
+
+
+def test_kl_balance_shared_distributions_equal_the_definition():
+    """One q and one p serve both KLs: the loss and gradients of the definition, four distributions from stopped
+    logits, in float64 (with the 1% unimix, free bits that clip some steps and not others)."""
+    torch.manual_seed(0)
+    post_logits = torch.randn(3, 5, 4 * 6, dtype=torch.float64, requires_grad=True)
+    prior_logits = torch.randn(3, 5, 4 * 6, dtype=torch.float64, requires_grad=True)
+
+    def mixed(logits):
+        return CategoricalLatent(logits.unflatten(-1, (4, 6)), unimix=0.01)
+
+    def definition():
+        dyn = mixed(post_logits.detach()).kl(mixed(prior_logits))
+        rep = mixed(post_logits).kl(mixed(prior_logits.detach()))
+        return 0.5 * dyn.clamp(min=3.0) + 0.1 * rep.clamp(min=3.0)
+
+    want = definition()
+    assert 0 < (want > 0.6 * 3.0 + 1e-9).sum() < want.numel()  # both sides of the free bits
+    want_grads = torch.autograd.grad(want.sum(), (post_logits, prior_logits))
+    got, dyn, rep = kl_balance(mixed(post_logits), mixed(prior_logits), 0.5, 0.1, free_bits=3.0)
+    got_grads = torch.autograd.grad(got.sum(), (post_logits, prior_logits))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-15)
+    torch.testing.assert_close(dyn, rep, rtol=0, atol=0)
+    for g, w in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-15)
 
 
 CORE_CFGS = {

@@ -151,13 +151,14 @@ class ActorCritic(nn.Module):
             objective = policy.log_prob(action.detach()) * advantage
         else:
             objective = returns / scale
-        actor_loss = -(weight * (objective + cfg.entropy * policy.entropy())).mean()
+        entropy = policy.entropy()
+        actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
         slow_target = self.value(feat[:-1].detach(), slow=True)
         critic_loss = -(weight * (critic_dist.log_prob(returns.detach())
                                   + cfg.slow_critic_reg * critic_dist.log_prob(slow_target))).mean()
         metrics = {"loss_actor": actor_loss.detach(), "loss_critic": critic_loss.detach(),
                    "return_mean": returns.mean().detach(), "return_scale": scale,
-                   "policy_entropy": policy.entropy().mean().detach()}
+                   "policy_entropy": entropy.mean().detach()}
         return actor_loss, critic_loss, metrics
 
     @torch.no_grad()

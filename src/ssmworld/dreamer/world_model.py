@@ -92,15 +92,24 @@ class WorldModelConfig:
         return cls(core=core, **{core: group}, **fields)
 
 
-def kl_balance(post_logits: torch.Tensor, prior_logits: torch.Tensor, latent: Any, dyn_scale: float,
-               rep_scale: float, free_bits: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def kl_balance(post: CategoricalLatent, prior: CategoricalLatent, dyn_scale: float, rep_scale: float,
+               free_bits: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """dyn_scale * max(free, KL[sg(q) || p]) + rep_scale * max(free, KL[q || sg(p)]), per step.
 
-    post_logits, prior_logits: raw logits (...); ``latent`` turns logits into a CategoricalLatent. The KL is summed
-    over latents, then clipped (free bits per step). Returns (loss, KL_dyn, KL_rep), each (...)."""
-    dyn = latent(post_logits.detach()).kl(latent(prior_logits))  # trains the prior towards the posterior
-    rep = latent(post_logits).kl(latent(prior_logits.detach()))  # keeps the posterior predictable
+    post, prior: the latent distributions q and p over (..., groups, classes), each built once: the two KLs share
+    them and stop gradients on their tensors (the same values and gradients as four separately built distributions,
+    at a third of the softmaxes and logarithms). The KL is summed over latents, then clipped (free bits per step).
+    Returns (loss, KL_dyn, KL_rep), each (...)."""
+    q, log_q, log_p = post.probs, post.logits, prior.logits
+    dyn = (q.detach() * (log_q.detach() - log_p)).sum((-1, -2))  # trains the prior towards the posterior
+    rep = (q * (log_q - log_p.detach())).sum((-1, -2))  # keeps the posterior predictable
     return dyn_scale * dyn.clamp(min=free_bits) + rep_scale * rep.clamp(min=free_bits), dyn, rep
+
+
+@torch.no_grad()
+def entropies(post: CategoricalLatent, prior: CategoricalLatent) -> dict[str, torch.Tensor]:
+    """Mean entropies of the posterior and prior (metrics: no graph kept)."""
+    return {"prior_entropy": prior.entropy().mean(), "post_entropy": post.entropy().mean()}
 
 
 class WorldModel(nn.Module):
@@ -201,14 +210,16 @@ class WorldModel(nn.Module):
         obs: {key: (B, T, dim)}; action: (B, T, A), action[t] taken after o_t; is_first: (B, T) bool.
         state, prev: the core state entering step 0 and the (z, a) of the step before it, (B, G*C), (B, A) (the
         episode context, ``episode_context``); None: the initial state and zeros.
-        Returns h (B, T, H), z (B, T, G*C) sampled posterior, post/prior logits (B, T, G*C) and the final core state,
+        Returns h (B, T, H), z (B, T, G*C) sampled posterior, its distribution ``post`` (the KL's, ``loss``),
+        post/prior logits (B, T, G*C) and the final core state,
         or with ``all_states`` the core state after every step {key: (B, T, ...)} (imagination starts)."""
         post_logits = self.encode(obs)
-        z = self.latent(post_logits).sample().flatten(-2)  # (B, T, G*C), straight-through
+        post = self.latent(post_logits)
+        z = post.sample().flatten(-2)  # (B, T, G*C), straight-through
         u = self.core_inputs(z, action, is_first.bool(), prev)
         run = self.core.forward_states if all_states else self.core
         h, core_state = run(u, self.core_reset(is_first), state)
-        return dict(h=h, z=z, post_logits=post_logits, prior_logits=self.prior(h), state=core_state)
+        return dict(h=h, z=z, post=post, post_logits=post_logits, prior_logits=self.prior(h), state=core_state)
 
     def observe_batch(self, batch: dict[str, Any], all_states: bool = False) -> dict[str, Any]:
         """``observe`` over a replay batch (see ``loss``), from its episode context when it carries a prefix."""
@@ -332,11 +343,10 @@ class WorldModel(nn.Module):
         decoder = self.decoder_loss(feat if same else self.decoder_features(out["h"], out["z"]), batch["obs"])
         reward = -TwoHot(self.reward_head(feat)).log_prob(batch["reward"].float())
         cont = -Bernoulli(self.cont_head(feat).squeeze(-1)).log_prob(1.0 - batch["is_terminal"].float())
-        kl_loss, dyn, rep = kl_balance(out["post_logits"], out["prior_logits"], self.latent, cfg.dyn_scale,
-                                       cfg.rep_scale, cfg.free_bits)
-        post, prior = self.latent(out["post_logits"]), self.latent(out["prior_logits"])
+        post, prior = out["post"], self.latent(out["prior_logits"])
+        kl_loss, dyn, rep = kl_balance(post, prior, cfg.dyn_scale, cfg.rep_scale, cfg.free_bits)
         total = cfg.decoder_scale * decoder + cfg.reward_scale * reward + cfg.cont_scale * cont + kl_loss
         metrics = {"loss_model": total.mean(), "loss_decoder": decoder.mean(), "loss_reward": reward.mean(),
                    "loss_cont": cont.mean(), "kl_dyn": dyn.mean(), "kl_rep": rep.mean(),
-                   "prior_entropy": prior.entropy().mean(), "post_entropy": post.entropy().mean()}
+                   **entropies(post, prior)}
         return total.mean(), {k: v.detach() for k, v in metrics.items()}, out
