@@ -81,6 +81,11 @@ def test_tiny_run_writes_json(tmp_path):
         assert {"median_s", "times_s", "us_per_token", "peak_mb", "imagine_s", "params"} <= set(r)
         assert len(r["times_s"]) == 1 and r["median_s"] > 0 and r["imagine_s"] > 0
         assert r["us_per_token"] == pytest.approx(r["median_s"] / (4 * r["length"]) * 1e6)
+        assert r["gflops"] == pytest.approx(r["gflop"] / r["median_s"])
+        assert r["sgemm_fraction"] == pytest.approx(r["gflops"] / r["sgemm_gflops"])
+    gflop = {(r["core"], r["length"]): r["gflop"] for r in saved["results"]}
+    for core in ("s5", "gru"):  # every matmul of the step is per token: twice the tokens, twice the FLOPs
+        assert gflop[core, 16] == pytest.approx(2 * gflop[core, 8], rel=1e-9)
     assert [r["length"] for r in saved["ratios"]] == [8, 16]
     assert len(saved["checks"]) == 1 and "T=16" in saved["checks"][0]["target"]
     text = buffer.getvalue()

@@ -6,8 +6,10 @@ Measured per core and sequence length T, each in a fresh worker process (its own
 
 - train step: ``WorldModel.loss(batch)`` forward, ``backward()``, ``clip_grad_norm_`` (1000, as Agent) and an Adam
   step, on a random batch of B sequences of T steps: a 16-dim "vector" observation, 4 discrete actions (one-hot),
-  float rewards, ``is_first[:, 0] = True``. Reported as seconds, microseconds per token (B * T) and the peak
-  resident memory of the train steps above the memory after building the model and batch.
+  float rewards, ``is_first[:, 0] = True``. Reported as seconds, microseconds per token (B * T), the peak
+  resident memory of the train steps above the memory after building the model and batch, and the step's GFLOP
+  (torch.utils.flop_counter: matmuls) with the achieved GFLOP/s as a fraction of the fp32 sgemm rate measured in the
+  same process: how close the step is to what this machine's matmuls allow.
 - imagination: ``WorldModel.imagine`` in step mode (no grad) from ``imagine_starts`` start states of the same batch,
   ``horizon`` steps, uniformly random one-hot actions. Starts are posterior states (``imagination="posterior"``, R2I;
   not for attention, whose per-step states are not materialised) or Drama's ``context`` real steps re-run before
@@ -35,6 +37,7 @@ from .bench_harness import (
     autocast,
     median_time,
     peak_mb,
+    sgemm_rate,
     peak_rss_mb,
     report_meta,
     rss_mb,
@@ -81,6 +84,8 @@ def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
     import torch
     from torch import nn
 
+    from torch.utils.flop_counter import FlopCounterMode
+
     from ..dreamer.imagination import ImaginationConfig, choose_starts
     from ..dreamer.world_model import WorldModel, WorldModelConfig
     from ..runtime.process import tune_cpu_allocator
@@ -112,6 +117,9 @@ def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
     base_mb = rss_mb()
     median_s, times, warmup = median_time(train_step, s["repeats"], s["budget_s"], sync)
     peak = peak_mb(s.get("device", "cpu"), base_mb)
+    with FlopCounterMode(display=False) as counter:  # after timing: the counter's dispatch overhead stays out
+        train_step()
+    gflop, rate = counter.get_total_flops() / 1e9, sgemm_rate()
 
     def policy(parts: dict[str, torch.Tensor]) -> torch.Tensor:
         return nn.functional.one_hot(torch.randint(A, (parts["h"].shape[0],)), A).float()
@@ -130,6 +138,7 @@ def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
         imagine_s, imagine_times, _ = median_time(imagine, s["repeats"], s["budget_s"], sync)
     return dict(core=core, length=length, median_s=median_s, times_s=times, warmup_s=warmup,
                 us_per_token=median_s / (B * T) * 1e6, peak_mb=peak, peak_rss_mb=peak_rss_mb(),
+                gflop=gflop, gflops=gflop / median_s, sgemm_gflops=rate, sgemm_fraction=gflop / median_s / rate,
                 imagine_s=imagine_s, imagine_times_s=imagine_times,
                 params=sum(p.numel() for p in wm.parameters()))
 
@@ -199,14 +208,15 @@ def bench_world_model(settings: WorldModelBenchSettings, json_path: str | None =
     table = Table(title=f"world-model update (loss+backward+clip+Adam), B={settings.batch}, width "
                         f"{settings.width}, {settings.threads} thread(s), {settings.precision}; imagination: "
                         f"{settings.imagine_starts} starts x {settings.horizon} steps")
-    for col in ("core", "T", "train s", "us/token", "peak MB", "imagine s"):
+    for col in ("core", "T", "train s", "us/token", "GFLOP", "% sgemm", "peak MB", "imagine s"):
         table.add_column(col, justify="left" if col == "core" else "right")
     for r in results:
         if "median_s" in r:
             table.add_row(r["core"], str(r["length"]), f"{r['median_s']:.3f}", f"{r['us_per_token']:.1f}",
-                          f"{r['peak_mb']:.0f}", f"{r['imagine_s']:.3f}")
+                          f"{r['gflop']:.1f}", f"{100 * r['sgemm_fraction']:.0f}", f"{r['peak_mb']:.0f}",
+                          f"{r['imagine_s']:.3f}")
         else:
-            table.add_row(r["core"], str(r["length"]), "-", "-", "-", r.get("error", "")[:40])
+            table.add_row(r["core"], str(r["length"]), "-", "-", "-", "-", "-", r.get("error", "")[:40])
     console.print(table)
     for r in ratios:
         console.print(f"{SLOW}/{FAST} at T={r['length']}: train step {r['train']:.2f}x, imagination "
