@@ -37,11 +37,11 @@ from .bench_harness import (
     autocast,
     median_time,
     peak_mb,
-    sgemm_rate,
     peak_rss_mb,
     report_meta,
     rss_mb,
     run_worker,
+    sgemm_rate,
     table_console,
     use_device,
     worker_main,
@@ -83,7 +83,6 @@ def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
     """One core at one length: train-step and imagination times, peak memory. Runs in a worker process."""
     import torch
     from torch import nn
-
     from torch.utils.flop_counter import FlopCounterMode
 
     from ..dreamer.imagination import ImaginationConfig, choose_starts
