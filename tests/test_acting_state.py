@@ -14,7 +14,8 @@ from ssmworld.runtime import acting_state
 # Every env that replays its saved episode (set_state returns the observation it arrives at), with its extra
 REPLAYING = [("minatar:Freeway", "minatar", {}), ("bsuite:catch/0", "bsuite", {}),
              ("popgym:RepeatPreviousEasy", "popgym", {}), ("minigrid:MemoryS7", "minigrid", {"obs": "symbolic"}),
-             ("dmc:cartpole_balance", "dm_control", {})]
+             ("dmc:cartpole_balance", "dm_control", {}), ("gym:MountainCar-v0", "gymnasium", {}),
+             ("gym:Pendulum-v1", "gymnasium", {})]
 
 
 def _vec(env_id: str, options: dict, seed: int | None = None) -> gym.vector.SyncVectorEnv:

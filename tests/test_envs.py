@@ -1,5 +1,7 @@
 """Env registry, the built-in memory task, and the gymnasium adapter."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -67,3 +69,24 @@ def test_recall_image_task_draws_cue_and_query():
     _, reward, terminated, _, info = env.step(cue)
     assert reward == 1.0 and terminated and info["success"]
     assert envs.make("builtin:recall_image/2", size=32).observation_space["image"].shape == (32, 32, 3)
+
+
+def test_gym_envs_save_their_episode_by_replaying_it():
+    """gym: envs replay a saved episode from how it started (seed, or np_random's state) and its actions: Box actions
+    too, and an unseeded reset's Generator state; the continued episode goes on as the original."""
+    from ssmworld.runtime.acting_state import saver
+
+    for env_id, steps in (("gym:Pendulum-v1", 12), ("gym:MountainCar-v0", 9)):
+        original = envs.make(env_id, seed=3)
+        original.step(original.action_space.sample())
+        original.reset()  # unseeded: its episode starts from the Generator's state
+        for _ in range(steps):
+            original.step(original.action_space.sample())
+        state = saver(original).get_state()
+        assert "random" in state["start"] and len(state["actions"]) == steps
+        copy = envs.make(env_id, seed=99)
+        arrived = saver(copy).set_state(json.loads(json.dumps(state)))  # through JSON, as state.json
+        action = original.action_space.sample()
+        a, b = original.step(action), copy.step(action)
+        assert all(np.array_equal(a[0][k], b[0][k]) for k in a[0]) and a[1:4] == b[1:4]
+        assert set(arrived) == {"vector"}

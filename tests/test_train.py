@@ -391,11 +391,16 @@ def test_disk_full_stops_the_run_with_one_line_and_keeps_the_last_checkpoint(tmp
 
 
 def test_checkpoints_do_not_cut_the_episodes_of_envs_that_cannot_be_saved(tmp_path):
-    """gym:CartPole-v1 cannot save its state mid-episode; a checkpoint every 5 steps still must not cut episodes
-    (they used to restart at every checkpoint, so that no episode longer than the interval was ever completed)."""
+    """MinAtar under a TimeLimit (max_steps: a stateful wrapper) cannot save its state mid-episode; a checkpoint every
+    5 steps still must not cut episodes (they used to restart at every checkpoint, so that no episode longer than the
+    interval was ever completed)."""
     logdir = str(tmp_path / "run")
-    cfg = debug_config(env="gym:CartPole-v1", steps=200, **{"train.prefill": 200, "train.checkpoint_every": 5,
-                                                            "train.eval_episodes": 0})
+    cfg = debug_config(env="minatar:Breakout", steps=200, **{"train.prefill": 200, "train.checkpoint_every": 5,
+                                                             "train.eval_episodes": 0,
+                                                             "train.env_options": {"max_steps": 1000}})
+    from ssmworld.runtime import acting_state
+
+    assert not acting_state.savable(envs.make(cfg.train.env, **cfg.train.env_options))
     Trainer(cfg, logdir, quiet=True).run()
     with open(os.path.join(logdir, "metrics.jsonl")) as f:
         lengths = [row["episode/length"] for row in map(json.loads, f) if "episode/length" in row]
@@ -405,3 +410,10 @@ def test_checkpoints_do_not_cut_the_episodes_of_envs_that_cannot_be_saved(tmp_pa
     Trainer(cfg, logdir, resume=True, quiet=True).run()
     with open(os.path.join(logdir, "summary.json")) as f:
         assert json.load(f)["steps"] == 260
+
+
+def test_a_gym_env_resumes_mid_episode_exactly(tmp_path, monkeypatch):
+    """gym:Pendulum-v1 (200-step episodes, Box actions): its episode in progress is saved by replaying it."""
+    from .helpers import assert_resume_mid_episode_is_exact
+
+    assert_resume_mid_episode_is_exact(tmp_path, monkeypatch, "r2i", "gym:Pendulum-v1")

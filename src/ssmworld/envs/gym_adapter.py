@@ -1,7 +1,11 @@
 """`gym:<id>`: any registered gymnasium env with Box or Discrete spaces, observations as a dict.
 
 A user's own env: register it in a module and name the module, `gym:<module>:<id>` (gymnasium imports the module,
-whose import registers the id), e.g. `gym:my_package.envs:MyEnv-v0`."""
+whose import registers the id), e.g. `gym:my_package.envs:MyEnv-v0`.
+
+An episode in progress is saved with checkpoints by replaying it (episode_replay.EpisodeReplay): exact for envs that
+draw their randomness from ``np_random`` only, as gymnasium's own envs do; an env that draws from elsewhere replays to
+another observation, and a resumed run says so (a warning) and goes on from there."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..errors import UserError
+from .episode_replay import EpisodeReplay
 
 
 def _converter(key: str, space: gym.Space):
@@ -88,4 +93,4 @@ def make_gym(task: str, **kwargs) -> gym.Env:
     if not isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
         raise UserError(f"gym:{task}: unsupported action space {type(env.action_space).__name__}; "
                          "accepted: Discrete, Box")
-    return DictObservation(env)
+    return EpisodeReplay(DictObservation(env), f"gym:{task}")

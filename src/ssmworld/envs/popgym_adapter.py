@@ -10,9 +10,9 @@ popgym's own terminated/truncated are passed through unmerged. popgym envs impos
 budget runs out), MultiarmedBandit (always) and the Position/Velocity-only and noisy control tasks (at their limit).
 Envs are built from their classes, not gym.make: popgym's wrappers need the raw POPGymEnv, and it skips gymnasium's
 env checker (which warns about popgym's shared info dicts).
-An episode in progress can be saved (``SavablePopgymAdapter.get_state``, JSON-able: checkpoints keep it): popgym
-envs draw their randomness (decks, boards, noise, bandit arms) from their gymnasium Generator, ``np_random``, so the
-saved state is the seed of a seeded reset or that Generator's state before an unseeded one, and the actions since;
+An episode in progress can be saved (episode_replay.EpisodeReplay, JSON-able: checkpoints keep it): popgym envs draw
+their randomness (decks, boards, noise, bandit arms) from their gymnasium Generator, ``np_random``, so the saved
+state is the seed of a seeded reset or that Generator's state before an unseeded one, and the actions since;
 ``set_state`` resets the same way and replays them. Not the navigation envs (LabyrinthEscape, LabyrinthExplore:
 popgym[navigation]), whose mazes come from the process-wide ``random`` and ``np.random``: they get the plain adapter,
 and a resume starts them on fresh episodes.
@@ -27,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..errors import UserError, import_optional
-from .rng_state import generator_start, reset_as_started
+from .episode_replay import EpisodeReplay
 
 Encoder = Callable[[Any], np.ndarray]
 
@@ -89,40 +89,6 @@ class PopgymAdapter(gym.Wrapper):
         return {"vector": self._encode(obs)}, float(reward), bool(terminated), bool(truncated), info
 
 
-class SavablePopgymAdapter(PopgymAdapter):
-    """PopgymAdapter whose episode in progress can be saved (see the module docstring)."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self._episode_start: dict[str, Any] | None = None  # the episode in progress (get_state): set at every reset
-        self._taken: list = []
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        # how this episode starts (get_state): the seed, or the Generator's state before the reset draws from it
-        start = generator_start(self.env, seed)
-        out = super().reset(seed=seed, options=options)
-        self._episode_start, self._taken = start, []
-        return out
-
-    def step(self, action):
-        self._taken.append(np.asarray(action).tolist())  # an int, or a Box action's floats (exact in JSON)
-        return super().step(action)
-
-    def get_state(self) -> dict[str, Any]:
-        """The episode in progress as JSON-able values: how it started, its actions so far."""
-        if self._episode_start is None:
-            raise RuntimeError("popgym env: get_state before the first reset")
-        return {"start": self._episode_start, "actions": list(self._taken)}
-
-    def set_state(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Continue a saved episode: the same reset, then its actions again. Returns the observation it arrives at
-        (checked against the saved one: runtime/acting_state.restore)."""
-        obs = reset_as_started(self, state["start"])[0]  # through this adapter's reset: it records the start again
-        for action in state["actions"]:
-            obs = self.step(action if isinstance(action, int) else np.asarray(action, self.action_space.dtype))[0]
-        return obs
-
-
 def _envs_module(what: str) -> Any:
     return import_optional("popgym.envs", "popgym", f"{what} needs the popgym extra")
 
@@ -148,4 +114,4 @@ def make_popgym(task: str) -> gym.Env:
     cls = registry[name]
     # the navigation envs draw their mazes from the process-wide RNGs, which one env cannot save
     navigation = any(base.__name__ == "MazeEnv" for base in cls.__mro__)
-    return PopgymAdapter(cls()) if navigation else SavablePopgymAdapter(cls())
+    return PopgymAdapter(cls()) if navigation else EpisodeReplay(PopgymAdapter(cls()), f"popgym:{task}")

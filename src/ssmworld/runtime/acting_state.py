@@ -1,11 +1,12 @@
 """The acting side of a checkpoint: the envs' episodes in progress and the agent's state in them.
 
-An env whose unwrapped env, or an adapter that wraps it (POPGym's), offers ``get_state() -> JSON-able dict`` and
-``set_state(dict)``, with no wrapper above it but stateless ones (a class attribute ``stateless = True``), can be
-saved mid-episode: the builtin tasks; Atari, whose ALE state ALE serialises; DMC, bsuite, MinAtar, MiniGrid, POPGym
-and Memory Maze, which replay the episode's actions from the RNG states at its start (Memory Maze: and the number of
-mazes generated before), since their task state lives outside what they could serialise. Not gym envs (they would
-need pickling, which checkpoints never load), nor POPGym's navigation envs (process-wide RNGs). Where every env can,
+An env whose unwrapped env, or a wrapper around it (envs/episode_replay.py), offers ``get_state() -> JSON-able dict``
+and ``set_state(dict)``, with no wrapper above it but stateless ones (a class attribute ``stateless = True``), can be
+saved mid-episode: the builtin tasks; Atari, whose ALE state ALE serialises; DMC, bsuite, MinAtar, MiniGrid, POPGym,
+Memory Maze and gym: envs, which replay the episode's actions from the RNG states at its start (Memory Maze: and the
+number of mazes generated before), since their task state lives outside what they could serialise (gym: envs would
+need pickling, which checkpoints never load). Not POPGym's navigation envs (process-wide RNGs), nor an env under a
+stateful wrapper (e.g. MinAtar's ``max_steps`` TimeLimit). Where every env can,
 a checkpoint neither cuts the episodes nor changes what a resumed run does (tests/test_resume.py). If any env cannot,
 ``capture`` returns None: the uninterrupted run goes on with its episodes (a checkpoint never cuts them), and a run
 resumed from that checkpoint starts fresh episodes, so its resume is exact up to the checkpoint but not after it.

@@ -40,8 +40,11 @@ def export_run(logdir: str, out: str) -> str:
     env = envs.make(cfg.train.env, **cfg.train.env_options)
     obs_shapes, _, _ = space_dims(env.observation_space, env.action_space)
     spaces = {"observation": {k: list(v) for k, v in obs_shapes.items()}, "action": space_to_json(env.action_space)}
-    if isinstance(env, DictObservation):  # a gym: env: the policy also takes the env's own observations
-        spaces["env_observation"] = space_to_json(env.env.observation_space)
+    layer = env  # a gym: env (DictObservation under its episode replay): the policy also takes its own observations
+    while isinstance(layer, gym.Wrapper) and not isinstance(layer, DictObservation):
+        layer = layer.env
+    if isinstance(layer, DictObservation):
+        spaces["env_observation"] = space_to_json(layer.env.observation_space)
     env.close()
     tmp = out.rstrip("/") + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
