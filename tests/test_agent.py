@@ -250,6 +250,41 @@ def test_reset_every_must_not_be_negative():
         ActorCriticConfig(reset_every=-1)
 
 
+@pytest.mark.parametrize("core", ["s5", "gru"])
+def test_the_actors_gradient_through_the_dynamics_computes_no_world_model_weight_gradients(core, monkeypatch):
+    """With continuous actions the actor learns through the imagined dynamics; the world model's parameters are
+    frozen while imagining, so that backward computes no gradient for them (the actor-critic step must not train
+    them), and the actor-critic update equals the one with the parameters unfrozen."""
+    import contextlib
+
+    from ssmworld.dreamer import agent as agent_module
+
+    def update(freeze: bool) -> tuple[Agent, int]:
+        agent = make_agent(core, discrete=False)
+        data = batch(continuous=True)
+        torch.manual_seed(1)
+        agent.update(data)  # one full update first: the world model is no longer at its initialisation
+        computed = []
+        for p in agent.world_model.parameters():
+            p.register_post_accumulate_grad_hook(lambda _: computed.append(1))
+        if not freeze:
+            monkeypatch.setattr(agent_module, "frozen_parameters", lambda _: contextlib.nullcontext())
+        torch.manual_seed(2)
+        metrics = agent.warm_up_behavior(data)  # the actor-critic update alone
+        monkeypatch.undo()
+        assert metrics["grad_norm_actor"] > 0
+        return agent, len(computed)
+
+    frozen, computed_frozen = update(freeze=True)
+    unfrozen, computed_unfrozen = update(freeze=False)
+    assert computed_frozen == 0 and computed_unfrozen > 0  # the test sees the weight gradients where they are made
+    for (name, p), q in zip(unfrozen.actor_critic.named_parameters(), frozen.actor_critic.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7, msg=name)
+    for (name, p), q in zip(unfrozen.world_model.named_parameters(), frozen.world_model.parameters()):
+        torch.testing.assert_close(q, p, rtol=0, atol=0, msg=name)
+    assert all(p.requires_grad for p in frozen.world_model.parameters())  # restored after imagining
+
+
 @pytest.mark.parametrize("core, discrete", [("s5", False), ("gru", True), ("mamba", True), ("mamba2", False)])
 def test_compiled_imagination_updates_as_eager_and_compiles_once(core, discrete):
     """agent.compile_imagination: the same updates as without it (the same random draws: fallback_random), S5 in

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError, check_choices
-from ..nn import eval_mode
+from ..nn import eval_mode, frozen_parameters
 from .behavior import ActorCritic, ActorCriticConfig
 from .imagination import ImaginationConfig, Starts, choose_starts
 from .optim import LaProp
@@ -268,7 +268,8 @@ class Agent(nn.Module):
         device = starts.h.device
         clock, metrics = [_now(device)], {}
         with self._autocast(device):
-            with torch.set_grad_enabled(ac.backprop_dynamics):  # the return's gradient through the dynamics
+            # the return's gradient through the dynamics reaches the actions, not the model's weights
+            with torch.set_grad_enabled(ac.backprop_dynamics), frozen_parameters(wm):
                 traj = wm.imagine(starts.h, starts.z, starts.state, self._imagined_action, cfg.imagination.horizon,
                                   step=self._compiled_step)
             clock.append(_now(device))
@@ -283,7 +284,7 @@ class Agent(nn.Module):
         metrics["grad_norm_critic"] = nn.utils.clip_grad_norm_(ac.critic.parameters(), cfg.actor_critic_clip)
         self.actor_opt.step()
         self.critic_opt.step()
-        wm.zero_grad(set_to_none=True)  # gradients the actor sent through the dynamics are not model updates
+        wm.zero_grad(set_to_none=True)  # the model step's gradients: not needed until its next step (memory)
         ac.update_slow_critic()
         self.sync.average_buffers(self)  # return-normalisation EMAs, batch-norm statistics
         metrics.update(ac_metrics)

@@ -46,6 +46,22 @@ class MLP(nn.Module):
 
 
 @contextmanager
+def frozen_parameters(module: nn.Module) -> Iterator[nn.Module]:
+    """``module``'s parameters do not require gradients inside the block (restored after). A graph built inside it
+    still carries gradients through the module's activations, to whatever fed them, but computes no weight
+    gradients for it: the actor's return gradient through the imagined dynamics (backward matmuls for the world
+    model's inputs only, not its weights, which the actor-critic step must not train anyway)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+@contextmanager
 def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     """``module`` in eval mode inside the block, its own mode restored after (batch-norm layers then use and keep
     their running statistics: acting, episode contexts, imagination starts that must not move them)."""
