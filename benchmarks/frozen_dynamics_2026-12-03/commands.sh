@@ -3,7 +3,7 @@
 # `ssmworld bench update` of both in alternated processes, 3 rounds, 1 thread. Run from the repository root:
 #   git worktree add /tmp/base3 c61360c~1
 #   BEFORE=/tmp/base3/src bash benchmarks/frozen_dynamics_2026-12-03/commands.sh
-#   python benchmarks/frozen_dynamics_2026-12-03/summary.py
+#   python benchmarks/speed_since_issue16/summary.py benchmarks/frozen_dynamics_2026-12-03
 BEFORE=${BEFORE:?set BEFORE to the src folder of a checkout of c61360c~1} AFTER=${AFTER:-$PWD/src}
 export OMP_NUM_THREADS=1
 O=${O:-benchmarks/frozen_dynamics_2026-12-03}

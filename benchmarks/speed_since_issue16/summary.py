@@ -1,4 +1,5 @@
-"""Medians over the rounds of commands.sh and each variant's speed-up against `before` (the issue's start).
+"""Medians over the rounds of commands.sh and each variant's speed-up against `before` (the issue's start; also
+the summary of benchmarks/frozen_dynamics_2026-12-03, whose files are named the same way).
 
     python benchmarks/speed_since_issue16/summary.py speed_out [--json summary.json]
 """
@@ -36,13 +37,13 @@ def main() -> None:
     medians = {key: {k: statistics.median(v) for k, v in cell.items()} | {"rounds": len(cell["seconds"])}
                for key, cell in load(args.folder).items()}
     print("| configuration | variant | rounds | update | world model | imagination | actor-critic | % of sgemm "
-          "| update speed-up | imagination speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| update speed-up | imagination speed-up | actor-critic speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     order = {"before": 0, "eager": 1, "compiled": 2}
     for (config, variant), m in sorted(medians.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 3), kv[0][1])):
         base = medians.get((config, "before"))
-        speed = (f"{base['seconds'] / m['seconds']:.2f}x | {base['imagination'] / m['imagination']:.2f}x"
-                 if base else "- | -")
+        speed = (" | ".join(f"{base[p] / m[p]:.2f}x" for p in ("seconds", "imagination", "actor_critic"))
+                 if base else "- | - | -")
         print(f"| {config} | {variant} | {m['rounds']} | " + " | ".join(f"{m[p]:.3f}" for p in PARTS)
               + f" | {100 * m['sgemm_fraction']:.0f}% | {speed} |")
     if args.json:
