@@ -99,3 +99,51 @@ def test_a_resume_whose_replay_goes_astray_says_so(tmp_path, capsys, monkeypatch
     else:
         make_trainer(True).run()
         assert f"warning: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("env_id,extra,options", [r for r in REPLAYING if r[1] != "bsuite"])  # bsuite: no actions
+def test_an_episode_longer_than_the_action_log_keeps_is_not_saved(env_id, extra, options, monkeypatch):
+    """Past MAX_REPLAYED_ACTIONS an episode is not saved (capture says why); the next episode is again."""
+    pytest.importorskip(extra)
+    from ssmworld.envs import episode_replay
+
+    monkeypatch.setattr(episode_replay, "MAX_REPLAYED_ACTIONS", 5)
+    vec = _vec(env_id, options)
+    assert acting_state.capture(vec, _advance(vec, 6), None) == (
+        "an episode in progress is longer than 5 actions, too long to save by replaying it")
+    tensors, state = acting_state.capture(vec, _advance(vec, 5), None)  # _advance resets: a new episode
+    assert [len(env["actions"]) for env in state["envs"]] == [5, 5]
+
+
+def test_a_resume_from_a_checkpoint_without_the_episodes_says_why(tmp_path, capsys, monkeypatch):
+    """A checkpoint written mid-episode whose episodes could not be saved (here: longer than the action log keeps)
+    records why; the resumed run says so in one line and starts fresh episodes."""
+    pytest.importorskip("minatar")
+    from ssmworld.envs import episode_replay
+    from ssmworld.runtime.config import load_config
+    from ssmworld.runtime.train import Trainer
+
+    monkeypatch.setattr(episode_replay, "MAX_REPLAYED_ACTIONS", 20)  # Freeway's episodes last 2,500 steps
+
+    def make_trainer(resume: bool) -> Trainer:
+        config = load_config("drama", "debug", "minatar:Freeway", [
+            "train.steps=60", "train.checkpoint_every=50", "train.prefill=40", "train.eval_every=0",
+            "train.eval_episodes=0"])
+        return Trainer(config, str(tmp_path), resume=resume, quiet=not resume)
+
+    save = Trainer.save_checkpoint
+
+    def save_then_die(self, acting=False):
+        assert not save(self, acting)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(False).run()
+    monkeypatch.setattr(Trainer, "save_checkpoint", save)
+    capsys.readouterr()
+    resumed = make_trainer(True)
+    assert resumed.saved_acting is None and resumed.step == 50
+    resumed.run()
+    assert ("note: the checkpoint holds no episodes in progress (minatar:Freeway: an episode in progress is longer "
+            "than 20 actions, too long to save by replaying it)") in capsys.readouterr().err

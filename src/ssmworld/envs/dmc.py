@@ -40,6 +40,7 @@ import numpy as np
 
 from ..errors import UserError, install_hint
 from .bsuite_adapter import DmEnvAdapter
+from .episode_replay import ActionLog
 from .rng_state import random_state_from_json, random_state_to_json
 
 _GL_FIX = ("fix: MUJOCO_GL=egl with the EGL libraries (apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri "
@@ -107,7 +108,7 @@ class DmcEnv(DmEnvAdapter):
         self._suite = _suite(name)
         self._env = None
         self._start_random: list | None = None  # the episode in progress (get_state): set at every reset
-        self._actions: list[list[float]] = []
+        self._actions = ActionLog()
         try:
             super().__init__(self._load)
         except AttributeError as err:  # mujoco 4 with dm_control 1.0.50: "MjModel has no attribute flex_vertedge"
@@ -128,7 +129,7 @@ class DmcEnv(DmEnvAdapter):
 
     def _start_episode(self) -> Any:
         self._start_random = random_state_to_json(self._env.task.random)  # before the reset draws the start
-        self._actions = []
+        self._actions.clear()
         return super()._start_episode()
 
     def get_state(self) -> dict[str, Any]:
@@ -136,7 +137,7 @@ class DmcEnv(DmEnvAdapter):
         episode's start and its actions so far."""
         if self._start_random is None:
             raise RuntimeError(f"{self.name}: get_state before the first reset")
-        return {"seed": self._seed, "random": self._start_random, "actions": [list(a) for a in self._actions]}
+        return {"seed": self._seed, "random": self._start_random, "actions": self._actions.saved()}
 
     def set_state(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
         """Continue a saved episode: the same start (the task RNG), then its actions again (see the docstring).

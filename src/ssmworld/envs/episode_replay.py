@@ -7,7 +7,9 @@ actions again (runtime/acting_state.py). An env that also draws from elsewhere (
 clock) replays to another observation than the saved one: ``set_state`` returns the observation it arrived at and the
 trainer warns when it differs (acting_state.restore), instead of silently going on from another state.
 
-Used by ``gym:`` envs (gymnasium's own draw from ``np_random``) and POPGym's (all but the navigation envs).
+Used by ``gym:`` envs (gymnasium's own draw from ``np_random``) and POPGym's (all but the navigation envs). Every env
+that saves its episode by replaying it (these, DMC, MinAtar, MiniGrid, Memory Maze) keeps the actions in an
+``ActionLog``, which gives up on an episode longer than MAX_REPLAYED_ACTIONS: such an episode is not saved.
 """
 
 from __future__ import annotations
@@ -19,6 +21,42 @@ import numpy as np
 
 from .rng_state import generator_start, reset_as_started
 
+# The most actions an episode in progress is saved with. Beyond, its actions would grow every checkpoint without
+# bound (an env without a time limit, a MinAtar game played well) and a resume would replay them all (100,000 steps:
+# seconds for MinAtar or a gym: classic-control env, minutes for a rendered one): the episode is not saved.
+MAX_REPLAYED_ACTIONS = 100_000
+
+
+class EpisodeTooLong(Exception):
+    """``get_state`` of an episode longer than its ActionLog keeps: not saved, so a resume from that checkpoint starts
+    fresh episodes (runtime/acting_state.capture)."""
+
+
+class ActionLog:
+    """The JSON-able actions of the episode in progress, at most ``limit`` of them (default MAX_REPLAYED_ACTIONS, read
+    when the log is made)."""
+
+    def __init__(self, limit: int | None = None):
+        self.limit = MAX_REPLAYED_ACTIONS if limit is None else limit
+        self._actions: list | None = []  # None: the episode outgrew the limit (its actions are dropped)
+
+    def clear(self) -> None:
+        """A new episode starts."""
+        self._actions = []
+
+    def append(self, action: Any) -> None:
+        if self._actions is not None:
+            self._actions.append(action)
+            if len(self._actions) > self.limit:
+                self._actions = None
+
+    def saved(self) -> list:
+        """The actions so far; raises EpisodeTooLong past the limit."""
+        if self._actions is None:
+            raise EpisodeTooLong(f"an episode in progress is longer than {self.limit} actions, too long to save by "
+                                 "replaying it")
+        return list(self._actions)
+
 
 class EpisodeReplay(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """``env`` whose episode in progress can be saved by replaying it (see the module docstring).
@@ -29,13 +67,14 @@ class EpisodeReplay(gym.Wrapper, gym.utils.RecordConstructorArgs):
         gym.Wrapper.__init__(self, env)
         self.name = name
         self._episode_start: dict[str, Any] | None = None  # the episode in progress (get_state): set at every reset
-        self._taken: list = []
+        self._taken = ActionLog()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         # how this episode starts: the seed, or the Generator's state before the reset draws from it
         start = generator_start(self.env, seed)
         out = self.env.reset(seed=seed, options=options)
-        self._episode_start, self._taken = start, []
+        self._episode_start = start
+        self._taken.clear()
         return out
 
     def step(self, action):
@@ -43,10 +82,11 @@ class EpisodeReplay(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return self.env.step(action)
 
     def get_state(self) -> dict[str, Any]:
-        """The episode in progress as JSON-able values: how it started, its actions so far."""
+        """The episode in progress as JSON-able values: how it started, its actions so far (EpisodeTooLong past
+        MAX_REPLAYED_ACTIONS)."""
         if self._episode_start is None:
             raise RuntimeError(f"{self.name}: get_state before the first reset")
-        return {"start": self._episode_start, "actions": list(self._taken)}
+        return {"start": self._episode_start, "actions": self._taken.saved()}
 
     def set_state(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
         """Continue a saved episode: the same reset, then its actions again. Returns the observation it arrives at

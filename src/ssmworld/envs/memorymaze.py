@@ -49,6 +49,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..errors import UserError, install_hint
+from .episode_replay import ActionLog
 from .memorymaze_contacts import install_fast_contacts
 from .rng_state import random_state_from_json, random_state_to_json
 
@@ -215,7 +216,7 @@ class SavableMemoryMazeEnv(MemoryMazeEnv):
         self._task_seed = 0
         self._counter: _MazeCounter | None = None
         self._start: dict[str, Any] | None = None  # the episode in progress (get_state): set at every reset
-        self._actions: list[int] = []
+        self._actions = ActionLog()
 
     def _build_task(self, task_seed: int) -> None:
         super()._build_task(task_seed)
@@ -223,7 +224,7 @@ class SavableMemoryMazeEnv(MemoryMazeEnv):
 
     def _start_episode(self) -> Any:
         self._start = {"random": random_state_to_json(self._counter.random), "generated": self._counter.generated}
-        self._actions = []
+        self._actions.clear()
         return super()._start_episode()
 
     def step(self, action):
@@ -234,7 +235,7 @@ class SavableMemoryMazeEnv(MemoryMazeEnv):
         """The episode in progress as JSON-able values: the task's seed, its start, its actions so far."""
         if self._start is None:
             raise RuntimeError(f"{self.name}: get_state before the first reset")
-        return {"task_seed": self._task_seed, "start": self._start, "actions": list(self._actions)}
+        return {"task_seed": self._task_seed, "start": self._start, "actions": self._actions.saved()}
 
     def set_state(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
         """Continue a saved episode (see the class docstring). Returns the observation it arrives at (checked

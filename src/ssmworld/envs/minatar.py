@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..errors import UserError, import_optional
+from .episode_replay import ActionLog
 from .rng_state import random_state_from_json, random_state_to_json
 
 GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
@@ -52,7 +53,7 @@ class MinAtarEnv(gym.Env):
         self.observation_space = gym.spaces.Dict({"vector": gym.spaces.Box(0.0, 1.0, (size,), np.float32)})
         self.action_space = gym.spaces.Discrete(len(self.actions))
         self._start: dict[str, Any] | None = None  # the episode in progress (get_state): set at every reset
-        self._actions: list[int] = []
+        self._actions = ActionLog()
 
     def _obs(self) -> dict[str, np.ndarray]:
         return {"vector": self.game.state().astype(np.float32).reshape(-1)}
@@ -74,14 +75,14 @@ class MinAtarEnv(gym.Env):
         self._start = {"random": random_state_to_json(game.random), "last_action": int(game.last_action),
                        # one RNG once seeded (Environment.seed shares it), two before
                        "game_random": None if game.env.random is game.random else random_state_to_json(game.env.random)}
-        self._actions = []
+        self._actions.clear()
         game.reset()
 
     def get_state(self) -> dict[str, Any]:
         """The episode in progress as JSON-able values: the RNGs and last action at its start, its actions so far."""
         if self._start is None:
             raise RuntimeError(f"minatar:{self.game.env_name}: get_state before the first reset")
-        return {"start": self._start, "actions": list(self._actions)}
+        return {"start": self._start, "actions": self._actions.saved()}
 
     def set_state(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
         """Continue a saved episode: its start (RNGs, last action), a reset, then its actions again. Returns the

@@ -38,6 +38,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..errors import UserError, import_optional
+from .episode_replay import ActionLog
 from .rng_state import generator_start, reset_as_started
 
 _OBS_MODES = ("image", "symbolic")
@@ -137,7 +138,7 @@ class MiniGridTask(gym.Env):
             spaces["direction"] = gym.spaces.Box(0.0, 1.0, (4,), np.float32)
         self.observation_space = gym.spaces.Dict(spaces)
         self._start: dict[str, Any] | None = None  # the episode in progress (get_state): set at every reset
-        self._taken: list[int] = []
+        self._taken = ActionLog()
 
     @property
     def max_steps(self) -> int:
@@ -166,7 +167,7 @@ class MiniGridTask(gym.Env):
         super().reset(seed=seed)
         # how this episode starts (get_state): the seed, or the Generator's state before the reset draws the layout
         self._start = generator_start(self.env, seed)
-        self._taken = []
+        self._taken.clear()
         raw, info = self.env.reset(seed=seed)
         return self._obs(raw), dict(info, success=False)
 
@@ -174,13 +175,14 @@ class MiniGridTask(gym.Env):
         """The episode in progress as JSON-able values: how it started, its actions so far."""
         if self._start is None:
             raise RuntimeError(f"minigrid:{self.env_id}: get_state before the first reset")
-        return {"start": self._start, "actions": list(self._taken)}
+        return {"start": self._start, "actions": self._taken.saved()}
 
     def set_state(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
         """Continue a saved episode: the same reset, then its actions again (MiniGrid steps, one rendering at the
         end). Returns the observation it arrives at (checked against the saved one: runtime/acting_state.restore)."""
         raw, _ = reset_as_started(self.env, state["start"])
-        self._start, self._taken = state["start"], []
+        self._start = state["start"]
+        self._taken.clear()
         for action in state["actions"]:
             self._taken.append(int(action))
             raw = self.env.step(self._actions[int(action)])[0]

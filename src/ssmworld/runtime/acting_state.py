@@ -8,8 +8,9 @@ number of mazes generated before), since their task state lives outside what the
 need pickling, which checkpoints never load). Not POPGym's navigation envs (process-wide RNGs), nor an env under a
 stateful wrapper (e.g. MinAtar's ``max_steps`` TimeLimit). Where every env can,
 a checkpoint neither cuts the episodes nor changes what a resumed run does (tests/test_resume.py). If any env cannot,
-``capture`` returns None: the uninterrupted run goes on with its episodes (a checkpoint never cuts them), and a run
-resumed from that checkpoint starts fresh episodes, so its resume is exact up to the checkpoint but not after it.
+or an episode is too long to replay (envs/episode_replay.MAX_REPLAYED_ACTIONS), ``capture`` says why instead: the
+uninterrupted run goes on with its episodes (a checkpoint never cuts them), and a run resumed from that checkpoint
+starts fresh episodes, so its resume is exact up to the checkpoint but not after it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+
+from ..envs.episode_replay import EpisodeTooLong
 
 
 def saver(env: gym.Env) -> gym.Env | None:
@@ -38,13 +41,17 @@ def savable(env: gym.Env) -> bool:
 
 
 def capture(vec: gym.vector.SyncVectorEnv, arrays: dict[str, Any], policy_state: dict[str, Any] | None
-            ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(tensors, JSON-able state) of the envs' episodes in progress, or None if an env cannot be saved.
+            ) -> tuple[dict[str, Any], dict[str, Any]] | str:
+    """(tensors, JSON-able state) of the envs' episodes in progress, or why they cannot be saved (a phrase).
     arrays: the trainer's per-env arrays (obs dict, reward, is_first, ...); policy_state: the agent's acting state."""
     if not all(savable(env) for env in vec.envs):
-        return None
+        return "the env cannot save them"
+    try:
+        env_states = [saver(env).get_state() for env in vec.envs]
+    except EpisodeTooLong as err:
+        return str(err)
     tensors = {"arrays": _to_tensors(arrays), "policy": _to_tensors(policy_state or {})}
-    state = {"envs": [saver(env).get_state() for env in vec.envs],
+    state = {"envs": env_states,
              "autoreset": [bool(v) for v in vec._autoreset_envs], "has_policy": policy_state is not None}
     return tensors, state
 

@@ -1,6 +1,6 @@
-"""Between gymnasium envs and the agent: model shapes from spaces, observation/action conversion, building an agent
-for an env, greedy evaluation episodes (with the world model's losses on them: held-out data) and loading a run's
-trained agent."""
+"""Between gymnasium envs and the agent: model shapes from spaces, observation/action conversion, replay windows as
+the world model's batch, building an agent for an env, greedy evaluation episodes (with the world model's losses on
+them: held-out data) and loading a run's trained agent."""
 
 from __future__ import annotations
 
@@ -52,6 +52,21 @@ def obs_to_tensors(obs: dict[str, np.ndarray], device: torch.device | str = "cpu
     """Env or replay observations -> tensors: images stay uint8 (normalised inside the encoder), the rest float32."""
     return {k: torch.as_tensor(v, dtype=None if v.dtype == np.uint8 else torch.float32).to(device)
             for k, v in obs.items()}
+
+
+def batch_to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Replay arrays (B, T, ...) -> the world model's batch dict of tensors; "prefix/<key>" arrays (the episode
+    context, train.context=episode) -> a nested batch dict under "prefix"."""
+    def put(x, dtype=None):
+        return torch.as_tensor(x, dtype=dtype).to(device)
+
+    out = dict(obs=obs_to_tensors({k[4:]: v for k, v in batch.items() if k.startswith("obs/")}, device),
+               action=put(batch["action"], torch.float32), reward=put(batch["reward"], torch.float32),
+               is_first=put(batch["is_first"]), is_terminal=put(batch["is_terminal"]))
+    prefix = {k[7:]: v for k, v in batch.items() if k.startswith("prefix/")}
+    if prefix:
+        out["prefix"] = batch_to_tensors(prefix, device)
+    return out
 
 
 def build_agent(cfg: AgentConfig, env: gym.Env, device: torch.device | str = "cpu") -> Agent:

@@ -35,14 +35,16 @@ def save(trainer: Trainer, acting: bool = False) -> bool:
                "optimizers": {k: o.state_dict() for k, o in trainer.agent.optimizers().items()},
                "torch_rng": torch.get_rng_state(),
                "replay_visits": {k: torch.from_numpy(v) for k, v in trainer.replay.sampler_state().items()}}
-    saved = trainer._acting_state() if acting else None
+    captured = trainer._acting_state() if acting else None
+    saved = captured if isinstance(captured, tuple) else None
     if saved is not None:
         tensors["acting"] = saved[0]
     state = {"updates": trainer.updates, "episodes": trainer.episodes, "update_credit": trainer.ratio.credit,
              "seconds": trainer.seconds_before + time.perf_counter() - trainer.started, **trainer.window.state(),
              "next_eval": trainer.evaluations.next, "rng": trainer.rng.bit_generator.state,
              "replay_rng": trainer.replay.rng.bit_generator.state, "replay_lengths": trainer.replay.lengths(),
-             "world_size": trainer.group.world_size, "acting": saved[1] if saved is not None else None}
+             "world_size": trainer.group.world_size, "acting": saved[1] if saved is not None else None,
+             "acting_unsaved": captured if isinstance(captured, str) else None}  # why not, for the resume's note
     checkpoint.save(os.path.join(trainer.state_dir(), "checkpoints"), trainer.step, tensors, state,
                     trainer.tc.keep_checkpoints)
     return saved is not None
@@ -66,6 +68,7 @@ def restore(trainer: Trainer) -> None:
     trainer.window.load(state)
     if state.get("acting") is not None:
         trainer.saved_acting = (tensors["acting"], state["acting"])
+    trainer.unsaved_episodes = state.get("acting_unsaved") or ""
     if trainer.group.main:
         truncate_metrics(os.path.join(trainer.logdir, "metrics.jsonl"), trainer.step)
 

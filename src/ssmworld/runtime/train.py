@@ -28,24 +28,9 @@ from ..nn import bfloat16_is_native
 from . import acting_state, run_state
 from .config import Config, save_yaml
 from .distributed import Group, rank_device
-from .episodes import build_agent, evaluate, obs_to_tensors, resolve_device, to_env_actions
+from .episodes import batch_to_tensors, build_agent, evaluate, obs_to_tensors, resolve_device, to_env_actions
 from .logger import Logger
 from .schedule import Evaluations, EveryN, MetricWindow, TrainRatio, WallClock
-
-
-def batch_to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Replay arrays (B, T, ...) -> the world model's batch dict of tensors; "prefix/<key>" arrays (the episode
-    context, train.context=episode) -> a nested batch dict under "prefix"."""
-    def put(x, dtype=None):
-        return torch.as_tensor(x, dtype=dtype).to(device)
-
-    out = dict(obs=obs_to_tensors({k[4:]: v for k, v in batch.items() if k.startswith("obs/")}, device),
-               action=put(batch["action"], torch.float32), reward=put(batch["reward"], torch.float32),
-               is_first=put(batch["is_first"]), is_terminal=put(batch["is_terminal"]))
-    prefix = {k[7:]: v for k, v in batch.items() if k.startswith("prefix/")}
-    if prefix:
-        out["prefix"] = batch_to_tensors(prefix, device)
-    return out
 
 
 class Trainer:
@@ -111,6 +96,7 @@ class Trainer:
         self.saved_acting: tuple[dict[str, Any], dict[str, Any]] | None = None  # (tensors, state) from a checkpoint
         self.interrupted = 0  # the signal that asked the run to stop (run(handle_signals=True))
         self.astray = ""  # a warning: envs whose saved episodes replayed differently (acting_state.restore)
+        self.unsaved_episodes = ""  # why the checkpoint resumed from holds no episodes in progress, if it says
         if resume:
             run_state.restore(self)
         self.vec = gym.vector.SyncVectorEnv([lambda: envs.make(tc.env, **tc.env_options) for _ in range(tc.envs)],
@@ -141,8 +127,8 @@ class Trainer:
 
     _ACTING_ARRAYS = ("reward", "is_first", "is_last", "is_terminal", "episode_return", "episode_length")
 
-    def _acting_state(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """The episodes in progress and the agent's state in them (acting_state.capture), or None."""
+    def _acting_state(self) -> tuple[dict[str, Any], dict[str, Any]] | str:
+        """The episodes in progress and the agent's state in them, or why not (acting_state.capture)."""
         arrays = {"obs": dict(self.obs), **{k: getattr(self, k) for k in self._ACTING_ARRAYS}}
         return acting_state.capture(self.vec, arrays, self.policy_state)
 
@@ -223,6 +209,10 @@ class Trainer:
                          "or AMX)")
         if self.astray:
             logger.print(f"ssmworld: warning: {self.astray}")
+        if self.unsaved_episodes:
+            logger.print(f"ssmworld: note: the checkpoint holds no episodes in progress ({tc.env}: "
+                         f"{self.unsaved_episodes}): fresh episodes start, so the run continues exactly up to the "
+                         "checkpoint, not after")
         learning_starts = max(tc.prefill, tc.sequence_length)
         if tc.steps <= learning_starts:
             logger.print(f"ssmworld: warning: {tc.steps} env steps end before learning starts (train.prefill="
