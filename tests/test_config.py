@@ -73,6 +73,8 @@ def test_overrides_convert_and_check_types():
     ("agent.actor_critic.reset_warmup=5", "reset_warmup must be >= 0 and needs reset_every > 0"),
     ("agent.imagination.horizon=0", "agent.imagination: horizon, context and count must be >= 1"),
     ("agent.act_epsilon=1.5", "agent.act_epsilon must be in .0, 1., got 1.5"),
+    ("agent.actor_critic.unimix=1.0", "agent.actor_critic.unimix must be in .0, 1., got 1.0"),
+    ("agent.world_model.unimix=-0.1", "agent.world_model.unimix must be in .0, 1., got -0.1"),
 ])
 def test_bad_overrides_give_one_line_errors(override, message):
     if message is None:

@@ -248,3 +248,29 @@ def test_dfs_contexts_need_enough_prefill():
     cfg = load_config("drama", "debug", "builtin:recall/5", ["train.prefill=20"])
     with pytest.raises(ValueError, match="train.prefill must be >= 39"):
         Trainer(cfg, quiet=True)
+
+
+def test_imagination_contexts_from_replay_do_not_move_batch_norm_statistics():
+    """starts=replay encodes the drawn context windows inside the update, with the model in train mode: in eval mode
+    (the running statistics normalise them, and they stay as they are), as acting does."""
+    import torch
+
+    agent, _ = tiny_drama()
+    wm = agent.world_model
+    agent.update(image_batch())  # the statistics move off their initial values
+    wm.train()
+    before = {n: b.clone() for n, b in wm.named_buffers() if "running" in n}
+    assert before
+    windows = image_batch(B=4, T=8)
+    with torch.no_grad():
+        torch.manual_seed(5)
+        h, z, _, _ = wm.context_windows(windows)
+        assert wm.training
+        for name, value in wm.named_buffers():
+            if name in before:
+                assert torch.equal(value, before[name]), name
+        wm.eval()
+        torch.manual_seed(5)
+        h_eval, z_eval, _, _ = wm.context_windows(windows)
+    torch.testing.assert_close(h, h_eval)
+    assert torch.equal(z, z_eval)

@@ -75,6 +75,24 @@ def test_categorical_latent_unimix_kl_and_straight_through():
     torch.testing.assert_close(grad_st, logits.grad)
 
 
+def test_distributions_without_unimix_stay_finite_when_saturated():
+    """unimix=0 (Drama's actor): a logit gap of 200 rounds the small probability to 0 in float32; the log-probs come
+    from log_softmax, so log_prob, entropy and KL are finite (0 * log 0 = 0) and equal their limits."""
+    from ssmworld.dreamer.behavior import OneHotPolicy
+
+    logits = torch.tensor([[[200.0, 0.0]]])  # (1, groups=1, classes=2)
+    dist = CategoricalLatent(logits, unimix=0.0)
+    assert dist.probs.tolist() == [[[1.0, 0.0]]]
+    assert dist.log_prob(torch.tensor([[[0.0, 1.0]]])).item() == -200.0
+    assert dist.entropy().item() == 0.0
+    other = CategoricalLatent(torch.zeros(1, 1, 2), unimix=0.0)
+    assert math.isclose(dist.kl(other).item(), math.log(2), rel_tol=1e-6)  # KL(onehot || uniform over 2)
+    policy = OneHotPolicy(logits[0], unimix=0.0)
+    assert policy.entropy().item() == 0.0 and policy.log_prob(torch.tensor([[0.0, 1.0]])).item() == -200.0
+    mixed = OneHotPolicy(logits[0], unimix=0.5)  # with a mix: 0.75 / 0.25, as before
+    assert torch.allclose(mixed.probs, torch.tensor([[0.75, 0.25]]))
+
+
 def test_bernoulli_and_bounded_normal():
     b = Bernoulli(torch.tensor([0.0, 2.0]))
     torch.testing.assert_close(b.log_prob(torch.tensor([1.0, 0.0])), torch.tensor([math.log(0.5), math.log(1 - torch.sigmoid(torch.tensor(2.0)).item())]))

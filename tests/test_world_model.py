@@ -34,6 +34,22 @@ def test_kl_balance_hand_computed_with_free_bits():
     assert post.grad.abs().sum() > 0
 
 
+def test_kl_balance_free_bits_over_the_batch_clip_the_mean():
+    """Drama clips each KL's batch mean: a step below the free bits still trains when the mean is above them."""
+    post = torch.log(torch.tensor([[0.5, 0.5], [0.9, 0.1]]))  # 2 steps of 1 group x 2 classes
+    prior = torch.log(torch.tensor([[0.5, 0.5], [0.1, 0.9]])).requires_grad_()
+    kl1 = 0.9 * math.log(9) + 0.1 * math.log(1 / 9)  # step 1: 1.758; step 0: 0
+    loss, dyn, _ = kl_balance(latent(post), latent(prior), 1.0, 0.0, free_bits=0.5, over="batch")
+    assert loss.shape == () and loss.item() == pytest.approx(kl1 / 2)  # mean 0.879 > 0.5: not clipped
+    assert dyn.tolist() == pytest.approx([0.0, kl1])
+    per_step, _, _ = kl_balance(latent(post), latent(prior), 1.0, 0.0, free_bits=0.5)
+    assert per_step.tolist() == pytest.approx([0.5, kl1])  # per step, step 0 is clipped up to the free bits
+    loss.backward()
+    assert prior.grad[1].abs().sum() > 0
+    clipped, _, _ = kl_balance(latent(post), latent(prior), 1.0, 0.0, free_bits=1.0, over="batch")
+    assert clipped.item() == 1.0  # mean below the free bits: constant
+
+
 def test_kl_balance_shared_distributions_equal_the_definition():
     """One q and one p serve both KLs: the loss and gradients of the definition, four distributions from stopped
     logits, in float64 (with the 1% unimix, free bits that clip some steps and not others)."""

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import UserError, check_choices
 from ..nn import MLP, BoundedNormal, TwoHot
-from ..nn.distributions import full_precision, onehot, sample_index, softmax
+from ..nn.distributions import onehot, sample_index, unimix_probs
 
 
 def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float,
@@ -66,7 +66,7 @@ class ActorCriticConfig:
     layers: int = 2  # hidden layers of the actor and critic MLPs
     gamma: float = 1 - 1 / 333  # discount per step (DreamerV3: 1 - 1/333)
     lam: float = 0.95  # lambda of the lambda-returns
-    entropy: float = 3e-4  # actor entropy bonus (scaled by the return normalisation)
+    entropy: float = 3e-4  # weight of the actor entropy bonus, beside returns divided by the normalisation scale
     unimix: float = 0.01  # discrete actions
     min_std: float = 0.1  # continuous actions
     max_std: float = 1.0  # largest std of the continuous-action Normal
@@ -86,6 +86,8 @@ class ActorCriticConfig:
     reset_warmup: int = 0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.unimix < 1:
+            raise UserError(f"agent.actor_critic.unimix must be in [0, 1), got {self.unimix}")
         if self.reset_every < 0:
             raise UserError(f"agent.actor_critic.reset_every must be >= 0 (0: never), got {self.reset_every}")
         if self.reset_warmup < 0 or (self.reset_warmup and not self.reset_every):
@@ -172,9 +174,7 @@ class OneHotPolicy:
     """Categorical over one-hot actions with a uniform mix. logits: (..., A)."""
 
     def __init__(self, logits: torch.Tensor, unimix: float):
-        probs = softmax(full_precision(logits))
-        self.probs = (1 - unimix) * probs + unimix / probs.shape[-1]
-        self.log_probs = self.probs.log()
+        self.probs, self.log_probs = unimix_probs(logits, unimix)
 
     def sample(self) -> torch.Tensor:
         probs = self.probs.detach()

@@ -52,7 +52,9 @@ class WorldModelConfig:
     latent_groups: int = 32  # categorical latents per step (G)
     latent_classes: int = 32  # classes per categorical latent (C); z has G * C one-hot entries
     unimix: float = 0.01  # uniform mixture in the latent distributions (DreamerV3: 1%)
-    free_bits: float = 1.0  # KL below this many nats per step is not penalised
+    free_bits: float = 1.0  # KL below this many nats is not penalised
+    # what free_bits clips: each step's KL ("step": DreamerV3, R2I) or each KL's mean over the batch ("batch": Drama)
+    free_bits_over: Literal["step", "batch"] = "step"
     dyn_scale: float = 0.5  # weight of the dynamics KL, KL[sg(q) || p]
     rep_scale: float = 0.1  # weight of the representation KL, KL[q || sg(p)]
     decoder_scale: float = 1.0  # weight of the observation reconstruction loss
@@ -80,6 +82,10 @@ class WorldModelConfig:
     head_input: Literal["hz", "h"] = "hz"  # reward and continue heads read (h, z) | "h"
     decoder_input: Literal["hz", "z"] = "hz"  # decoders read (h, z) | "z"
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.unimix < 1:
+            raise UserError(f"agent.world_model.unimix must be in [0, 1), got {self.unimix}")
+
     @property
     def core_options(self) -> Any:
         """The options of the selected core (one of the per-core groups)."""
@@ -93,16 +99,20 @@ class WorldModelConfig:
 
 
 def kl_balance(post: CategoricalLatent, prior: CategoricalLatent, dyn_scale: float, rep_scale: float,
-               free_bits: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """dyn_scale * max(free, KL[sg(q) || p]) + rep_scale * max(free, KL[q || sg(p)]), per step.
+               free_bits: float, over: str = "step") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dyn_scale * max(free, KL[sg(q) || p]) + rep_scale * max(free, KL[q || sg(p)]), per step (``over="step"``),
+    or with each KL's mean over all steps clipped (``over="batch"``, Drama: a scalar loss, which adds to every step
+    alike, so the mean of the per-step total is the same as adding it to that mean).
 
     post, prior: the latent distributions q and p over (..., groups, classes), each built once: the two KLs share
     them and stop gradients on their tensors (the same values and gradients as four separately built distributions,
-    at a third of the softmaxes and logarithms). The KL is summed over latents, then clipped (free bits per step).
-    Returns (loss, KL_dyn, KL_rep), each (...)."""
+    at a third of the softmaxes and logarithms). The KL is summed over latents, then clipped.
+    Returns (loss, KL_dyn, KL_rep): KL_dyn and KL_rep (...), the loss (...) or () for ``over="batch"``."""
     q, log_q, log_p = post.probs, post.logits, prior.logits
     dyn = (q.detach() * (log_q.detach() - log_p)).sum((-1, -2))  # trains the prior towards the posterior
     rep = (q * (log_q - log_p.detach())).sum((-1, -2))  # keeps the posterior predictable
+    if over == "batch":
+        return dyn_scale * dyn.mean().clamp(min=free_bits) + rep_scale * rep.mean().clamp(min=free_bits), dyn, rep
     return dyn_scale * dyn.clamp(min=free_bits) + rep_scale * rep.clamp(min=free_bits), dyn, rep
 
 
@@ -277,11 +287,12 @@ class WorldModel(nn.Module):
                                                                    torch.Tensor]:
         """Imagination starts from replayed context windows (Drama's DFS contexts): ``windows`` is a batch dict of
         (n, C) sequences (obs, action, is_first, is_terminal); the start is each window's last step. Returns as
-        ``context_starts``."""
+        ``context_starts``. The windows are encoded in eval mode (posterior_sample): replayed contexts neither move
+        batch-norm statistics nor are normalised by their own batch (Drama's D5)."""
         state = prev = None
         if "prefix" in windows and windows["prefix"]["is_first"].shape[1]:  # train.context=episode
             state, prev = self.episode_context(windows["prefix"])
-        z = self.latent(self.encode(windows["obs"])).sample().flatten(-2)
+        z = self.posterior_sample(windows["obs"])
         return self._run_context(z, windows["action"], windows["is_first"].bool(), windows["is_terminal"], state, prev)
 
     def _run_context(self, z: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor, is_terminal: torch.Tensor,
@@ -344,7 +355,8 @@ class WorldModel(nn.Module):
         reward = -TwoHot(self.reward_head(feat)).log_prob(batch["reward"].float())
         cont = -Bernoulli(self.cont_head(feat).squeeze(-1)).log_prob(1.0 - batch["is_terminal"].float())
         post, prior = out["post"], self.latent(out["prior_logits"])
-        kl_loss, dyn, rep = kl_balance(post, prior, cfg.dyn_scale, cfg.rep_scale, cfg.free_bits)
+        kl_loss, dyn, rep = kl_balance(post, prior, cfg.dyn_scale, cfg.rep_scale, cfg.free_bits,
+                                       cfg.free_bits_over)
         total = cfg.decoder_scale * decoder + cfg.reward_scale * reward + cfg.cont_scale * cont + kl_loss
         metrics = {"loss_model": total.mean(), "loss_decoder": decoder.mean(), "loss_reward": reward.mean(),
                    "loss_cont": cont.mean(), "kl_dyn": dyn.mean(), "kl_rep": rep.mean(),

@@ -57,6 +57,18 @@ def full_precision(logits: torch.Tensor) -> torch.Tensor:
     return logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
 
 
+def unimix_probs(logits: torch.Tensor, unimix: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probs, log-probs) of softmax(logits) mixed with the uniform distribution, (1 - unimix) p + unimix / K, over
+    the last dimension (in float32 at least). Without a mix they come from log_softmax: a saturated softmax rounds
+    small probabilities to 0, whose log (-inf) would turn 0 * log 0 in entropies and KLs into NaN."""
+    x = full_precision(logits)
+    if unimix > 0:
+        probs = (1 - unimix) * softmax(x) + unimix / x.shape[-1]
+        return probs, probs.log()
+    log_probs = x.log_softmax(-1)
+    return log_probs.exp(), log_probs
+
+
 def onehot(index: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
     """(...) int64 -> (...) x n one-hot in ``dtype`` (scatter: no int64 one-hot and cast, a hot path on CPU)."""
     out = torch.zeros(*index.shape, n, dtype=dtype, device=index.device)
@@ -117,11 +129,7 @@ class CategoricalLatent:
     """``groups`` categoricals of ``classes`` each. logits: (..., groups, classes); samples are one-hot."""
 
     def __init__(self, logits: torch.Tensor, unimix: float = 0.01):
-        probs = softmax(full_precision(logits))
-        if unimix > 0:
-            probs = (1 - unimix) * probs + unimix / probs.shape[-1]
-        self.probs = probs
-        self.logits = probs.log()  # the logits of the mixed distribution
+        self.probs, self.logits = unimix_probs(logits, unimix)  # logits: the log-probs of the mixed distribution
 
     def sample(self) -> torch.Tensor:
         """One-hot sample with straight-through gradients: onehot + probs - sg(probs). (..., groups, classes)."""
