@@ -148,3 +148,43 @@ def test_dynamics_gradient_needs_a_differentiable_return():
     assert all(p.grad is None or p.grad.abs().max() == 0 for p in ac.actor.parameters())
     with pytest.raises(ValueError, match="continuous_gradient"):
         make_actor_critic(discrete=False, continuous_gradient="backprop")
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_actor_and_critic_losses_equal_their_definitions(discrete):
+    """r2i.md §3 with an entropy bonus, a terminal start and a terminal step inside the horizon:
+    actor = -mean(w (obj + eta H[pi])), obj = log pi(a) sg((R - v) / S) (REINFORCE) or R / S (through the dynamics:
+    no baseline, since v(s_t) there would depend on the earlier actions); critic = -mean(w (log p(R) + log p(v_slow)));
+    w_0 = start_cont, w_t = w_{t-1} gamma c_{t-1}."""
+    import copy
+
+    from ssmworld.nn import TwoHot
+
+    ac = make_actor_critic(discrete=discrete, entropy=0.1)
+    with torch.no_grad():
+        for p in [*ac.critic.parameters(), *ac.slow_critic.parameters()]:
+            p.normal_(std=0.3)
+    H, N = 3, 4
+    feat = torch.randn(H + 1, N, 3)
+    action = ac.policy(feat[:-1]).sample().detach()
+    reward, cont = torch.randn(H, N), torch.ones(H, N)
+    cont[1, 2] = 0.0
+    start_cont = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    ref = copy.deepcopy(ac)
+    actor_loss, critic_loss, metrics = ac.loss(feat, action, reward, cont, start_cont)
+    cfg = ref.cfg
+    with torch.no_grad():
+        value = TwoHot(ref.critic(feat)).mean
+        returns = lambda_returns(reward, cont, value, cfg.gamma, cfg.lam)
+        weight = torch.cumprod(torch.cat([start_cont[None], cfg.gamma * cont[:-1]]), 0)
+        assert weight[:, 1].tolist() == [0.0, 0.0, 0.0] and weight[2, 2] == 0.0
+        scale = ref.normalizer.update(returns)
+        policy = ref.policy(feat[:-1])
+        objective = policy.log_prob(action) * (returns - value[:-1]) / scale if discrete else returns / scale
+        expected_actor = -(weight * (objective + 0.1 * policy.entropy())).mean()
+        critic = TwoHot(ref.critic(feat[:-1]))
+        slow = TwoHot(ref.slow_critic(feat[:-1])).mean
+        expected_critic = -(weight * (critic.log_prob(returns) + cfg.slow_critic_reg * critic.log_prob(slow))).mean()
+    torch.testing.assert_close(actor_loss.detach(), expected_actor)
+    torch.testing.assert_close(critic_loss.detach(), expected_critic)
+    torch.testing.assert_close(metrics["return_mean"], returns.mean())
