@@ -72,5 +72,8 @@ for preset in r2i dreamerv3 drama; do
         --device "$DEVICE" --steps "$STEPS" --logdir "$OUT/train_$preset" --quiet train.prefill=40 \
         train.eval_episodes=2
 done
+# resume on the device: checkpoints load on the CPU and move (replay counters, acting state, the CUDA RNG)
+step resume_r2i python -m ssmworld train --logdir "$OUT/train_r2i" --resume --device "$DEVICE" \
+    --steps $((STEPS + 40)) --quiet
 echo "gpu_check: $failed step(s) failed; logs and JSON in $OUT"
 exit "$failed"

@@ -134,3 +134,17 @@ def test_export_and_load_agent_drive_an_env(tmp_path, capsys):
     assert loaded == int(live[0].argmax())  # identical actions, also when sampling
     code, _, err = run_cli(capsys, "export", "--logdir", str(tmp_path / "none"), "--out", out)
     assert code == 2 and "not found" in err
+    # an earlier export is replaced; nothing else is ever overwritten: the run itself, a directory holding it, a
+    # directory with other files, a file (one line, exit 2, all left as they were)
+    assert run_cli(capsys, "export", "--logdir", logdir, "--out", out)[0] == 0
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    (tmp_path / "afile").write_text("keep")
+    before = sorted(os.listdir(logdir))
+    for target, message in [(logdir, "is or holds the run"), (str(tmp_path), "is or holds the run"),
+                            (str(tmp_path / "mine"), "holds files an export does not write"),
+                            (str(tmp_path / "afile"), "is a file"), (str(tmp_path / "afile" / "x"), "is a file")]:
+        code, _, err = run_cli(capsys, "export", "--logdir", logdir, "--out", target)
+        assert code == 2 and message in err and err.count("\n") == 1, (target, err)
+    assert sorted(os.listdir(logdir)) == before and (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    assert (tmp_path / "afile").read_text() == "keep" and not (tmp_path / "afile.tmp").exists()

@@ -67,10 +67,16 @@ def test_a_missing_extra_is_bad_input_but_a_broken_install_is_a_bug(tmp_path, mo
 def test_a_run_without_checkpoint_restarts_on_resume(tmp_path, capsys):
     logdir = tmp_path / "run"
     assert cli(capsys, "train", *DEBUG, "--steps", "60", "--logdir", str(logdir))[0] == 0
-    for name in os.listdir(logdir / "checkpoints"):  # as if stopped before its first checkpoint
+    for name in os.listdir(logdir / "checkpoints"):  # a finished run whose checkpoints were deleted: kept as it is
         os.rename(logdir / "checkpoints" / name, tmp_path / name)
+    code, _, err = cli(capsys, "train", "--logdir", str(logdir), "--resume")
+    assert code == 2 and "holds a finished run without checkpoints" in err and err.count("\n") == 1
+    os.remove(logdir / "summary.json")  # as if stopped before its first checkpoint
+    (logdir / "notes.txt").write_text("mine")  # what the user put there stays
+    (logdir / "mydata").mkdir()
     code, out, err = cli(capsys, "train", "--logdir", str(logdir), "--resume")
     assert code == 0 and "starting the run again from step 0" in err
+    assert (logdir / "notes.txt").read_text() == "mine" and (logdir / "mydata").is_dir()
     steps = [json.loads(line)["step"] for line in (logdir / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and json.loads(out.splitlines()[-1])["steps"] == 60
 
@@ -96,6 +102,14 @@ def test_resume_is_consistent(tmp_path, capsys):
     (["--size", "smal"], "did you mean 'small'"),
     (["train.batch_size=0"], "train.batch_size must be positive, got 0"),
     (["train.train_ratio=-1"], "train.train_ratio must be >= 0"),
+    (["train.train_ratio=inf"], "train.train_ratio must be >= 0, got inf"),
+    (["train.train_ratio=nan"], "train.train_ratio must be >= 0, got nan"),
+    (["--seed", "-1"], "train.seed must be >= 0, got -1"),
+    (["--steps", "0"], "train.steps must be positive, got 0"),
+    (["train.eval_every=-10"], "train.eval_every must be >= 0"),
+    (["train.log_every=0"], "train.log_every must be positive"),
+    (["train.keep_checkpoints=-1"], "train.keep_checkpoints must be >= 0"),
+    (["train.minutes=-1"], "train.minutes must be >= 0"),
     (["train.stop_at=0.9", "train.eval_every=0"], "train.stop_at needs"),
     (["train.context=forever"], "train.context must be one of window, episode, got 'forever'"),
     (["agent.imagination.starts=replya"], "did you mean 'replay'"),
@@ -218,3 +232,58 @@ def test_exported_gym_policy_acts_on_the_envs_own_observations(tmp_path, capsys)
     without_converter = type(policy)(policy.agent, policy.action_space, policy.device)  # e.g. a bsuite export
     with pytest.raises(ValueError, match="expected a dict observation"):
         without_converter.act(obs)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["plot", "runs", "--out", "fig.xyz"], "--out fig.xyz: the format comes from the extension, one of"),
+    (["plot", "runs", "--out", "afile/fig.png"], "afile is a file"),
+    (["plot", "runs", "--out", "adir"], "--out adir is a directory"),
+    (["plot", "runs", "--out", "fig.png", "--json", "afile/x.json"], "afile is a file"),
+    (["eval", "--logdir", "run", "--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["eval", "--logdir", "run", "--video", "x.avi"], "--video x.avi: the format comes from the extension, one of "
+                                                      ".gif, .mp4"),
+    (["bsuite-score", "runs", "--json", "adir"], "--json adir is a directory"),
+])
+def test_output_paths_are_checked_before_any_work(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    code, _, err = cli(capsys, *args)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert sorted(os.listdir(tmp_path)) == ["adir", "afile"]  # nothing written
+
+
+def test_a_damaged_run_directory_is_bad_input_not_a_traceback(tmp_path, capsys):
+    """Damaged config.yaml, state.json or replay: `train --resume`, `eval` and `plot` say what is wrong in one line."""
+    import shutil
+
+    run = tmp_path / "run"
+    assert cli(capsys, "train", *DEBUG, "--steps", "40", "--logdir", str(run))[0] == 0
+    state_path = next((run / "checkpoints").iterdir()) / "state.json"
+
+    def damaged(name, damage):
+        copy = tmp_path / name
+        shutil.copytree(run, copy)
+        damage(copy)
+        return str(copy)
+
+    def drop_step(path):
+        state_file = path / state_path.relative_to(run)
+        state = json.loads(state_file.read_text())
+        del state["replay_lengths"]
+        state_file.write_text(json.dumps(state))
+
+    cases = [
+        (damaged("bad_yaml", lambda p: (p / "config.yaml").write_text("train: [\n")), "is not valid YAML", True),
+        (damaged("list_yaml", lambda p: (p / "config.yaml").write_text("- 1\n- 2\n")), "holds no config", True),
+        (damaged("empty_yaml", lambda p: (p / "config.yaml").write_text("")), "holds no config", True),
+        (damaged("no_key", drop_step), "lacks replay_lengths: a damaged or foreign checkpoint", False),
+        (damaged("no_replay", lambda p: shutil.rmtree(p / "replay")), "replay: ", False),
+    ]
+    for logdir, message, config in cases:
+        code, _, err = cli(capsys, "train", "--logdir", logdir, "--resume", "--steps", "60")
+        assert code == 2 and message in err and err.count("\n") == 1, (logdir, err)
+        if config:  # eval and plot read the config too
+            for args in (["eval", "--logdir", logdir], ["plot", logdir, "--out", str(tmp_path / "x.png")]):
+                code, _, err = cli(capsys, *args)
+                assert code == 2 and err.count("\n") == 1, (args, err)

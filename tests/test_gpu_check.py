@@ -22,3 +22,4 @@ def test_gpu_check_script_passes_on_the_cpu(tmp_path):
     assert world_model_bf16["meta"]["settings"]["precision"] == "bfloat16"
     for preset in ("r2i", "dreamerv3", "drama"):
         assert (tmp_path / f"train_{preset}" / "summary.json").exists()
+    assert json.loads((tmp_path / "train_r2i" / "summary.json").read_text())["steps"] == 100  # resumed: 60 + 40

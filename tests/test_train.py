@@ -86,6 +86,38 @@ def test_a_time_budget_that_ends_at_an_evaluation_does_not_repeat_it(tmp_path, m
     assert [r["step"] for r in rows] == [20, 40] and summary["eval_return_mean"] == rows[-1]["eval/return_mean"]
 
 
+def test_a_session_ended_by_its_time_budget_resumes_exactly(tmp_path, monkeypatch):
+    """train.minutes ends a session mid-episode (a preemptible job's case): its last checkpoint holds the episode in
+    progress, its final evaluation leaves the training's random numbers alone, and the resumed run writes the rows of
+    the uninterrupted one (besides that session's final evaluation)."""
+    from .helpers import metric_rows
+
+    overrides = {"train.prefill": 30, "train.eval_every": 0, "train.eval_episodes": 1, "train.log_every": 10}
+    whole = str(tmp_path / "whole")
+    Trainer(debug_config("builtin:recall/100", 120, **overrides), whole, quiet=True).run()
+
+    class Budget:  # train.minutes runs out at step 53, inside the first 102-step episode
+        def __init__(self, minutes: float):
+            self.minutes = minutes
+
+        def passed(self) -> bool:
+            return self.minutes == 1 and cut.step >= 53
+
+        def restart(self) -> None:
+            pass
+
+    monkeypatch.setattr(train_module, "WallClock", Budget)
+    cut_dir = str(tmp_path / "cut")
+    cut = Trainer(debug_config("builtin:recall/100", 120, **overrides, **{"train.minutes": 1}), cut_dir, quiet=True)
+    assert cut.run()["steps"] == 53
+    monkeypatch.undo()
+    state = json.loads(open(os.path.join(cut_dir, "checkpoints", "step-000000000053", "state.json")).read())
+    assert state["acting"] is not None  # the episode in progress was saved
+    Trainer(debug_config("builtin:recall/100", 120, **overrides), cut_dir, resume=True, quiet=True).run()
+    rows = [r for r in metric_rows(cut_dir) if not (r["step"] == 53 and "eval/episodes" in r)]
+    assert rows == metric_rows(whole) and any("train/loss_model" in r for r in rows)
+
+
 def test_replay_stream_follows_the_convention():
     cfg = debug_config(steps=12, **{"train.prefill": 100})
     trainer = Trainer(cfg, quiet=True)
@@ -211,8 +243,32 @@ def test_checkpoints_load_without_unpickling_objects(tmp_path):
     state = json.load(open(os.path.join(path, "state.json")))
     state["tensors_sha256"] = checkpoint._sha256(os.path.join(path, "tensors.pt"))
     json.dump(state, open(os.path.join(path, "state.json"), "w"))
-    with pytest.raises(checkpoint.CheckpointError, match="unreadable"):
+    with pytest.raises(checkpoint.CheckpointError, match="holds objects other than tensors"):
         checkpoint.load(path)
+
+
+def test_a_step_saved_again_replaces_its_checkpoint_without_a_gap(tmp_path, monkeypatch):
+    """An interrupt right after a periodic checkpoint saves the same step again: until the new copy is in place the
+    old one stays (as step-N.old, listed when step-N is missing), so a crash in between leaves a checkpoint."""
+    root = str(tmp_path)
+    checkpoint.save(root, 5, {"x": torch.zeros(1)}, {"a": 1}, keep=1)
+    replace = os.replace
+
+    def crash_after_moving_the_old_copy(src, dst):
+        replace(src, dst)
+        if dst.endswith(".old"):
+            raise OSError("killed")
+
+    monkeypatch.setattr(checkpoint.os, "replace", crash_after_moving_the_old_copy)
+    with pytest.raises(OSError, match="killed"):
+        checkpoint.save(root, 5, {"x": torch.ones(1)}, {"a": 2}, keep=1)
+    monkeypatch.undo()
+    assert sorted(os.listdir(root)) == ["step-000000000005.old", "step-000000000005.tmp"]
+    path, tensors, state = checkpoint.load_latest(root)  # the earlier copy is the checkpoint; .tmp is unfinished
+    assert checkpoint.step_of(path) == 5 and state["a"] == 1 and tensors["x"].item() == 0
+    checkpoint.save(root, 5, {"x": torch.ones(1)}, {"a": 2}, keep=1)
+    assert sorted(os.listdir(root)) == ["step-000000000005"]
+    assert checkpoint.load_latest(root)[2]["a"] == 2
 
 
 def test_replay_load_restores_the_checkpointed_content(tmp_path):
@@ -261,9 +317,12 @@ def test_evaluation_reports_held_out_world_model_losses_without_touching_trainin
     trainer.run()
     agent = trainer.agent.train()
     torch.manual_seed(1)
+    before = torch.get_rng_state()
     result = evaluate(agent, cfg.train.env, 2, seed=5)
+    assert torch.equal(torch.get_rng_state(), before)  # the evaluation draws from its own seeded stream
     assert agent.world_model.training  # eval mode only while the losses are computed
-    torch.manual_seed(1)  # the same episodes again, by hand: the losses are their per-step mean
+    torch.manual_seed(5)  # the same episodes again, by hand (that stream: seeded with the seed): the losses are their
+    # per-step mean
     env, total, steps = envs.make(cfg.train.env, seed=5), 0.0, 0
     for index in range(2):
         episode = run_episode(agent, env, 5 + index, record=True)

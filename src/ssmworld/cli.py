@@ -24,54 +24,29 @@ import errno
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
+import warnings
+from typing import TYPE_CHECKING, Any
 
+from .cli_bench import bench_cores_command, bench_update_command, bench_world_model_command
 from .cli_parser import build_parser
-from .errors import Interrupted, UserError
+from .errors import Interrupted, UserError, check_output_path
 
 if TYPE_CHECKING:
     from .runtime.config import Config
 
 
 def _fail(message: str) -> int:
-    print(f"ssmworld: error: {message}", file=sys.stderr)
+    one_line = " ".join(message.split())  # a message that quotes a library's multi-line text stays one line
+    print(f"ssmworld: error: {one_line}", file=sys.stderr)
     return 2
 
 
-def _apply_positive(args: argparse.Namespace, settings: object, names: tuple[str, ...]) -> str | None:
-    """Copy the given integer options onto the bench settings; an error message if one (or threads) is not > 0."""
-    for name in names:
-        value = getattr(args, name)
-        if value is not None:
-            if value <= 0:
-                return f"--{name} must be positive, got {value}"
-            setattr(settings, name, value)
-    threads = getattr(settings, "threads")
-    return None if threads > 0 else f"--threads must be positive, got {threads}"
-
-
-def _bench_cores(args: argparse.Namespace) -> int:
-    from .tools.bench_cores import CORE_CONFIGS, BenchSettings, bench_cores
-
-    settings = BenchSettings(threads=args.threads, device=args.device, precision=args.precision)
-    if args.quick:
-        settings = BenchSettings(threads=args.threads, device=args.device, precision=args.precision, lengths=[64, 256],
-                                 batch=4, width=128, step_length=256)
-    if args.cores:
-        names = [c.strip() for c in args.cores.split(",") if c.strip()]
-        unknown = [c for c in names if c not in CORE_CONFIGS]
-        if unknown:
-            return _fail(f"unknown core(s) {unknown}; available: {', '.join(CORE_CONFIGS)}")
-        settings.cores = names
-    if args.lengths:
-        settings.lengths = args.lengths
-        below = [t for t in args.lengths if t <= settings.step_length]
-        settings.step_length = max(below) if below else min(args.lengths)
-    error = _apply_positive(args, settings, ("batch", "repeats"))
-    if error:
-        return _fail(error)
-    bench_cores(settings, json_path=args.json)
-    return 0
+def _file_on_the_way(directory: str) -> str | None:
+    """The existing file that keeps ``directory`` from being a directory or being created (itself or an ancestor)."""
+    path = os.path.abspath(directory)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return None if os.path.isdir(path) else path
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -79,6 +54,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from .runtime.config import load_config
     from .runtime.distributed import setup
+    from .runtime.run_files import clear_unstarted
     from .runtime.train import Trainer
 
     if args.threads is not None:
@@ -87,17 +63,21 @@ def _train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    if os.path.exists(args.logdir) and not os.path.isdir(args.logdir):
-        return _fail(f"--logdir {args.logdir} is a file; give a directory (it is created if missing)")
+    blocked = _file_on_the_way(args.logdir)
+    if blocked:
+        return _fail(f"--logdir {args.logdir}: {blocked} is a file; give a directory (it is created if missing)")
     if args.resume:
         cfg = _resume_config(args)
         if isinstance(cfg, str):
             return _fail(cfg)
         group = setup(cfg.train.device)  # data-parallel ranks under torchrun; a single process otherwise
         fresh = not _has_checkpoint(args.logdir)
+        if fresh and os.path.exists(os.path.join(args.logdir, "summary.json")):
+            return _fail(f"--resume: {args.logdir} holds a finished run without checkpoints (deleted?): nothing to "
+                         "continue from; start a new run in another --logdir")
         if fresh and group.main:  # stopped before its first checkpoint: start it again, from its own config
             print(f"ssmworld: {args.logdir} has no checkpoint yet: starting the run again from step 0", file=sys.stderr)
-            _clear_run(args.logdir)
+            clear_unstarted(args.logdir)
         group.barrier()
         trainer = Trainer(cfg, args.logdir, resume=not fresh, quiet=args.quiet, group=group)
     else:
@@ -158,16 +138,6 @@ def _has_checkpoint(logdir: str) -> bool:
     return bool(list_checkpoints(os.path.join(logdir, "checkpoints")))
 
 
-def _clear_run(logdir: str) -> None:
-    """Remove what a run that never checkpointed wrote (metrics, replay, events), keeping config.yaml."""
-    import shutil
-
-    for name in os.listdir(logdir):
-        if name != "config.yaml":
-            path = os.path.join(logdir, name)
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-
-
 def _sweep(args: argparse.Namespace) -> int:
     import json
     import os
@@ -182,6 +152,9 @@ def _sweep(args: argparse.Namespace) -> int:
             return _fail(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
     if args.address and args.local_cpus:
         return _fail("--local-cpus sizes a local cluster; with --address the cluster's own resources are used")
+    blocked = _file_on_the_way(args.root)
+    if blocked:
+        return _fail(f"--root {args.root}: {blocked} is a file; give a directory (it is created if missing)")
     root = os.path.abspath(args.root)  # Ray workers (maybe on other nodes of a shared filesystem) get absolute paths
     presets, sizes = ([v.strip() for v in text.split(",") if v.strip()] for text in (args.preset, args.size))
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
@@ -200,6 +173,10 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.episodes <= 0:
         return _fail(f"--episodes must be positive, got {args.episodes}")
+    if args.seed < 0:
+        return _fail(f"--seed must be >= 0, got {args.seed}")
+    if args.video:
+        check_output_path(args.video, "--video", ("mp4", "gif"))
     cfg, agent, step = load_run(args.logdir)
     result = evaluate(agent, cfg.train.env, args.episodes, seed=args.seed, explore=args.explore,
                       env_options=cfg.train.env_options)
@@ -216,14 +193,16 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    import json
+    from matplotlib.backend_bases import FigureCanvasBase
 
     from .tools.plots import plot_runs
 
+    check_output_path(args.out, "--out", FigureCanvasBase.get_supported_filetypes())
+    if args.json:
+        check_output_path(args.json, "--json")
     result = plot_runs(args.runs, args.out, metric=args.metric, x=args.x, group_by=args.group_by)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        _write_json(args.json, result)
     print(args.out)
     return 0
 
@@ -267,7 +246,7 @@ def _list(args: argparse.Namespace) -> int:
         for suite in [args.suite] if args.suite else sorted(SUITES):
             try:
                 tasks = list_tasks(suite)
-            except ValueError as err:  # e.g. an optional extra is not installed
+            except UserError as err:  # e.g. an optional extra is not installed
                 if args.suite:
                     raise
                 print(f"{suite}:  ({err})")
@@ -281,10 +260,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _bsuite_score(args: argparse.Namespace) -> int:
-    import json
-
     from .tools.bsuite_score import bsuite_score
 
+    if args.json:
+        check_output_path(args.json, "--json")
     scores = bsuite_score(args.runs, args.results_dir)
     width = max(len(s["run"]) for s in scores)
     print(f"{'run':{width}}  {'bsuite_id':20s} episodes  score  finished  (bsuite's analysis; CSVs in "
@@ -293,9 +272,17 @@ def _bsuite_score(args: argparse.Namespace) -> int:
         score = "-" if s["score"] is None else f"{s['score']:.2f}"  # "-": no finished episode yet
         print(f"{s['run']:{width}}  {s['bsuite_id']:20s} {s['episodes']:8d}  {score:>5s}   {s['finished']}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(scores, f, indent=1)
+        _write_json(args.json, scores)
     return 0
+
+
+def _write_json(path: str, data: Any) -> None:
+    """JSON to ``path`` (checked with check_output_path; missing directories created), atomically."""
+    from .tools.bench_harness import write_json_atomic
+
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_json_atomic(path, data)
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -320,28 +307,6 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_world_model(args: argparse.Namespace) -> int:
-    from .tools.bench_world_model import WorldModelBenchSettings, bench_world_model
-
-    settings = WorldModelBenchSettings.quick() if args.quick else WorldModelBenchSettings()
-    settings.threads, settings.device, settings.precision = args.threads, args.device, args.precision
-    if args.cores:
-        settings.cores = [c.strip() for c in args.cores.split(",") if c.strip()]
-    if args.lengths:
-        settings.lengths = args.lengths
-    if args.imagination:
-        settings.imagination = args.imagination
-    if args.starts is not None:
-        if args.starts <= 0:
-            return _fail(f"--starts must be positive, got {args.starts}")
-        settings.imagine_starts = args.starts
-    error = _apply_positive(args, settings, ("batch", "width", "repeats", "context", "horizon"))
-    if error:
-        return _fail(error)
-    bench_world_model(settings, json_path=args.json)
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     from .runtime.process import tune_cpu_allocator
 
@@ -353,9 +318,26 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     tune_cpu_allocator()
+    with warnings.catch_warnings():  # (restores the process's own showwarning: main() may run inside a test)
+        warnings.showwarning = _one_line_warnings(warnings.showwarning)
+        return _run(args)
+
+
+def _one_line_warnings(default: Any) -> Any:
+    """ssmworld's own warnings as one line, like its errors (without the source line Python adds); others as usual."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if f"{os.sep}ssmworld{os.sep}" in filename:
+            print(f"ssmworld: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+    return show
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, with bad input as one line and exit 2, and the other endings of a run (see the handlers)."""
     commands = {"train": _train, "sweep": _sweep, "eval": _eval, "export": _export, "plot": _plot, "list": _list,
                 "config": _config, "bsuite-score": _bsuite_score}
-    benches = {"cores": _bench_cores, "world-model": _bench_world_model, "update": _bench_update}
+    benches = {"cores": bench_cores_command, "world-model": bench_world_model_command, "update": bench_update_command}
     try:
         return benches[args.what](args) if args.command == "bench" else commands[args.command](args)
     except UserError as err:  # bad input: config, env id, spaces, files; anything else is a bug: a traceback
@@ -374,20 +356,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except OSError as err:
         if err.errno == errno.ENOSPC:
-            print(f"ssmworld: error: disk full while writing {err.filename or 'the run'}; the last complete "
-                  "checkpoint is intact (checkpoints are written to a temporary name and renamed)", file=sys.stderr)
+            intact = ("; the last complete checkpoint is intact (checkpoints are written to a temporary name and "
+                      "renamed)") if args.command == "train" else ""
+            print(f"ssmworld: error: disk full while writing {err.filename or 'the output'}{intact}", file=sys.stderr)
             return 1
         raise
-
-
-def _bench_update(args: argparse.Namespace) -> int:
-    from .tools.bench_update import bench_update
-
-    if args.repeats <= 0 or args.threads <= 0:
-        return _fail("--repeats and --threads must be positive")
-    bench_update(args.preset, args.size, args.env, args.overrides, args.repeats, threads=args.threads,
-                 json_path=args.json)
-    return 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Any other exception is a bug: a traceback and exit code 1 (sweeps retry it).
 import dataclasses
 import difflib
 import importlib
+import os
 import signal
 import types
 import typing
@@ -28,6 +29,22 @@ class Interrupted(Exception):
         name = signal.Signals(self.signum).name
         where = (f"; checkpoint written, continue with: ssmworld train --logdir {logdir} --resume" if logdir else "")
         super().__init__(f"{name} at step {step}{where}")
+
+
+def check_output_path(path: str, flag: str, suffixes: typing.Iterable[str] = ()) -> None:
+    """UserError, before any work, unless ``path`` can be written as a file: not a directory, no file where a
+    directory on the way to it must be (missing ones are created), and its extension one of ``suffixes`` if given."""
+    if os.path.isdir(path):
+        raise UserError(f"{flag} {path} is a directory; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UserError(f"{flag} {path}: {parent} is a file")
+    allowed = sorted(s.lower() for s in suffixes)
+    if allowed and os.path.splitext(path)[1].lower().lstrip(".") not in allowed:
+        raise UserError(f"{flag} {path}: the format comes from the extension, one of "
+                        f"{', '.join('.' + s for s in allowed)}")
 
 
 def install_hint(extra: str) -> str:

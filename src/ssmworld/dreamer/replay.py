@@ -301,6 +301,10 @@ class ReplayBuffer:
         self.current.clear()
         self.steps = 0
         by_uid: dict[int, Chunk] = {}
+        if not os.path.isdir(directory):
+            if lengths:
+                raise UserError(f"replay: {directory} is missing (the checkpoint expects {len(lengths)} chunk(s))")
+            return
         names = sorted((n for n in os.listdir(directory) if n.endswith(".npz")), key=lambda n: int(n.split(".")[0]))
         for name in names:
             if lengths is not None and name.split(".")[0] not in lengths:

@@ -56,10 +56,11 @@ def capture(vec: gym.vector.SyncVectorEnv, arrays: dict[str, Any], policy_state:
     return tensors, state
 
 
-def restore(vec: gym.vector.SyncVectorEnv, tensors: dict[str, Any], state: dict[str, Any]
-            ) -> tuple[dict[str, Any], dict[str, Any] | None, list[int]]:
-    """Put the saved episodes back into ``vec`` (reset once beforehand, so its buffers exist). Returns the trainer's
-    arrays, the agent's acting state (tensors on their saved devices) and the envs whose replay went astray.
+def restore(vec: gym.vector.SyncVectorEnv, tensors: dict[str, Any], state: dict[str, Any],
+            device: torch.device | str = "cpu") -> tuple[dict[str, Any], dict[str, Any] | None, list[int]]:
+    """Put the saved episodes back into ``vec`` (reset once beforehand, so its buffers exist); ``tensors`` as loaded
+    (on the CPU). Returns the trainer's arrays, the agent's acting state (its tensors on ``device``) and the envs
+    whose replay went astray.
 
     An env that replays its episode (DMC, bsuite, MinAtar, MiniGrid, POPGym, Memory Maze) returns from ``set_state``
     the observation it arrived at; it must equal the one saved with the checkpoint, else the replay took another
@@ -73,7 +74,7 @@ def restore(vec: gym.vector.SyncVectorEnv, tensors: dict[str, Any], state: dict[
                                             for key, value in replayed.items()):
             astray.append(i)
     vec._autoreset_envs = np.array(state["autoreset"], dtype=bool)
-    return arrays, (tensors["policy"] if state["has_policy"] else None), astray
+    return arrays, (_to_device(tensors["policy"], device) if state["has_policy"] else None), astray
 
 
 def _to_tensors(tree: Any) -> Any:
@@ -82,6 +83,12 @@ def _to_tensors(tree: Any) -> Any:
     if isinstance(tree, torch.Tensor):
         return tree.detach().clone()
     return torch.from_numpy(np.array(tree))
+
+
+def _to_device(tree: Any, device: torch.device | str) -> Any:
+    if isinstance(tree, dict):
+        return {k: _to_device(v, device) for k, v in tree.items()}
+    return tree.to(device)
 
 
 def _to_numpy(tree: Any) -> Any:

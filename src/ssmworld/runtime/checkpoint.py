@@ -60,9 +60,13 @@ def save(root: str, step: int, tensors: dict[str, Any], state: dict[str, Any], k
         json.dump(dict(state, step=step, tensors_sha256=_sha256(tensor_path)), f)
         f.flush()
         os.fsync(f.fileno())
-    shutil.rmtree(final, ignore_errors=True)
+    old = final + ".old"  # the same step saved again (an interrupt right after a periodic checkpoint): the earlier
+    if os.path.exists(final):  # copy stays until the new one is in place, so a crash never leaves neither
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
     os.replace(tmp, final)
     _fsync(root)
+    shutil.rmtree(old, ignore_errors=True)
     for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -72,13 +76,16 @@ def list_checkpoints(root: str) -> list[str]:
     """Finished checkpoint directories, oldest first."""
     if not os.path.isdir(root):
         return []
-    names = sorted(n for n in os.listdir(root) if n.startswith(PREFIX) and not n.endswith(".tmp"))
-    return [os.path.join(root, n) for n in names]
+    names = os.listdir(root)
+    done = {n for n in names if n.startswith(PREFIX) and n[len(PREFIX):].isdigit()}  # not .tmp (unfinished)
+    # a step saved again whose new copy was not in place when the process died: its earlier copy counts
+    moved = {n[:-4] for n in names if n.startswith(PREFIX) and n.endswith(".old") and n[len(PREFIX):-4].isdigit()}
+    return [os.path.join(root, n if n in done else n + ".old") for n in sorted(done | moved)]
 
 
 def step_of(path: str) -> int:
     """The env step of a checkpoint directory ``.../step-<step>``."""
-    return int(os.path.basename(path)[len(PREFIX):])
+    return int(os.path.basename(path)[len(PREFIX):].removesuffix(".old"))
 
 
 def load(path: str, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
@@ -89,9 +96,13 @@ def load(path: str, map_location: str | torch.device = "cpu") -> tuple[dict[str,
         tensor_path = os.path.join(path, "tensors.pt")
         if _sha256(tensor_path) != state.get("tensors_sha256"):
             raise CheckpointError(f"checkpoint {path}: tensors.pt does not match its checksum (corrupt or truncated)")
-        tensors = torch.load(tensor_path, map_location=map_location, weights_only=True)
-    except (OSError, json.JSONDecodeError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+    except (OSError, json.JSONDecodeError) as err:
         raise CheckpointError(f"checkpoint {path}: unreadable ({type(err).__name__}: {err})") from None
+    try:  # the file is the one written (checksum): what fails to load here is foreign, or a bug (a traceback)
+        tensors = torch.load(tensor_path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"checkpoint {path}: holds objects other than tensors and plain containers "
+                              f"({' '.join(str(err).split())[:200]})") from None
     return tensors, state
 
 

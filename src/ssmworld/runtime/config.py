@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -63,11 +65,11 @@ class TrainConfig:
     sampler: Literal["uniform", "recency", "dfs"] = "uniform"
     dfs_temperature: float = 10.0  # tau of DFS: p_i = softmax(-n_i / tau); larger is closer to uniform
     eval_every: int = 10_000  # env steps between evaluations (0: only at the end)
-    eval_episodes: int = 10  # greedy-policy episodes per evaluation
+    eval_episodes: int = 10  # greedy-policy episodes per evaluation (0: none)
     log_every: int = 1_000  # env steps between train/ and perf/ metric rows
-    checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints (and one at the end)
+    checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints (and one at the end; 0: every step)
     checkpoint_every: int = 0  # also every this many env steps (0: off); deterministic, for exact-resume tests
-    keep_checkpoints: int = 2  # newest checkpoints kept on disk (older ones are deleted)
+    keep_checkpoints: int = 2  # newest checkpoints kept on disk (older ones are deleted; 0: all)
     # Stop when solved (as SB3's StopTrainingOnRewardThreshold): end the run at the first evaluation whose
     # stop_metric (success_rate | return_mean) is >= stop_at; None: train for all the steps. The summary's "solved":
     # whether the run's final evaluation (the early one, or the one at the end) met it
@@ -76,6 +78,21 @@ class TrainConfig:
     stop_metric: Literal["success_rate", "return_mean"] = "success_rate"
     minutes: float = 0.0  # wall-clock budget of this invocation: stop (evaluate, checkpoint) after it; 0 = none
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        """Ranges; checked again on the final values (check_config) and where training starts (the command line sets
+        --steps and --seed after loading)."""
+        for names, ok, what in ((_POSITIVE, lambda v: v > 0, "positive"), (_NON_NEGATIVE, lambda v: v >= 0, ">= 0")):
+            for name in names:
+                value = getattr(self, name)
+                if not (ok(value) and math.isfinite(value)):  # NaN fails both
+                    raise UserError(f"train.{name} must be {what}, got {value}")
+
+
+_POSITIVE = ("steps", "envs", "batch_size", "sequence_length", "replay_capacity", "replay_chunk", "context_length",
+             "log_every", "dfs_temperature")
+_NON_NEGATIVE = ("seed", "prefill", "train_ratio", "eval_every", "eval_episodes", "checkpoint_minutes",
+                 "checkpoint_every", "keep_checkpoints", "minutes")
 
 
 @dataclass
@@ -362,13 +379,25 @@ def _groups(obj: Any) -> list[Any]:
 
 
 def save_yaml(cfg: Config, path: str) -> None:
-    with open(path, "w") as f:
+    """Atomically (a temporary file, fsynced, renamed): a run rewrites its config.yaml at every session's start."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
         yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def load_yaml(path: str) -> Config:
-    with open(path) as f:
-        return from_dict(yaml.safe_load(f) or {})
+    """The Config in ``path``; ConfigError if the file is not a config (damaged, empty, another YAML)."""
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML ({type(err).__name__}); a damaged run config?") from None
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{path} holds no config (a {type(data).__name__}); a damaged run config?")
+    return from_dict(data)
 
 
 def _get(obj: Any, key: str) -> Any:

@@ -159,7 +159,17 @@ def world_model_losses(agent: Agent, episode: Episode) -> tuple[dict[str, float]
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0, explore: bool = False,
              env_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run ``episodes`` episodes with the agent's greedy policy (``explore=False``) in a fresh env: return, length,
-    success, and the world model's per-step losses on them (``wm_loss_reward`` ...: held-out data)."""
+    success, and the world model's per-step losses on them (``wm_loss_reward`` ...: held-out data). Its random draws
+    (latent samples) come from torch's generator seeded with ``seed`` and put back afterwards: an evaluation is a
+    function of the weights and the seed, and leaves a training run's random numbers as they were."""
+    device = next(agent.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        return _evaluate(agent, env_id, episodes, seed, explore, env_options)
+
+
+def _evaluate(agent: Agent, env_id: str, episodes: int, seed: int, explore: bool,
+              env_options: dict[str, Any] | None) -> dict[str, Any]:
     env = envs.make(env_id, seed=seed, **(env_options or {}))
     returns, lengths, successes, rows, losses = [], [], [], 0, {key: 0.0 for key in HELD_OUT_LOSSES}
     for index in range(episodes):

@@ -34,6 +34,7 @@ def save(trainer: Trainer, acting: bool = False) -> bool:
     tensors = {"agent": trainer.agent.state_dict(),
                "optimizers": {k: o.state_dict() for k, o in trainer.agent.optimizers().items()},
                "torch_rng": torch.get_rng_state(),
+               **({"cuda_rng": torch.cuda.get_rng_state(trainer.device)} if trainer.device.type == "cuda" else {}),
                "replay_visits": {k: torch.from_numpy(v) for k, v in trainer.replay.sampler_state().items()}}
     captured = trainer._acting_state() if acting else None
     saved = captured if isinstance(captured, tuple) else None
@@ -50,14 +51,26 @@ def save(trainer: Trainer, acting: bool = False) -> bool:
     return saved is not None
 
 
+# What every checkpoint holds (save); one without them is damaged, not a bug of the run that loads it
+_STATE_KEYS = ("step", "updates", "episodes", "update_credit", "next_eval", "rng", "replay_rng", "replay_lengths",
+               "window_sums", "window_count", "window_step")
+_TENSOR_KEYS = ("agent", "optimizers", "torch_rng")
+
+
 def restore(trainer: Trainer) -> None:
     if not trainer.logdir:
         raise ValueError("resume needs a logdir")
     tensors, state = _load(trainer)
+    missing = [k for k in _STATE_KEYS if k not in state] + [k for k in _TENSOR_KEYS if k not in tensors]
+    if missing:
+        raise UserError(f"the checkpoint of {trainer.logdir} at step {state.get('step', '?')} lacks "
+                        f"{', '.join(missing)}: a damaged or foreign checkpoint")
     trainer.agent.load_state_dict(tensors["agent"])
     for name, opt in trainer.agent.optimizers().items():
         opt.load_state_dict(tensors["optimizers"][name])
-    torch.set_rng_state(tensors["torch_rng"].cpu())
+    torch.set_rng_state(tensors["torch_rng"])
+    if trainer.device.type == "cuda" and "cuda_rng" in tensors:  # (a run moved from a CPU has none)
+        torch.cuda.set_rng_state(tensors["cuda_rng"], trainer.device)
     trainer.replay.load(os.path.join(trainer.state_dir(), "replay"), state["replay_lengths"])
     trainer.replay.load_sampler_state({k: v.numpy() for k, v in tensors.get("replay_visits", {}).items()})
     trainer.rng.bit_generator.state = state["rng"]
@@ -78,7 +91,7 @@ def _load(trainer: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
     interrupt the ranks' saves at different points), run with the same number of ranks."""
     root = os.path.join(trainer.state_dir(), "checkpoints")
     if not trainer.group.active:
-        _, tensors, state = checkpoint.load_latest(root, trainer.device)
+        _, tensors, state = checkpoint.load_latest(root)  # on the CPU: load_state_dict moves weights to theirs
         if state.get("world_size", 1) != 1:
             raise UserError(f"{trainer.logdir} was trained with {state['world_size']} data-parallel ranks; resume "
                              f"it with torchrun --nproc_per_node {state['world_size']}")
@@ -88,7 +101,7 @@ def _load(trainer: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
     if not common:
         raise UserError(f"no checkpoint step common to all {trainer.group.world_size} ranks under {trainer.logdir} "
                         f"(rank {trainer.group.rank} has {sorted(paths)}); was the run trained with this many ranks?")
-    tensors, state = checkpoint.load(paths[max(common)], trainer.device)
+    tensors, state = checkpoint.load(paths[max(common)])
     if state.get("world_size", 1) != trainer.group.world_size:
         raise UserError(f"{trainer.logdir} was trained with {state.get('world_size', 1)} ranks; resume it with "
                          f"the same number")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -27,12 +26,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import UserError, import_optional
+from .run_files import RUN_FILES
 from .sweep_grid import RunSpec, validate
-
-# What `ssmworld train` writes into a run directory (data-parallel ranks > 0 keep their state in rank-<r>/): a fresh
-# start deletes a directory only if it holds nothing else.
-RUN_FILES = re.compile(r"config\.yaml|metrics\.jsonl|summary\.json(\.tmp)?|replay|checkpoints|tensorboard|debug"
-                       r"|rank-\d+")
 
 
 # ---- one run (the body of a Ray task) --------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ class Trainer:
         self.group = group or Group()
         self.seed = tc.seed + 1_000_003 * self.group.rank  # rank 0 = the single-process run
         check_choices(tc, "train")
+        tc.__post_init__()  # ranges, also of what the command line set after loading (--steps, --seed)
         imagination = cfg.agent.imagination
         if imagination.starts == "replay":
             need = imagination.number(tc.batch_size, tc.sequence_length) + tc.envs * (imagination.context - 1)
@@ -57,8 +58,6 @@ class Trainer:
             if tc.sampler == "dfs" and tc.prefill < need:  # dfs draws the contexts without replacement
                 raise UserError(f"train.prefill must be >= {need} (imagination starts + envs x (context - 1), per "
                                  f"rank) for dfs imagination contexts, got {tc.prefill}")
-        if tc.context_length < 1:
-            raise UserError(f"train.context_length must be >= 1, got {tc.context_length}")
         if tc.context == "episode" and imagination.starts == "batch":
             raise UserError("train.context=episode needs agent.imagination.starts posterior or replay (batch "
                              "contexts start from the initial state)")
@@ -66,11 +65,6 @@ class Trainer:
         if tc.stop_at is not None and (tc.eval_every <= 0 or tc.eval_episodes <= 0):
             raise UserError("train.stop_at needs evaluations (train.eval_every and eval_episodes > 0), got "
                              f"{tc.eval_every}, {tc.eval_episodes}")
-        for name in ("envs", "batch_size", "sequence_length", "steps"):
-            if getattr(tc, name) <= 0:
-                raise UserError(f"train.{name} must be positive, got {getattr(tc, name)}")
-        if tc.train_ratio < 0:
-            raise UserError(f"train.train_ratio must be >= 0 (0: no updates), got {tc.train_ratio}")
         self.device = rank_device(resolve_device(tc.device), self.group)
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
@@ -133,7 +127,7 @@ class Trainer:
         return acting_state.capture(self.vec, arrays, self.policy_state)
 
     def _set_acting_state(self, tensors: dict[str, Any], state: dict[str, Any]) -> None:
-        arrays, self.policy_state, astray = acting_state.restore(self.vec, tensors, state)
+        arrays, self.policy_state, astray = acting_state.restore(self.vec, tensors, state, self.device)
         self.astray = (f"env(s) {astray} replayed their saved episodes to other observations (another env or MuJoCo "
                        "version?): the run goes on from there, not exactly") if astray else ""
         if self.astray and (self.quiet or not self.group.main):  # else the start-up message says it
@@ -171,8 +165,8 @@ class Trainer:
                 if self.logdir:
                     self.save_checkpoint(acting=True)
                 raise Interrupted(self.interrupted, self.step, self.logdir)
-            if self.logdir:
-                self.save_checkpoint()
+            if self.logdir:  # with the episodes in progress: a session ended by train.minutes resumes exactly, as
+                self.save_checkpoint(acting=True)  # does a finished run given more --steps
         finally:
             logger.close()
             self.vec.close()

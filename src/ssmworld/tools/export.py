@@ -31,11 +31,32 @@ from ..runtime.config import load_yaml, save_yaml
 from ..runtime.episodes import load_run, obs_to_tensors, space_dims, to_env_actions
 from ..runtime.logger import read_metrics
 
+EXPORT_FILES = frozenset({"model.safetensors", "config.yaml", "spaces.json", "README.md"})
+
+
+def check_export_target(logdir: str, out: str) -> None:
+    """UserError unless ``out`` may be (re)written by an export of ``logdir``: a new path, an empty directory or an
+    earlier export (only the export's files). Never the run itself, a directory holding it, or anything else."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out} is a file; give a directory for the export")
+    run, target = os.path.realpath(logdir), os.path.realpath(out)
+    if os.path.commonpath([run, target]) == target:
+        raise UserError(f"--out {out} is or holds the run {logdir}; give a directory of its own, e.g. "
+                        f"{os.path.join('exported', os.path.basename(run))}")
+    if os.path.isdir(out) and not set(os.listdir(out)) <= EXPORT_FILES:
+        raise UserError(f"--out {out} holds files an export does not write; give a new or empty directory, or an "
+                        "earlier export to replace")
+    parent = os.path.dirname(target)
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise UserError(f"--out {out}: {parent} is a file")
+
 
 def export_run(logdir: str, out: str) -> str:
-    """Write the latest good checkpoint of ``logdir`` as an export directory ``out`` (replaced atomically)."""
+    """Write the latest good checkpoint of ``logdir`` as an export directory ``out`` (check_export_target; an
+    earlier export there is replaced, a failed export leaves it as it was)."""
     from safetensors.torch import save_file
 
+    check_export_target(logdir, out)
     cfg, agent, step = load_run(logdir)
     env = envs.make(cfg.train.env, **cfg.train.env_options)
     obs_shapes, _, _ = space_dims(env.observation_space, env.action_space)
@@ -46,18 +67,26 @@ def export_run(logdir: str, out: str) -> str:
     if isinstance(layer, DictObservation):
         spaces["env_observation"] = space_to_json(layer.env.observation_space)
     env.close()
-    tmp = out.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    target = os.path.realpath(out)  # "." or "x/" name their directory too
+    tmp, old = target + ".tmp", target + ".old"
+    for path in (tmp, old):
+        shutil.rmtree(path, ignore_errors=True)
     os.makedirs(tmp)
-    save_file({k: v.contiguous() for k, v in agent.state_dict().items()}, os.path.join(tmp, "model.safetensors"))
-    os.chmod(os.path.join(tmp, "model.safetensors"), 0o644)  # safetensors writes 0600; an export is for sharing
-    save_yaml(cfg, os.path.join(tmp, "config.yaml"))
-    with open(os.path.join(tmp, "spaces.json"), "w") as f:
-        json.dump(spaces, f, indent=1)
-    with open(os.path.join(tmp, "README.md"), "w") as f:
-        f.write(_model_card(logdir, cfg, step))
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    try:
+        save_file({k: v.contiguous() for k, v in agent.state_dict().items()}, os.path.join(tmp, "model.safetensors"))
+        os.chmod(os.path.join(tmp, "model.safetensors"), 0o644)  # safetensors writes 0600; an export is for sharing
+        save_yaml(cfg, os.path.join(tmp, "config.yaml"))
+        with open(os.path.join(tmp, "spaces.json"), "w") as f:
+            json.dump(spaces, f, indent=1)
+        with open(os.path.join(tmp, "README.md"), "w") as f:
+            f.write(_model_card(logdir, cfg, step))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if os.path.exists(target):  # an earlier export (check_export_target): moved aside until the new one is in place
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
     return out
 
 

@@ -79,9 +79,11 @@ def load_run(path: str) -> Run:
         raise UserError(f"{path}: no config.yaml, so its env and preset (how runs are grouped) are unknown")
     try:
         with open(config) as f:
-            cfg = yaml.safe_load(f) or {}
+            cfg = yaml.safe_load(f)  # an empty file (None): a damaged config
     except yaml.YAMLError as e:
-        raise UserError(f"{config}: not valid YAML ({e})") from None
+        raise UserError(f"{config} is not valid YAML ({type(e).__name__}); a damaged run config?") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("train") or {}, dict):
+        raise UserError(f"{config} holds no run config (a damaged run directory?)")
     train, summary = cfg.get("train") or {}, None
     summary_path = os.path.join(path, "summary.json")
     if os.path.isfile(summary_path):
