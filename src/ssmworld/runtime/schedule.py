@@ -86,15 +86,16 @@ class MetricWindow:
         """A new speed window from ``step`` (after a train/ row, or when a session starts)."""
         self.started, self.start_step, self.start_updates, self.env_seconds = time.perf_counter(), step, updates, 0.0
 
-    def row(self, step: int, updates: int) -> dict[str, Any]:
-        """The train/ and perf/ values of this window; then a new window starts at ``step``."""
+    def row(self, step: int, updates: int, new_window: bool = True) -> dict[str, Any]:
+        """The train/ and perf/ values of this window; then (``new_window``) a new window starts at ``step``."""
         seconds = time.perf_counter() - self.started
         row: dict[str, Any] = {f"train/{k}": v / self.count for k, v in self.sums.items()} if self.count else {}
         row.update({"perf/fps": (step - self.start_step) / seconds,
                     "perf/updates_per_second": (updates - self.start_updates) / seconds,
                     "perf/acting_fraction": self.env_seconds / seconds})  # acting + env + replay writes
-        self.sums, self.count, self.step = {}, 0, step
-        self.restart(step, updates)
+        if new_window:
+            self.sums, self.count, self.step = {}, 0, step
+            self.restart(step, updates)
         return row
 
     def state(self) -> dict[str, Any]:

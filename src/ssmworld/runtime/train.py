@@ -239,8 +239,9 @@ class Trainer:
                     self.window.add(metrics)
                     if warmup:
                         logger.write(self.step, warmup)
-            if self.log_rows.crossed(self.window.step, self.step) or self.step >= tc.steps:
-                logger.write(self.step, self._train_row())
+            crossed = self.log_rows.crossed(self.window.step, self.step)
+            if crossed or self.step >= tc.steps:  # the run's last row keeps its window: given more --steps, the
+                logger.write(self.step, self._train_row(new_window=crossed))  # run averages as if uninterrupted
             if self.evaluations.due(self.step):
                 result = self._evaluate(logger) if main else {}
                 logger.write(self.step, result)
@@ -264,9 +265,9 @@ class Trainer:
         # the final evaluation counts too: a run that meets train.stop_at at its last step is solved
         return final, tc.stop_at is not None and bool(self.group.agree(int(self._solved(final)), self.device))
 
-    def _train_row(self) -> dict[str, Any]:
-        """The train/ and perf/ row of the updates since the last one; starts a new window."""
-        row = self.window.row(self.step, self.updates)
+    def _train_row(self, new_window: bool = True) -> dict[str, Any]:
+        """The train/ and perf/ row of the updates since the last one; starts a new window (``new_window``)."""
+        row = self.window.row(self.step, self.updates, new_window)
         row.update({"perf/seconds": self.seconds_before + time.perf_counter() - self.started,
                     "replay/steps": len(self.replay), "train/updates": self.updates})
         return row
