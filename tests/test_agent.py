@@ -319,3 +319,22 @@ def test_compile_imagination_names_what_it_cannot_do(monkeypatch):
     with pytest.raises(UserError, match="needs a C\\+\\+ compiler"):
         require_compiler(AgentConfig(compile_imagination=True))
     require_compiler(AgentConfig())  # nothing to compile: no compiler needed
+
+
+def test_critic_clip_clips_the_critic_alone():
+    """agent.critic_clip (R2I's Memory Maze: actor 200, critic 100): a clip near zero leaves the critic almost where it
+    was (Adam scales a gradient of norm 1e-12 to ~1e-7 of a step) while the actor learns as before."""
+    steps = {}
+    for critic_clip in (None, 1e-12):
+        agent = make_agent("gru")
+        agent.cfg.critic_clip = critic_clip
+        for p in agent.actor_critic.critic.parameters():  # a critic whose output layer is not at zero
+            torch.nn.init.normal_(p, std=0.3)
+        critic = [p.detach().clone() for p in agent.actor_critic.critic.parameters()]
+        actor = [p.detach().clone() for p in agent.actor_critic.actor.parameters()]
+        agent.update(batch())
+        steps[critic_clip] = [max((p - q).abs().max().item() for p, q in zip(module.parameters(), before))
+                              for module, before in ((agent.actor_critic.critic, critic),
+                                                     (agent.actor_critic.actor, actor))]
+    assert steps[None][0] > 1e-6 and steps[1e-12][0] < 1e-3 * steps[None][0]
+    assert steps[1e-12][1] == pytest.approx(steps[None][1], rel=1e-4)  # the actor: untouched by the critic's clip

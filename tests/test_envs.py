@@ -49,10 +49,30 @@ def test_gym_adapter_one_hot_and_vectors():
     ("builtin:nosuch/3", "unknown task 'nosuch'"),
     ("builtin:recall/x", "integers"),
     ("gym:NoSuchEnv-v0", "gym:NoSuchEnv-v0"),
+    ("gym:nomodule_xyz:Foo-v0", "No module named 'nomodule_xyz' .gym:<module>:<env id> imports the module"),
+    ("gym:NoSpace/Foo-v0", "an env another package registers: name it, e.g. gym:ale_py:NoSpace/Foo-v0"),
 ])
 def test_bad_env_ids_give_one_clear_error(bad, message):
-    with pytest.raises(ValueError, match=message):
+    from ssmworld.errors import UserError
+
+    with pytest.raises(UserError, match=message):
         envs.make(bad)
+
+
+@pytest.mark.parametrize("env_id,options,message", [
+    ("gym:CartPole-v1", {"foo": 1}, "unexpected keyword argument 'foo'.*; drop the option from train.env_options"),
+    ("minatar:Breakout", {"difficulty_ramping": "false"}, "difficulty_ramping must be true or false, got 'false'"),
+    ("minigrid:MemoryS7", {"direction": "no"}, "direction must be true or false"),
+    ("atari:Pong", {"sticky": "high"}, "sticky must be a probability in .0, 1."),
+    ("atari:Pong", {"life_loss": "false"}, "life_loss must be true or false"),
+])
+def test_bad_env_options_give_one_clear_error(env_id, options, message):
+    from ssmworld.errors import UserError
+
+    pytest.importorskip({"gym": "gymnasium", "minatar": "minatar", "minigrid": "minigrid",
+                         "atari": "ale_py"}[env_id.split(":")[0]])
+    with pytest.raises(UserError, match=message):
+        envs.make(env_id, **options)
 
 
 def test_recall_image_task_draws_cue_and_query():

@@ -195,3 +195,16 @@ def test_image_and_vector_observations(style):
     assert metrics["loss_decoder"] > 0
     with pytest.raises(ValueError, match="vectors .* or images"):
         WorldModel({"grid": (3, 3)}, 4, cfg)
+
+
+def test_vector_units_and_decoder_layers_shape_the_vector_encoder_and_decoder():
+    """R2I's bsuite/dmc configs: encoder and decoder MLPs 1024 wide and 5 deep beside 2 x 512 heads."""
+    cfg = WorldModelConfig.with_core("gru", {"width": 16}, units=16, latent_groups=2, latent_classes=4,
+                                     vector_units=24, encoder_layers=3, decoder_layers=4, head_layers=1)
+    wm = WorldModel({"vector": 5}, 3, cfg)
+    encoder = [m for m in wm.encoder.modules() if isinstance(m, torch.nn.Linear)]
+    decoder = [m for m in wm.decoder["vector"].modules() if isinstance(m, torch.nn.Linear)]
+    reward = [m for m in wm.reward_head.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in encoder] == [24, 24, 24]
+    assert [m.out_features for m in decoder] == [24, 24, 24, 24, 5]
+    assert [m.out_features for m in reward] == [16, 255]  # the heads keep units and head_layers

@@ -58,7 +58,8 @@ class AgentConfig:
     model_clip: float = 1000.0  # world-model gradient-norm clip
     model_warmup: int = 0  # updates of linear learning-rate warm-up for the world model (Drama: 1000)
     # Decoupled weight decay (AdamW, Loshchilov & Hutter 2019) of the world model's linear and convolution weights;
-    # biases, norms and the SSM's own parameters are not decayed. DreamerV3 and R2I use none (0). Per update each
+    # biases, norms and the SSM's own parameters are not decayed. DreamerV3 uses none (0), R2I 1e-2 on Memory Maze
+    # only (docs/REFERENCE.md r2i.md §5; the presets' paper size). Per update each
     # decayed weight shrinks by model_lr * model_weight_decay. On a memory task it made the reward head generalise
     # worse (docs/RESULTS.md, "Memorised because of the first few dozen episodes").
     model_weight_decay: float = 0.0
@@ -68,6 +69,7 @@ class AgentConfig:
     critic_lr: float = 3e-5  # critic learning rate
     actor_critic_eps: float = 1e-5  # actor and critic optimiser epsilon
     actor_critic_clip: float = 100.0  # actor and critic gradient-norm clip
+    critic_clip: float | None = None  # the critic's own clip (None: actor_critic_clip); R2I Memory Maze: 200 / 100
     # float32 | bfloat16: the update's forward passes under torch.autocast (DreamerV3's default compute dtype on
     # accelerators). Matmuls run in bfloat16, distributions, losses, SSM states and the optimisers in float32. On CPUs
     # with AMX (or avx512_bf16) bfloat16 matmuls are several times faster; on AVX2-only CPUs they are emulated and
@@ -281,7 +283,8 @@ class Agent(nn.Module):
         (actor_loss + critic_loss).backward()
         self.sync.average_gradients([*ac.actor.parameters(), *ac.critic.parameters()])
         metrics["grad_norm_actor"] = nn.utils.clip_grad_norm_(ac.actor.parameters(), cfg.actor_critic_clip)
-        metrics["grad_norm_critic"] = nn.utils.clip_grad_norm_(ac.critic.parameters(), cfg.actor_critic_clip)
+        metrics["grad_norm_critic"] = nn.utils.clip_grad_norm_(
+            ac.critic.parameters(), cfg.actor_critic_clip if cfg.critic_clip is None else cfg.critic_clip)
         self.actor_opt.step()
         self.critic_opt.step()
         wm.zero_grad(set_to_none=True)  # the model step's gradients: not needed until its next step (memory)

@@ -49,6 +49,10 @@ class WorldModelConfig:
     units: int = 256  # encoder, heads and the core's input width
     encoder_layers: int = 2  # hidden layers of the vector encoder MLP
     head_layers: int = 2  # hidden layers of the decoder, reward and continue heads
+    # the vector encoder and decoder MLPs' width and the decoder's hidden layers (None: units, head_layers); R2I's
+    # bsuite and dmc configs: 1024 wide, 5 layers, beside 2 x 512 heads
+    vector_units: int | None = None
+    decoder_layers: int | None = None
     latent_groups: int = 32  # categorical latents per step (G)
     latent_classes: int = 32  # classes per categorical latent (C); z has G * C one-hot entries
     unimix: float = 0.01  # uniform mixture in the latent distributions (DreamerV3: 1%)
@@ -138,7 +142,8 @@ class WorldModel(nn.Module):
         self.image_keys = [k for k, v in shapes.items() if len(v) == 3]
         self.latent_dim = cfg.latent_groups * cfg.latent_classes
         vector_dim = sum(shapes[k][0] for k in self.vector_keys)
-        self.encoder = MLP(vector_dim, cfg.units, cfg.encoder_layers) if self.vector_keys else None
+        vector_units = cfg.vector_units or cfg.units
+        self.encoder = MLP(vector_dim, vector_units, cfg.encoder_layers) if self.vector_keys else None
         self.image_encoders = nn.ModuleDict({k: ImageEncoder(shapes[k], cfg.image_style, cfg.cnn_depth)
                                              for k in self.image_keys})
         embed_dim = (self.encoder.output_dim if self.encoder else 0) + sum(
@@ -157,7 +162,8 @@ class WorldModel(nn.Module):
         h_dim = self.core.output_dim
         self.prior = logits_layer(h_dim)
         decoder_dim = self.latent_dim + (h_dim if cfg.decoder_input == "hz" else 0)
-        self.decoder = nn.ModuleDict({k: MLP(decoder_dim, cfg.units, cfg.head_layers, shapes[k][0])
+        decoder_layers = cfg.head_layers if cfg.decoder_layers is None else cfg.decoder_layers
+        self.decoder = nn.ModuleDict({k: MLP(decoder_dim, vector_units, decoder_layers, shapes[k][0])
                                       for k in self.vector_keys})
         self.image_decoders = nn.ModuleDict({k: ImageDecoder(decoder_dim, shapes[k], cfg.image_style, cfg.cnn_depth)
                                              for k in self.image_keys})

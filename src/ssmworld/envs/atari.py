@@ -112,12 +112,14 @@ class AtariEnv(gym.Env):
                  max_frames: int = 108_000):
         if not isinstance(size, int) or not 8 <= size <= 256 or size & (size - 1):
             raise UserError(f"atari:{game}: size must be a power of two in 8..256, got {size!r}")
-        if not 0.0 <= float(sticky) < 1.0:
+        if not (isinstance(sticky, (int, float)) and not isinstance(sticky, bool) and 0.0 <= sticky < 1.0):
             raise UserError(f"atari:{game}: sticky must be a probability in [0, 1), e.g. 0.25, got {sticky!r}")
         if not isinstance(noop_max, int) or noop_max < 0:
             raise UserError(f"atari:{game}: noop_max must be an integer >= 0, got {noop_max!r}")
         if not isinstance(max_frames, int) or max_frames < 1:
             raise UserError(f"atari:{game}: max_frames must be an integer >= 1, got {max_frames!r}")
+        if not isinstance(life_loss, bool):  # a string "false" would be truthy
+            raise UserError(f"atari:{game}: life_loss must be true or false, got {life_loss!r}")
         self.game, rom = _resolve(game)
         import cv2
         self._cv2 = cv2

@@ -244,7 +244,7 @@ def _loader(bsuite, experiment: str, settings: dict) -> Callable[[int | None], A
 
 
 def make_bsuite(task: str) -> gym.Env:
-    """``task`` = "<experiment>/<index>", e.g. "memory_len/10" (memory length 11)."""
+    """``task`` = "<experiment>/<index>", e.g. "memory_len/10" (memory length 12: the index into bsuite's sweep)."""
     bsuite, sweep = _import_bsuite(f"bsuite:{task}")
     experiment, _, index = task.partition("/")
     experiments = sorted({bsuite_id.split("/")[0] for bsuite_id in sweep.SWEEP})

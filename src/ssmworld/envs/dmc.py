@@ -27,7 +27,8 @@ Ids: every task of ``dm_control.suite.ALL_TASKS`` (51 with dm_control 1.0.50) as
 Rendering: unless ``MUJOCO_GL`` is already set, it is set to ``egl`` (headless, Mesa or GPU) before dm_control is
 first imported. Override it by exporting ``MUJOCO_GL=osmesa`` (needs libosmesa6) or ``glfw`` (needs a display)
 before the first dmc env is made (dm_control reads it once, at import); proprioceptive ``dmc:`` envs also run with
-``MUJOCO_GL=disable``. A backend that fails raises one ValueError naming the fix.
+``MUJOCO_GL=disable``. A backend that fails raises one UserError naming the fix (a machine setup to change, as
+memorymaze's).
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ _GL_FIX = ("fix: MUJOCO_GL=egl with the EGL libraries (apt-get install -y libegl
            "libgl1), or MUJOCO_GL=osmesa with libosmesa6; dmc: without pixels also runs with MUJOCO_GL=disable")
 
 
-def _gl_error(what: str, err: BaseException) -> ValueError:
+def _gl_error(what: str, err: BaseException) -> UserError:
     """One line naming the backend in use, the error and the fix."""
-    return ValueError(f"{what}: OpenGL backend MUJOCO_GL={os.environ.get('MUJOCO_GL')!r} failed "
+    return UserError(f"{what}: OpenGL backend MUJOCO_GL={os.environ.get('MUJOCO_GL')!r} failed "
                       f"({type(err).__name__}: {err}); {_GL_FIX}")
 
 

@@ -89,7 +89,16 @@ def make_gym(task: str, **kwargs) -> gym.Env:
     try:
         env = gym.make(task, **kwargs)
     except gym.error.Error as err:
-        raise UserError(f"gym:{task}: {err}") from None
+        hint = (f" (an env another package registers: name it, e.g. gym:ale_py:{task})"
+                if isinstance(err, gym.error.NamespaceNotFound) else "")
+        raise UserError(f"gym:{task}: {err}{hint}") from None
+    except ModuleNotFoundError as err:  # "module:EnvId": the module that registers the env, or one it needs, is missing
+        raise UserError(f"gym:{task}: {str(err).split('.')[0]} (gym:<module>:<env id> imports the module that "
+                        "registers the env; install it)") from None
+    except TypeError as err:
+        if "unexpected keyword argument" not in str(err):
+            raise  # a bug inside the env's constructor: its traceback
+        raise UserError(f"gym:{task}: {err}; drop the option from train.env_options") from None
     if not isinstance(env.action_space, (gym.spaces.Discrete, gym.spaces.Box)):
         raise UserError(f"gym:{task}: unsupported action space {type(env.action_space).__name__}; "
                          "accepted: Discrete, Box")

@@ -111,5 +111,7 @@ def make_minatar(task: str, sticky: float = 0.1, difficulty_ramping: bool = True
         raise UserError(f"minatar:{task}: sticky must be a probability in [0, 1), e.g. 0.1, got {sticky!r}")
     if max_steps is not None and not (isinstance(max_steps, int) and max_steps >= 1):
         raise UserError(f"minatar:{task}: max_steps must be an integer >= 1 or None, got {max_steps!r}")
-    env: gym.Env = MinAtarEnv(games[task.lower()], float(sticky), bool(difficulty_ramping))
+    if not isinstance(difficulty_ramping, bool):  # a string "false" would be truthy
+        raise UserError(f"minatar:{task}: difficulty_ramping must be true or false, got {difficulty_ramping!r}")
+    env: gym.Env = MinAtarEnv(games[task.lower()], float(sticky), difficulty_ramping)
     return gym.wrappers.TimeLimit(env, max_steps) if max_steps else env

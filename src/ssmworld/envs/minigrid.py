@@ -114,13 +114,15 @@ class MiniGridTask(gym.Env):
             raise UserError(f"minigrid:{task}: actions must be one of {', '.join(_ACTION_SETS)}, got {actions!r}")
         if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
             raise UserError(f"minigrid:{task}: max_steps must be an integer >= 1 or None, got {max_steps!r}")
+        if not isinstance(direction, bool):  # a string "false" would be truthy
+            raise UserError(f"minigrid:{task}: direction must be true or false, got {direction!r}")
         _minigrid(f"minigrid:{task}")
         from minigrid.core import constants
         self.env_id = _resolve(task)
         self.env = gym.make(self.env_id, disable_env_checker=True).unwrapped
         if max_steps is not None:
             self.env.max_steps = max_steps  # read by MiniGrid's step (truncation) and its success reward
-        self.obs_mode, self.size, self.direction = obs, size, bool(direction)
+        self.obs_mode, self.size, self.direction = obs, size, direction
         self.view = int(self.env.agent_view_size)
         self._actions = _used_actions(type(self.env)) if actions == "used" else list(range(7))
         self.action_space = gym.spaces.Discrete(len(self._actions))
