@@ -66,3 +66,9 @@ def assert_resume_mid_episode_is_exact(tmp_path, monkeypatch, preset, env, overr
     assert cut == whole and any("train/loss_model" in r for r in whole)
     saved = json.loads((tmp_path / "cut" / "checkpoints" / "step-000000000090" / "state.json").read_text())
     assert len(saved["acting"]["envs"][0]["actions"]) == 90
+
+
+def seeded_generator(seed):
+    """A torch.Generator on the default device (the GPU under benchmarks/gpu_check.sh's SSMWORLD_TEST_DEVICE: a CPU
+    generator cannot draw CUDA tensors), seeded."""
+    return torch.Generator(device=torch.get_default_device()).manual_seed(seed)

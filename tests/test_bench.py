@@ -49,3 +49,24 @@ def test_tiny_bench_run_writes_json(tmp_path):
     assert report["meta"]["settings"]["threads"] == 1
     # stdout is a pipe here, as in a CI log: the table keeps its cells whole (rich's default 80 columns cut them)
     assert "parallel" in proc.stdout and "…" not in proc.stdout
+
+
+def test_a_failed_measurement_fails_the_command(tmp_path, monkeypatch, capsys):
+    """A crashed worker is a row with its error (table and JSON) and exit code 1, not "ok" (benchmarks/gpu_check.sh
+    counts failed steps by exit code); rows skipped for the time budget are not failures."""
+    from ssmworld.cli import main
+    from ssmworld.tools import bench_cores
+
+    def crashed(module, job, threads):
+        if job["length"] == 16:
+            return dict(core=job["core"], length=16, mode=job["mode"], error="RuntimeError: CUDA error: boom")
+        return dict(core=job["core"], length=job["length"], mode=job["mode"], error="skipped: over the time budget")
+
+    monkeypatch.setattr(bench_cores, "run_worker", crashed)
+    code = main(["bench", "cores", "--cores", "gru", "--lengths", "8,16", "--json", str(tmp_path / "b.json")])
+    err = capsys.readouterr().err
+    assert code == 1 and "1 measurement(s) failed, e.g. gru at T=16: RuntimeError: CUDA error: boom" in err
+    assert json.loads((tmp_path / "b.json").read_text())["results"]
+    monkeypatch.setattr(bench_cores, "run_worker", lambda module, job, threads: dict(
+        core=job["core"], length=job["length"], mode=job["mode"], error="skipped: over the time budget"))
+    assert main(["bench", "cores", "--cores", "gru", "--lengths", "8"]) == 0

@@ -7,7 +7,7 @@ import torch
 
 from ssmworld import sequence
 
-from .helpers import step_loop
+from .helpers import seeded_generator, step_loop
 
 # Small sizes: every core, several layers, chunk sizes that T=257 crosses many times.
 CONFIGS = {
@@ -61,7 +61,7 @@ def assert_states_close(a, b, atol):
 @pytest.mark.parametrize("key", CONFIGS)
 def test_parallel_equals_step_loop(key):
     core = build(key)
-    g = torch.Generator().manual_seed(1)
+    g = seeded_generator(1)
     batch, length = 3, 257
     x = torch.randn(batch, length, INPUT_DIM, generator=g)
     reset = random_resets(batch, length, g)
@@ -80,7 +80,7 @@ def test_reset_starts_a_fresh_segment(key):
     """A reset at t makes y[t:] exactly what a fresh sequence from the initial state gives. An implementation that
     resets one step early (the official R2I off-by-one) or leaks state across the boundary fails this."""
     core = build(key)
-    g = torch.Generator().manual_seed(2)
+    g = seeded_generator(2)
     x = torch.randn(2, 40, INPUT_DIM, generator=g)
     reset = torch.zeros(2, 40, dtype=torch.bool)
     reset[:, 17] = True
@@ -98,7 +98,7 @@ def test_reset_starts_a_fresh_segment(key):
                                  for k in CONFIGS])
 def test_gradcheck_float64(key):
     core = build(key, dtype=torch.float64)
-    g = torch.Generator().manual_seed(3)
+    g = seeded_generator(3)
     batch, length = 2, 6
     x = torch.randn(batch, length, INPUT_DIM, generator=g, dtype=torch.float64, requires_grad=True)
     reset = torch.zeros(batch, length, dtype=torch.bool)
@@ -167,7 +167,7 @@ def test_make_rejects_unknown_core_and_option():
 @pytest.mark.parametrize("key", [k for k in CONFIGS if core_name(k) != "attention"])
 def test_forward_states_match_the_step_loop(key):
     core = build(key)
-    g = torch.Generator().manual_seed(4)
+    g = seeded_generator(4)
     x = torch.randn(2, 19, INPUT_DIM, generator=g)
     reset = random_resets(3, 19, g)[1:]
     with torch.no_grad():

@@ -104,3 +104,16 @@ def test_torchrun_ranks_stay_identical_and_resume(tmp_path):
     single = subprocess.run([sys.executable, "-m", "ssmworld", "train", "--logdir", logdir, "--resume", "--steps",
                              "300"], capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert single.returncode == 2 and "torchrun --nproc_per_node 2" in single.stderr
+
+
+def test_each_rank_takes_its_local_gpu_and_an_explicit_one_is_bad_input():
+    import pytest
+
+    from ssmworld.errors import UserError
+    from ssmworld.runtime.distributed import Group, rank_device
+
+    assert rank_device(torch.device("cuda"), Group(3, 4, 1)) == torch.device("cuda", 1)
+    assert rank_device(torch.device("cuda", 2), Group()) == torch.device("cuda", 2)  # one process: as given
+    assert rank_device(torch.device("cpu"), Group(3, 4, 1)) == torch.device("cpu")
+    with pytest.raises(UserError, match="would put every rank on one GPU"):
+        rank_device(torch.device("cuda", 0), Group(3, 4, 1))

@@ -11,7 +11,7 @@ from ssmworld.nn import bfloat16_is_native
 from ssmworld.nn.distributions import CategoricalLatent, TwoHot
 from ssmworld.tools.bench_harness import cpu_name_and_flags
 
-from .helpers import step_loop
+from .helpers import seeded_generator, step_loop
 from .test_agent import make_agent
 from .test_cores_contract import CONFIGS, INPUT_DIM, build, core_name
 from .test_world_model import batch
@@ -25,7 +25,7 @@ def bf16():
 @pytest.mark.parametrize("key", list(CONFIGS))
 def test_cores_under_autocast(key):
     core = build(key)
-    gen = torch.Generator().manual_seed(1)
+    gen = seeded_generator(1)
     x = torch.randn(3, 40, INPUT_DIM, generator=gen).bfloat16().float()  # exact in bfloat16 too
     reset = torch.zeros(3, 40, dtype=torch.bool)
     reset[1, 17] = True

@@ -4,8 +4,20 @@ raises UserError (one line, exit 2)."""
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
 from .errors import UserError
+
+
+def failed_measurements(report: dict[str, Any]) -> int:
+    """Exit code of a bench command: 1 if a measurement's worker failed (a bug: its last error line is in the table
+    and the JSON), else 0. Rows skipped for the time budget are not failures."""
+    failed = [r for r in report["results"] if "error" in r and not r["error"].startswith("skipped")]
+    if failed:
+        print(f"ssmworld: error: {len(failed)} measurement(s) failed, e.g. {failed[0].get('core')} at "
+              f"T={failed[0].get('length')}: {failed[0]['error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _apply_positive(args: argparse.Namespace, settings: object, names: tuple[str, ...]) -> str | None:
@@ -40,8 +52,7 @@ def bench_cores_command(args: argparse.Namespace) -> int:
     error = _apply_positive(args, settings, ("batch", "repeats"))
     if error:
         raise UserError(error)
-    bench_cores(settings, json_path=args.json)
-    return 0
+    return failed_measurements(bench_cores(settings, json_path=args.json))
 
 
 def bench_world_model_command(args: argparse.Namespace) -> int:
@@ -62,8 +73,7 @@ def bench_world_model_command(args: argparse.Namespace) -> int:
     error = _apply_positive(args, settings, ("batch", "width", "repeats", "context", "horizon"))
     if error:
         raise UserError(error)
-    bench_world_model(settings, json_path=args.json)
-    return 0
+    return failed_measurements(bench_world_model(settings, json_path=args.json))
 
 
 def bench_update_command(args: argparse.Namespace) -> int:

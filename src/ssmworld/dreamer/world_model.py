@@ -49,10 +49,9 @@ class WorldModelConfig:
     units: int = 256  # encoder, heads and the core's input width
     encoder_layers: int = 2  # hidden layers of the vector encoder MLP
     head_layers: int = 2  # hidden layers of the decoder, reward and continue heads
-    # the vector encoder and decoder MLPs' width and the decoder's hidden layers (None: units, head_layers); R2I's
-    # bsuite and dmc configs: 1024 wide, 5 layers, beside 2 x 512 heads
-    vector_units: int | None = None
-    decoder_layers: int | None = None
+    # R2I's bsuite and dmc configs: vector encoder and decoder MLPs 1024 wide and 5 deep, beside 2 x 512 heads
+    vector_units: int | None = None  # width of the vector encoder and decoder MLPs (None: units)
+    decoder_layers: int | None = None  # hidden layers of the vector decoder MLP (None: head_layers)
     latent_groups: int = 32  # categorical latents per step (G)
     latent_classes: int = 32  # classes per categorical latent (C); z has G * C one-hot entries
     unimix: float = 0.01  # uniform mixture in the latent distributions (DreamerV3: 1%)

@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..errors import UserError
+
 
 @dataclass(frozen=True)
 class Group:
@@ -109,7 +111,11 @@ def setup(device: str = "auto") -> Group:
 
 
 def rank_device(device: torch.device, group: Group) -> torch.device:
-    """One GPU per rank on a node: cuda -> cuda:<local rank>; other devices unchanged."""
-    if group.active and device.type == "cuda" and device.index is None:
+    """One GPU per rank on a node: cuda -> cuda:<local rank>; other devices unchanged. An explicit cuda:N would put
+    every rank on one GPU: bad input under torchrun."""
+    if group.active and device.type == "cuda":
+        if device.index is not None:
+            raise UserError(f"train.device={device} under torchrun would put every rank on one GPU; give cuda (or "
+                            "auto): each rank takes the GPU of its local rank")
         return torch.device("cuda", group.local_rank)
     return device

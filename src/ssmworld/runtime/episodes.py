@@ -149,7 +149,7 @@ def world_model_losses(agent: Agent, episode: Episode) -> tuple[dict[str, float]
     training is the same with or without it."""
     device, wm = next(agent.parameters()).device, agent.world_model
     batch, training = episode_batch(episode, device, HELD_OUT_ROWS), wm.training
-    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         wm.eval()
         _, metrics, _ = wm.loss(batch)
     wm.train(training)

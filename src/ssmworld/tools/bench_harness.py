@@ -90,7 +90,7 @@ def sgemm_rate(size: int = 1024, repeats: int = 10) -> float:
     import torch
 
     a, b = torch.randn(size, size), torch.randn(size, size)
-    sync = (lambda: torch.cuda.synchronize()) if a.is_cuda else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(a.device)) if a.is_cuda else (lambda: None)
     a @ b
     sync()
     times = []

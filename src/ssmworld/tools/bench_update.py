@@ -62,7 +62,8 @@ def bench_update(preset: str, size: str, env: str, overrides: list[str], repeats
         update()
     gflop = counter.get_total_flops() / 1e9
     seconds = statistics.median(totals)
-    rate = sgemm_rate()
+    with torch.device(trainer.device):  # the matmul rate of the device the update ran on
+        rate = sgemm_rate()
     params = sum(p.numel() for p in trainer.agent.parameters())
     report = dict(
         meta=report_meta("update", threads=threads, device=str(trainer.device)),
