@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from .cli_bench import bench_cores_command, bench_update_command, bench_world_model_command
 from .cli_parser import build_parser
-from .errors import Interrupted, UserError, check_output_path
+from .errors import Interrupted, UserError, check_output_path, file_in_the_way
 
 if TYPE_CHECKING:
     from .runtime.config import Config
@@ -39,14 +39,6 @@ def _fail(message: str) -> int:
     one_line = " ".join(message.split())  # a message that quotes a library's multi-line text stays one line
     print(f"ssmworld: error: {one_line}", file=sys.stderr)
     return 2
-
-
-def _file_on_the_way(directory: str) -> str | None:
-    """The existing file that keeps ``directory`` from being a directory or being created (itself or an ancestor)."""
-    path = os.path.abspath(directory)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    return None if os.path.isdir(path) else path
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -63,7 +55,7 @@ def _train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    blocked = _file_on_the_way(args.logdir)
+    blocked = file_in_the_way(args.logdir)
     if blocked:
         return _fail(f"--logdir {args.logdir}: {blocked} is a file; give a directory (it is created if missing)")
     if args.resume:
@@ -152,7 +144,7 @@ def _sweep(args: argparse.Namespace) -> int:
             return _fail(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
     if args.address and args.local_cpus:
         return _fail("--local-cpus sizes a local cluster; with --address the cluster's own resources are used")
-    blocked = _file_on_the_way(args.root)
+    blocked = file_in_the_way(args.root)
     if blocked:
         return _fail(f"--root {args.root}: {blocked} is a file; give a directory (it is created if missing)")
     root = os.path.abspath(args.root)  # Ray workers (maybe on other nodes of a shared filesystem) get absolute paths

@@ -31,16 +31,22 @@ class Interrupted(Exception):
         super().__init__(f"{name} at step {step}{where}")
 
 
+def file_in_the_way(directory: str) -> str | None:
+    """The existing file that keeps ``directory`` from being a directory or being created (itself or an ancestor)."""
+    path = os.path.abspath(directory)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return None if os.path.isdir(path) else path
+
+
 def check_output_path(path: str, flag: str, suffixes: typing.Iterable[str] = ()) -> None:
     """UserError, before any work, unless ``path`` can be written as a file: not a directory, no file where a
     directory on the way to it must be (missing ones are created), and its extension one of ``suffixes`` if given."""
     if os.path.isdir(path):
         raise UserError(f"{flag} {path} is a directory; give a file name")
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise UserError(f"{flag} {path}: {parent} is a file")
+    blocked = file_in_the_way(os.path.dirname(os.path.abspath(path)))
+    if blocked:
+        raise UserError(f"{flag} {path}: {blocked} is a file")
     allowed = sorted(s.lower() for s in suffixes)
     if allowed and os.path.splitext(path)[1].lower().lstrip(".") not in allowed:
         raise UserError(f"{flag} {path}: the format comes from the extension, one of "

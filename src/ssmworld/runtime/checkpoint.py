@@ -60,13 +60,13 @@ def save(root: str, step: int, tensors: dict[str, Any], state: dict[str, Any], k
         json.dump(dict(state, step=step, tensors_sha256=_sha256(tensor_path)), f)
         f.flush()
         os.fsync(f.fileno())
-    old = final + ".old"  # the same step saved again (an interrupt right after a periodic checkpoint): the earlier
-    if os.path.exists(final):  # copy stays until the new one is in place, so a crash never leaves neither
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
+    earlier = final + ".old"  # the same step saved again (an interrupt right after a periodic checkpoint): its
+    if os.path.exists(final):  # earlier copy stays until the new one is in place, so a crash always leaves one
+        shutil.rmtree(earlier, ignore_errors=True)
+        os.replace(final, earlier)
     os.replace(tmp, final)
     _fsync(root)
-    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(earlier, ignore_errors=True)
     for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -26,7 +26,7 @@ import torch
 from .. import envs
 from ..dreamer.agent import Agent
 from ..envs.gym_adapter import DictObservation, observation_converter, space_from_json, space_to_json
-from ..errors import UserError
+from ..errors import UserError, file_in_the_way
 from ..runtime.config import load_yaml, save_yaml
 from ..runtime.episodes import load_run, obs_to_tensors, space_dims, to_env_actions
 from ..runtime.logger import read_metrics
@@ -46,9 +46,9 @@ def check_export_target(logdir: str, out: str) -> None:
     if os.path.isdir(out) and not set(os.listdir(out)) <= EXPORT_FILES:
         raise UserError(f"--out {out} holds files an export does not write; give a new or empty directory, or an "
                         "earlier export to replace")
-    parent = os.path.dirname(target)
-    if os.path.exists(parent) and not os.path.isdir(parent):
-        raise UserError(f"--out {out}: {parent} is a file")
+    blocked = file_in_the_way(os.path.dirname(target))
+    if blocked:
+        raise UserError(f"--out {out}: {blocked} is a file")
 
 
 def export_run(logdir: str, out: str) -> str:
