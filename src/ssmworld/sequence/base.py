@@ -86,8 +86,9 @@ class SequenceCore(nn.Module):
 
     def _forward_states(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         ys, states = [], []
+        resets_at = reset.any(0).tolist()  # one device-to-host copy, not one per step (a sync each on a GPU)
         for t in range(x.shape[1]):
-            if bool(reset[:, t].any()):
+            if resets_at[t]:
                 state = self.reset(state, reset[:, t])
             y, state = self._step(x[:, t], state)
             ys.append(y)
