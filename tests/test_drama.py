@@ -1,4 +1,5 @@
-"""The drama preset reproduces Drama's world-model layout: parameter counts per part as in docs/REFERENCE.md drama.md §1."""
+"""The drama preset reproduces Drama's world-model and actor-critic layout: parameter counts per part as in
+docs/REFERENCE.md drama.md §1 and §3."""
 
 import pytest
 
@@ -18,6 +19,10 @@ def test_drama_world_model_parameter_counts(actions, total):
     assert counts["continue head"] == 131_841
     assert counts["sequence model"] == 3_737_504 - 6 * 512 + actions * 512  # stem Linear(1024 + A, 512) + 2 Mamba-2
     assert counts["total"] == total
+    actor, critic = (sum(p.numel() for p in m.parameters()) for m in (agent.actor_critic.actor,
+                                                                      agent.actor_critic.critic))
+    assert critic == 1_444_607  # drama.md §1: 3 x [Linear(1536 -> 512), RMSNorm, SiLU], Linear(512 -> 255)
+    assert actor == 1536 * 256 + 256 + 2 * (256 * 256 + 256) + 3 * 256 + 257 * actions  # 3 x 256: ~0.53M
 
 
 def tiny_drama(actions=3, **overrides):

@@ -63,6 +63,7 @@ class ReturnNormalizer(nn.Module):
 @dataclass
 class ActorCriticConfig:
     units: int = 256  # hidden units of the actor and critic MLPs
+    critic_units: int | None = None  # the critic's own width (None: units); Drama: actor 256, critic 512
     layers: int = 2  # hidden layers of the actor and critic MLPs
     gamma: float = 1 - 1 / 333  # discount per step (DreamerV3: 1 - 1/333)
     lam: float = 0.95  # lambda of the lambda-returns
@@ -108,7 +109,7 @@ class ActorCritic(nn.Module):
         check_choices(cfg, "agent.actor_critic")
         self.cfg, self.discrete, self.action_dim = cfg, discrete, action_dim
         self.actor = MLP(feat_dim, cfg.units, cfg.layers, action_dim if discrete else 2 * action_dim)
-        self.critic = MLP(feat_dim, cfg.units, cfg.layers, 255, zero_output=True)
+        self.critic = MLP(feat_dim, cfg.critic_units or cfg.units, cfg.layers, 255, zero_output=True)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.normalizer = ReturnNormalizer()
 
