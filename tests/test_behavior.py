@@ -188,3 +188,21 @@ def test_actor_and_critic_losses_equal_their_definitions(discrete):
     torch.testing.assert_close(actor_loss.detach(), expected_actor)
     torch.testing.assert_close(critic_loss.detach(), expected_critic)
     torch.testing.assert_close(metrics["return_mean"], returns.mean())
+
+
+def test_actor_input_norm_learns_the_imagined_states_statistics():
+    """actor_input_norm (Drama): the loss updates the running statistics from the imagined states it trains on; the
+    policy reads the normalised input; acting (policy alone) leaves them alone; checkpoints keep them."""
+    from ssmworld.dreamer.behavior import OneHotPolicy
+
+    ac = make_actor_critic(actor_input_norm=True)
+    feat = 5 + 3 * torch.randn(4, 8, 3)
+    before = {k: v.clone() for k, v in ac.state_dict().items() if k.startswith("actor_input.")}
+    assert set(before) == {"actor_input.mean", "actor_input.var", "actor_input.count"}
+    ac.policy(feat)  # acting: no update
+    assert all(torch.equal(v, ac.state_dict()[k]) for k, v in before.items())
+    action = ac.policy(feat[:-1]).sample()
+    ac.loss(feat, action, torch.zeros(3, 8), torch.ones(3, 8))
+    torch.testing.assert_close(ac.actor_input.mean, feat[:-1].reshape(-1, 3).mean(0), rtol=1e-3, atol=1e-3)
+    normalised = (feat - ac.actor_input.mean) / torch.sqrt(ac.actor_input.var + 1e-8)
+    torch.testing.assert_close(ac.policy(feat).probs, OneHotPolicy(ac.actor(normalised), ac.cfg.unimix).probs)

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from ssmworld.nn import MLP, Bernoulli, BoundedNormal, CategoricalLatent, TwoHot, symexp, symlog
@@ -145,3 +146,22 @@ def test_small_softmax_equals_torch_softmax_with_its_gradient():
     assert torch.autograd.gradcheck(softmax, (x,))
     big = torch.tensor([[1000.0, 0.0, -1000.0]])  # the max is subtracted: no overflow
     torch.testing.assert_close(softmax(big), torch.tensor([[1.0, 0.0, 0.0]]))
+
+
+def test_running_norm_combines_batches_as_one_and_clips():
+    """The statistics of two updates equal those of the concatenated inputs (up to the N(0, 1) prior's 1e-4 weight);
+    forward normalises with them and clips to +-clip."""
+    from ssmworld.nn import RunningNorm
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = 3 + 2 * torch.randn(50, 4, generator=gen), 3 + 2 * torch.randn(7, 5, 4, generator=gen)
+    norm = RunningNorm(4, clip=1.5)
+    norm.update(a)
+    norm.update(b)
+    both = torch.cat([a, b.reshape(-1, 4)])
+    torch.testing.assert_close(norm.mean, both.mean(0), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(norm.var, both.var(0, unbiased=False), rtol=1e-5, atol=1e-4)
+    assert norm.count.item() == pytest.approx(85 + 1e-4)
+    x = torch.stack([norm.mean, norm.mean + torch.sqrt(norm.var), norm.mean + 10 * torch.sqrt(norm.var)])
+    torch.testing.assert_close(norm(x), torch.tensor([[0.0] * 4, [1.0] * 4, [1.5] * 4]), rtol=0, atol=1e-4)
+    assert {"mean", "var", "count"} <= set(norm.state_dict())

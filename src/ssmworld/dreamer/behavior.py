@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError, check_choices
-from ..nn import MLP, BoundedNormal, TwoHot
+from ..nn import MLP, BoundedNormal, RunningNorm, TwoHot
 from ..nn.distributions import onehot, sample_index, unimix_probs
 
 
@@ -64,6 +64,10 @@ class ReturnNormalizer(nn.Module):
 class ActorCriticConfig:
     units: int = 256  # hidden units of the actor and critic MLPs
     critic_units: int | None = None  # the critic's own width (None: units); Drama: actor 256, critic 512
+    # the actor's inputs normalised by their running mean and variance (clipped to +-10), updated on the imagined
+    # states of each actor-critic loss (Drama's VecNormalize also updated while acting; here acting and evaluation
+    # leave the statistics alone)
+    actor_input_norm: bool = False
     layers: int = 2  # hidden layers of the actor and critic MLPs
     gamma: float = 1 - 1 / 333  # discount per step (DreamerV3: 1 - 1/333)
     lam: float = 0.95  # lambda of the lambda-returns
@@ -109,13 +113,14 @@ class ActorCritic(nn.Module):
         check_choices(cfg, "agent.actor_critic")
         self.cfg, self.discrete, self.action_dim = cfg, discrete, action_dim
         self.actor = MLP(feat_dim, cfg.units, cfg.layers, action_dim if discrete else 2 * action_dim)
+        self.actor_input = RunningNorm(feat_dim) if cfg.actor_input_norm else None
         self.critic = MLP(feat_dim, cfg.critic_units or cfg.units, cfg.layers, 255, zero_output=True)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.normalizer = ReturnNormalizer()
 
     def policy(self, feat: torch.Tensor) -> OneHotPolicy | BoundedNormal:
         """feat: (..., F) -> action distribution over (..., A)."""
-        out = self.actor(feat)
+        out = self.actor(feat if self.actor_input is None else self.actor_input(feat))
         if self.discrete:
             return OneHotPolicy(out, self.cfg.unimix)
         mean, std = out.chunk(2, -1)
@@ -148,6 +153,8 @@ class ActorCritic(nn.Module):
         # (H, N): w_0 = start_cont, w_t = w_{t-1} * gamma * c_{t-1}: the discounted chance that s_t is reached
         weight = torch.cumprod(torch.cat([start, cfg.gamma * cont[:-1]], 0), 0).detach()
         scale = self.normalizer.update(returns)
+        if self.actor_input is not None:
+            self.actor_input.update(feat[:-1].detach())
         policy = self.policy(feat[:-1].detach())
         if not self.backprop_dynamics:
             advantage = ((returns - value[:-1]) / scale).detach()

@@ -2,8 +2,8 @@
 
 from .conv import ImageDecoder, ImageEncoder
 from .distributions import Bernoulli, BoundedNormal, CategoricalLatent, TwoHot, symexp, symlog
-from .layers import MLP, dense_block, eval_mode, frozen_parameters
+from .layers import MLP, RunningNorm, dense_block, eval_mode, frozen_parameters
 from .precision import bfloat16_is_native
 
-__all__ = ["MLP", "Bernoulli", "BoundedNormal", "CategoricalLatent", "ImageDecoder", "ImageEncoder", "TwoHot",
-           "bfloat16_is_native", "dense_block", "eval_mode", "frozen_parameters", "symexp", "symlog"]
+__all__ = ["MLP", "Bernoulli", "BoundedNormal", "CategoricalLatent", "ImageDecoder", "ImageEncoder", "RunningNorm",
+           "TwoHot", "bfloat16_is_native", "dense_block", "eval_mode", "frozen_parameters", "symexp", "symlog"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+import torch
 from torch import nn
 
 from ..errors import UserError
@@ -43,6 +44,34 @@ class MLP(nn.Module):
     def forward(self, x):
         """x: (..., in_dim) -> (..., output_dim)."""
         return self.head(self.trunk(x))
+
+
+class RunningNorm(nn.Module):
+    """(x - mean) / sqrt(var + eps), clipped to [-clip, clip], with the mean and variance of every input ``update``
+    was given (batch moments combined as Chan et al.'s parallel variance). Buffers: checkpoints keep them and
+    data-parallel ranks average them. Drama normalises its actor's inputs so (its VecNormalize, whose statistics its
+    checkpoints lost: drama.md D4). x: (..., dim)."""
+
+    def __init__(self, dim: int, clip: float = 10.0, eps: float = 1e-8):
+        super().__init__()
+        self.clip, self.eps = clip, eps
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))  # a prior of N(0, 1), almost no weight
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, x.shape[-1]).float()
+        n, mean, var = x.shape[0], x.mean(0), x.var(0, unbiased=False)
+        count = self.count.float()
+        total = count + n
+        delta = mean - self.mean
+        self.var.copy_((self.var * count + var * n + delta.square() * count * n / total) / total)
+        self.mean.add_(delta * n / total)
+        self.count.add_(n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) / torch.sqrt(self.var + self.eps)).clamp(-self.clip, self.clip)
 
 
 @contextmanager
