@@ -206,3 +206,28 @@ def test_actor_input_norm_learns_the_imagined_states_statistics():
     torch.testing.assert_close(ac.actor_input.mean, feat[:-1].reshape(-1, 3).mean(0), rtol=1e-3, atol=1e-3)
     normalised = (feat - ac.actor_input.mean) / torch.sqrt(ac.actor_input.var + 1e-8)
     torch.testing.assert_close(ac.policy(feat).probs, OneHotPolicy(ac.actor(normalised), ac.cfg.unimix).probs)
+
+
+def test_slow_critic_target_return_is_the_lambda_return_of_slow_values():
+    """slow_critic_target=return (Drama): the critic's second target is the lambda-return computed with the slow
+    critic's values instead of the slow critic's value of each state."""
+    import copy
+
+    from ssmworld.nn import TwoHot
+
+    ac = make_actor_critic(slow_critic_target="return")
+    with torch.no_grad():
+        for p in [*ac.critic.parameters(), *ac.slow_critic.parameters()]:
+            p.normal_(std=0.3)
+    feat, reward, cont = torch.randn(4, 6, 3), torch.randn(3, 6), torch.ones(3, 6)
+    action = ac.policy(feat[:-1]).sample()
+    ref = copy.deepcopy(ac)
+    _, critic_loss, _ = ac.loss(feat, action, reward, cont)
+    cfg = ref.cfg
+    with torch.no_grad():
+        returns = lambda_returns(reward, cont, TwoHot(ref.critic(feat)).mean, cfg.gamma, cfg.lam)
+        slow_returns = lambda_returns(reward, cont, TwoHot(ref.slow_critic(feat)).mean, cfg.gamma, cfg.lam)
+        weight = torch.cumprod(torch.cat([torch.ones(1, 6), cfg.gamma * cont[:-1]]), 0)
+        critic = TwoHot(ref.critic(feat[:-1]))
+        expected = -(weight * (critic.log_prob(returns) + cfg.slow_critic_reg * critic.log_prob(slow_returns))).mean()
+    torch.testing.assert_close(critic_loss.detach(), expected)

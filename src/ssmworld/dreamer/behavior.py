@@ -80,6 +80,9 @@ class ActorCriticConfig:
     continuous_gradient: Literal["dynamics", "reinforce"] = "dynamics"
     slow_critic_fraction: float = 0.02  # EMA step of the slow critic after every update
     slow_critic_reg: float = 1.0  # weight of the pull towards the slow critic's prediction
+    # that prediction: the slow critic's value of each state ("mean", DreamerV3) or the lambda-return computed with
+    # the slow critic's values ("return", Drama)
+    slow_critic_target: Literal["mean", "return"] = "mean"
     # Re-initialise actor, critic and slow critic (and their optimiser states) every this many updates; 0: never.
     # They learn only in imagination, so a fresh pair relearns from the current world model without new data; this
     # recovers a policy whose softmax saturated on what an early world model predicted (its gradients then vanish:
@@ -163,7 +166,11 @@ class ActorCritic(nn.Module):
             objective = returns / scale
         entropy = policy.entropy()
         actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
-        slow_target = self.value(feat[:-1].detach(), slow=True)
+        if cfg.slow_critic_target == "mean":
+            slow_target = self.value(feat[:-1].detach(), slow=True)
+        else:
+            slow_values = self.value(feat.detach(), slow=True)
+            slow_target = lambda_returns(reward.detach(), cont.detach(), slow_values, cfg.gamma, cfg.lam)
         critic_loss = -(weight * (critic_dist.log_prob(returns.detach())
                                   + cfg.slow_critic_reg * critic_dist.log_prob(slow_target))).mean()
         metrics = {"loss_actor": actor_loss.detach(), "loss_critic": critic_loss.detach(),
