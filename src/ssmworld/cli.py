@@ -185,11 +185,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from matplotlib.backend_bases import FigureCanvasBase
+    from .tools.plots import check_figure_path, plot_runs
 
-    from .tools.plots import plot_runs
-
-    check_output_path(args.out, "--out", FigureCanvasBase.get_supported_filetypes())
+    check_figure_path(args.out)
     if args.json:
         check_output_path(args.json, "--json")
     result = plot_runs(args.runs, args.out, metric=args.metric, x=args.x, group_by=args.group_by)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..errors import UserError, import_optional
+from ..errors import UserError, check_output_path, import_optional
 from ..runtime.logger import read_metrics
 
 RESAMPLES = 2000
@@ -244,6 +244,12 @@ def aggregate(curves: list[dict[str, Any]], metric: str, references: dict[str, t
     return {"normalization": normalization, "presets": presets}
 
 
+def check_figure_path(out: str) -> None:
+    """UserError, before any work, unless ``out`` can be written as a figure (check_output_path with the formats
+    matplotlib writes, taken from the extension)."""
+    check_output_path(out, "--out", _matplotlib()[1].get_supported_filetypes())
+
+
 def _matplotlib() -> tuple[Any, Any]:
     figure = import_optional("matplotlib.figure", "plot", "ssmworld plot needs matplotlib")
     agg = import_optional("matplotlib.backends.backend_agg", "plot", "ssmworld plot needs matplotlib")
@@ -291,7 +297,9 @@ def _draw(result: dict[str, Any], out: str) -> None:
             ax.set_xlabel(f"{label} ({scale}, 95% CI)")
     if os.path.dirname(out):
         os.makedirs(os.path.dirname(out), exist_ok=True)
-    fig.savefig(out, dpi=110)
+    tmp = f"{out}.tmp"  # written whole, then renamed: an interrupted plot never leaves half a figure
+    fig.savefig(tmp, dpi=110, format=os.path.splitext(out)[1].lstrip(".").lower() or "png")
+    os.replace(tmp, out)
 
 
 def plot_runs(run_dirs: list[str], out: str, metric: str = "episode/return", x: str = "step", points: int = 100,
