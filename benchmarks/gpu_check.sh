@@ -9,7 +9,8 @@
 #    (SSMWORLD_TEST_DEVICE: tests/conftest.py makes it torch's default device),
 # 3. `ssmworld bench cores` and `ssmworld bench world-model` (S5 vs GRU) at T in {256, 1024, 4096} on the device,
 #    the world model also with bfloat16 autocast (agent.precision; tests/test_precision.py checks it against fp32),
-# 4. one short training run per preset on the device (debug size).
+# 4. one short training run per preset on the device (debug size), then the r2i run resumed and evaluated there
+#    (checkpoints load on the CPU and move; a bench or run that fails counts as a failed step).
 # --quick: tiny sizes, no compile tests (what CI runs on the CPU: the plumbing, not the numbers). Every step runs even
 # if an earlier one fails; the exit code is the number of failed steps, the JSON files and logs land in --out (default
 # gpu_check_out).
@@ -75,5 +76,6 @@ done
 # resume on the device: checkpoints load on the CPU and move (replay counters, acting state, the CUDA RNG)
 step resume_r2i python -m ssmworld train --logdir "$OUT/train_r2i" --resume --device "$DEVICE" \
     --steps $((STEPS + 40)) --quiet
+step eval_r2i python -m ssmworld eval --logdir "$OUT/train_r2i" --episodes 2 --device "$DEVICE"
 echo "gpu_check: $failed step(s) failed; logs and JSON in $OUT"
 exit "$failed"

@@ -243,6 +243,8 @@ def test_exported_gym_policy_acts_on_the_envs_own_observations(tmp_path, capsys)
     (["eval", "--logdir", "run", "--video", "x.avi"], "--video x.avi: the format comes from the extension, one of "
                                                       ".gif, .mp4"),
     (["bsuite-score", "runs", "--json", "adir"], "--json adir is a directory"),
+    pytest.param(["eval", "--logdir", "run", "--device", "cuda"], "CUDA is not available",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without CUDA")),
 ])
 def test_output_paths_are_checked_before_any_work(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)

@@ -169,7 +169,7 @@ def _eval(args: argparse.Namespace) -> int:
         return _fail(f"--seed must be >= 0, got {args.seed}")
     if args.video:
         check_output_path(args.video, "--video", ("mp4", "gif"))
-    cfg, agent, step = load_run(args.logdir)
+    cfg, agent, step = load_run(args.logdir, args.device)
     result = evaluate(agent, cfg.train.env, args.episodes, seed=args.seed, explore=args.explore,
                       env_options=cfg.train.env_options)
     if args.video:

@@ -133,6 +133,7 @@ def _add_run_tools(commands: Any) -> None:
     evaluate.add_argument("--episodes", type=int, default=20)
     evaluate.add_argument("--seed", type=int, default=12345)
     evaluate.add_argument("--explore", action="store_true", help="sample actions instead of the greedy policy")
+    evaluate.add_argument("--device", default="cpu", help="cpu (default) | auto | cuda | cuda:N")
     evaluate.add_argument("--video", metavar="PATH", help="also record one episode (.mp4 or .gif): real frames beside "
                           "the world model's open-loop imagination (image envs)")
     evaluate.add_argument("--context", type=int, default=5, help="real steps the model sees before imagining (video)")

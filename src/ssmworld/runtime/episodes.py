@@ -193,7 +193,9 @@ def _evaluate(agent: Agent, env_id: str, episodes: int, seed: int, explore: bool
 
 
 def load_run(logdir: str, device: str = "cpu") -> tuple[Config, Agent, int]:
-    """(config, agent with the weights of the latest good checkpoint, its env step) of a run directory."""
+    """(config, agent with the weights of the latest good checkpoint, its env step) of a run directory; the agent on
+    ``device`` (auto | cpu | cuda | cuda:N)."""
+    device = resolve_device(device)
     path = os.path.join(logdir, "config.yaml")
     if not os.path.exists(path):
         raise UserError(f"{path} not found: is {logdir} a run directory?")
@@ -201,6 +203,6 @@ def load_run(logdir: str, device: str = "cpu") -> tuple[Config, Agent, int]:
     env = envs.make(cfg.train.env, **cfg.train.env_options)
     agent = build_agent(cfg.agent, env, device)
     env.close()
-    _, tensors, state = checkpoint.load_latest(os.path.join(logdir, "checkpoints"), device)
+    _, tensors, state = checkpoint.load_latest(os.path.join(logdir, "checkpoints"))  # on the CPU, then copied
     agent.load_state_dict(tensors["agent"])
     return cfg, agent.eval(), int(state["step"])
