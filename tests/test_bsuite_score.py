@@ -13,10 +13,10 @@ from ssmworld.runtime.config import load_config, save_yaml  # noqa: E402
 from ssmworld.tools.bsuite_score import bsuite_rows, bsuite_score  # noqa: E402
 
 
-def fake_run(path, successes):
+def fake_run(path, successes, task="memory_len/0"):
     """A run directory on bsuite:memory_len/0 whose episodes succeed as given (2 steps each, as memory length 1)."""
     os.makedirs(path)
-    save_yaml(load_config("r2i", "debug", "bsuite:memory_len/0"), os.path.join(path, "config.yaml"))
+    save_yaml(load_config("r2i", "debug", f"bsuite:{task}"), os.path.join(path, "config.yaml"))
     with open(os.path.join(path, "metrics.jsonl"), "w") as f:
         for i, ok in enumerate(successes):
             row = {"step": 2 * (i + 1), "episode/return": 1.0 if ok else -1.0, "episode/length": 2,
@@ -42,7 +42,8 @@ def test_scores_come_from_bsuites_analysis(tmp_path):
     fake_run(tmp_path / "bad", [True] * 60 + [False] * 40)  # 0.8: not learned
     scores = bsuite_score([str(tmp_path / "good"), str(tmp_path / "bad")], str(tmp_path / "results"))
     assert [s["score"] for s in scores] == [1.0, 0.0] and scores[0]["episodes"] == 100
-    with open(tmp_path / "results" / "good" / "bsuite_id_-_memory_len-0.csv") as f:
+    run_dir = str(tmp_path / "good").strip(os.sep).replace(os.sep, "__")
+    with open(tmp_path / "results" / run_dir / "bsuite_id_-_memory_len-0.csv") as f:
         header = next(csv.reader(f))
     assert header == ["steps", "episode", "total_return", "episode_len", "episode_return", "total_perfect",
                       "total_regret"]
@@ -58,3 +59,13 @@ def test_a_real_run_logs_the_counters_and_scores(tmp_path, capsys):
     assert "memory_len/0" in out and "False" in out  # 40 episodes of bsuite's 10,000: not finished
     code = main(["bsuite-score", str(tmp_path)])
     assert code == 2
+
+
+def test_runs_that_share_a_name_are_scored_apart(tmp_path):
+    """A sweep's runs all end in seed0, seed1, ...: each is scored from its own CSV, not with the others'."""
+    fake_run(tmp_path / "a" / "seed0", [True] * 70 + [False] * 30)
+    fake_run(tmp_path / "b" / "seed0", [True] * 60 + [False] * 40, task="memory_len/1")
+    scores = bsuite_score([str(tmp_path / "a" / "seed0"), str(tmp_path / "b" / "seed0")], str(tmp_path / "results"))
+    assert [s["score"] for s in scores] == [1.0, 0.0]
+    again = bsuite_score([str(tmp_path / "b" / "seed0")], str(tmp_path / "results"))  # leftovers do not leak in
+    assert again[0]["score"] == 0.0

@@ -234,6 +234,25 @@ def test_exported_gym_policy_acts_on_the_envs_own_observations(tmp_path, capsys)
         without_converter.act(obs)
 
 
+def test_exported_policy_converts_a_gym_dict_observation_with_the_models_keys():
+    """A gym: env's Dict observation has the model's keys but not its shapes (Discrete -> one-hot, Box -> flat): the
+    policy converts it, and takes ssmworld's own dict as it is."""
+    from ssmworld.dreamer.agent import Agent
+    from ssmworld.runtime.config import load_config
+    from ssmworld.tools.export import Policy
+
+    space = gym.spaces.Dict({"d": gym.spaces.Discrete(3), "b": gym.spaces.Box(0.0, 1.0, (2, 2))})
+    agent = Agent({"d": 3, "b": 4}, 2, True, load_config("r2i", "debug", "builtin:recall/2").agent)
+    policy = Policy(agent, gym.spaces.Discrete(2), torch.device("cpu"), space)
+    raw = {"d": 2, "b": np.arange(4, dtype=np.float32).reshape(2, 2) / 4}
+    converted = policy._as_dict(raw)
+    np.testing.assert_array_equal(converted["d"], [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(converted["b"], [0.0, 0.25, 0.5, 0.75])
+    np.testing.assert_array_equal(policy._as_dict(converted)["b"], converted["b"])  # already converted: as it is
+    action, _ = policy.act(raw)
+    assert action in (0, 1)
+
+
 @pytest.mark.parametrize("args,message", [
     (["plot", "runs", "--out", "fig.xyz"], "--out fig.xyz: the format comes from the extension, one of"),
     (["plot", "runs", "--out", "afile/fig.png"], "afile is a file"),

@@ -55,7 +55,7 @@ def test_grid_order_and_layout(tmp_path):
     assert fresh[1:] == ["-m", "ssmworld", "train", "--logdir", runs[1].logdir, "--quiet", "--threads", "2",
                          "--steps", "100", "--preset", "r2i", "--size", "debug", "--env", "bsuite:memory_len/0",
                          "--seed", "1", "train.prefill=5"]
-    assert resume[1:] == fresh[1:11] + ["--resume"]
+    assert resume[1:] == fresh[1:9] + ["--resume"]  # a resumed run keeps its own config, its steps included
 
 
 def test_attempt_verdicts_and_a_run_dir_with_foreign_files(tmp_path):
@@ -70,6 +70,12 @@ def test_attempt_verdicts_and_a_run_dir_with_foreign_files(tmp_path):
     os.makedirs(run.logdir)
     open(os.path.join(run.logdir, "notes.txt"), "w").close()  # not written by `ssmworld train`: never deleted
     assert run_state(run.logdir) == "fresh"
+    finished = tmp_path / "finished"
+    os.makedirs(finished / "checkpoints" / "step-000000000050")
+    (finished / "config.yaml").write_text("train: {steps: 100}\n")
+    for steps, solved, state in ((100, False, "finished"), (50, True, "finished"), (50, False, "resume")):
+        (finished / "summary.json").write_text(json.dumps({"steps": steps, "solved": solved}))
+        assert run_state(str(finished)) == state, (steps, solved)  # train.minutes ended it early: resumed
     outcome = execute_run(run, SweepSettings(str(tmp_path)))
     assert outcome["returncode"] == 2 and "notes.txt" in outcome["stderr"]
     assert os.listdir(run.logdir) == ["notes.txt"]

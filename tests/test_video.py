@@ -23,6 +23,10 @@ def test_video_of_real_and_imagined_frames(tmp_path):
     frames = np.stack(list(imageio.get_reader(path)))
     assert info["frames"] == 13 and info["context"] == 4  # 12 steps: 13 observations
     assert frames.shape[0] == 13 and frames.shape[2] == 2 * frames.shape[1]  # real | imagined, upscaled 4x
+    # an episode no longer than the context (here 3 steps, context 5): the model's reconstruction only, no crash
+    short = {"max_steps": 3, "size": 16}
+    info = record_episode(agent, "minigrid:MemoryS7", path, seed=0, context=5, env_options=short)
+    assert info["frames"] == 4 and info["context"] == 4 and len(list(imageio.get_reader(path))) == 4
 
 
 def test_video_needs_image_observations(tmp_path):

@@ -47,7 +47,8 @@ class Logger:
             except ImportError:  # tensorboard is optional
                 pass
             else:
-                self._tb = SummaryWriter(os.path.join(logdir, "tensorboard"))
+                # a resumed session hides what a killed one logged past the checkpoint (as metrics.jsonl is cut)
+                self._tb = SummaryWriter(os.path.join(logdir, "tensorboard"), purge_step=start_step or None)
         self._progress: Progress | None = None
         self._last_print = 0.0
         self.fps: float | None = None  # None until the first rate window has been measured

@@ -61,12 +61,27 @@ def latest_checkpoint_step(logdir: str) -> int | None:
 
 
 def run_state(logdir: str) -> str:
-    """"finished" (summary.json), "resume" (config.yaml and a checkpoint) or "fresh" (anything else)."""
-    if os.path.exists(os.path.join(logdir, "summary.json")):
+    """"finished" (summary.json of a run that reached its steps or was solved), "resume" (config.yaml and a
+    checkpoint: also a session that train.minutes ended early) or "fresh" (anything else)."""
+    if os.path.exists(os.path.join(logdir, "summary.json")) and not _stopped_early(logdir):
         return "finished"
     if os.path.exists(os.path.join(logdir, "config.yaml")) and latest_checkpoint_step(logdir) is not None:
         return "resume"
     return "fresh"
+
+
+def _stopped_early(logdir: str) -> bool:
+    """Whether a run's summary.json is a session's end before the run's steps (train.minutes), not solved."""
+    import yaml
+
+    try:
+        with open(os.path.join(logdir, "summary.json")) as f:
+            summary = json.load(f)
+        with open(os.path.join(logdir, "config.yaml")) as f:
+            steps = (yaml.safe_load(f) or {}).get("train", {}).get("steps")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):  # unreadable: leave the run as it is
+        return False
+    return isinstance(steps, int) and summary.get("steps", steps) < steps and not summary.get("solved")
 
 
 def clear_run_dir(logdir: str) -> None:
@@ -86,10 +101,10 @@ def train_command(run: RunSpec, settings: SweepSettings, resume: bool) -> list[s
     it can import ssmworld (on a cluster node the driver's path may not exist)."""
     command = [sys.executable, "-m", "ssmworld", "train", "--logdir", run.logdir, "--quiet",
                "--threads", str(settings.cpus_per_run)]
+    if resume:  # the run's own config.yaml, its steps included (docs/DISTRIBUTED.md)
+        return command + ["--resume"]
     if settings.steps is not None:
         command += ["--steps", str(settings.steps)]
-    if resume:
-        return command + ["--resume"]
     return command + ["--preset", run.preset, "--size", run.size, "--env", run.env, "--seed", str(run.seed),
                       *settings.overrides]
 
@@ -244,9 +259,9 @@ def _start_ray(ray: Any, settings: SweepSettings) -> None:
 def _room(ray: Any, settings: SweepSettings) -> int:
     """How many runs the cluster's CPUs and GPUs fit at once."""
     resources = ray.cluster_resources()
-    fits = int(resources.get("CPU", 0) // settings.cpus_per_run)
+    fits = int(resources.get("CPU", 0) / settings.cpus_per_run + 1e-9)  # 1.0 // 0.1 is 9.0 in floating point
     if settings.gpus_per_run > 0:
-        fits = min(fits, int(resources.get("GPU", 0) // settings.gpus_per_run))
+        fits = min(fits, int(resources.get("GPU", 0) / settings.gpus_per_run + 1e-9))
     return fits
 
 

@@ -46,7 +46,8 @@ def bsuite_rows(logdir: str) -> tuple[str, list[dict[str, Any]]]:
 
 
 def bsuite_score(run_dirs: list[str], results_dir: str) -> list[dict[str, Any]]:
-    """Write every run's bsuite CSV under ``results_dir/<run name>`` and score each run with bsuite's analysis.
+    """Write every run's bsuite CSV under ``results_dir/<its absolute path, / as __>`` and score each run with bsuite's
+    analysis.
     Returns one dict per run: run, bsuite_id, episodes, experiment, score."""
     needs = "bsuite-score needs the bsuite extra"
     summary_analysis = import_optional("bsuite.experiments.summary_analysis", "bsuite", needs)
@@ -59,7 +60,9 @@ def bsuite_score(run_dirs: list[str], results_dir: str) -> list[dict[str, Any]]:
             out.append({"run": logdir, "bsuite_id": bsuite_id, "episodes": 0, "experiment": bsuite_id.split("/")[0],
                         "score": None, "finished": False})
             continue
-        name = os.path.basename(os.path.normpath(logdir)) or "run"
+        # one directory per run, named by its whole path: bsuite's loader reads every CSV in the directory, and the
+        # runs of a sweep share their last path part (seed0, seed1, ...)
+        name = os.path.abspath(logdir).strip(os.sep).replace(os.sep, "__") or "run"
         directory = os.path.join(results_dir, name)
         logger = csv_logging.Logger(bsuite_id, directory, overwrite=True)
         for row in rows:  # bsuite's logger rewrites its CSV per row; the logarithmic schedule keeps them few

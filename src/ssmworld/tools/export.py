@@ -101,7 +101,8 @@ def _model_card(logdir: str, cfg: Any, step: int) -> str:
              f"- trained for {step} env steps (seed {cfg.train.seed})",
              f"- exported {datetime.date.today().isoformat()} from `{logdir}`"]
     if last:
-        summary = ", ".join(f"{k[5:]} {v:.3g}" for k, v in last.items() if k.startswith("eval/"))
+        summary = ", ".join(f"{k[5:]} {v:.3g}" if isinstance(v, (int, float)) else f"{k[5:]} {v}"  # null: not finite
+                            for k, v in last.items() if k.startswith("eval/"))
         lines.append(f"- last evaluation (step {last['step']}): {summary}")
     lines += ["", "Reproduce:", "", "```bash",
               f"ssmworld train --preset {cfg.preset} --size {cfg.size} --env {cfg.train.env} "
@@ -124,10 +125,14 @@ class Policy:
                  env_observation: gym.Space | None = None):
         self.agent, self.action_space, self.device = agent.eval(), action_space, device
         self.observation_keys = set(agent.world_model.obs_shapes)
+        self._shapes = {k: (v,) if isinstance(v, int) else tuple(v) for k, v in agent.world_model.obs_shapes.items()}
         self._convert = observation_converter(env_observation)[1] if env_observation is not None else None
 
     def _as_dict(self, obs: Any) -> dict[str, np.ndarray]:
-        if isinstance(obs, dict) and set(obs) == self.observation_keys:
+        # ssmworld's dict has the model's keys and shapes; a gym: Dict observation may share the keys, not the shapes
+        # (a Discrete entry is one-hot, a Box flattened): that one goes through the converter
+        if (isinstance(obs, dict) and set(obs) == self.observation_keys
+                and all(np.shape(v) == self._shapes[k] for k, v in obs.items())):
             return {k: np.asarray(v) for k, v in obs.items()}
         if self._convert is not None:
             return self._convert(obs)

@@ -52,13 +52,15 @@ def record_episode(agent: Agent, env_id: str, path: str, seed: int = 0, context:
     first = torch.zeros(1, context, dtype=torch.bool, device=device)
     first[:, 0] = True
     out = wm.observe(seq, taken[:, :context], first)
-    step = iter(range(context - 1, T - 1))
-    traj = wm.imagine(out["h"][:, -1], out["z"][:, -1], out["state"], lambda parts: taken[:, next(step)],
-                      horizon=T - context)
     decoder = wm.image_decoders[key]
     recon = to_uint8(decoder(wm.decoder_features(out["h"][0], out["z"][0])), wm.cfg.image_style)  # (context, ...)
-    imagined = to_uint8(decoder(wm.decoder_features(traj["h"][1:, 0], traj["z"][1:, 0])), wm.cfg.image_style)
-    predicted = np.concatenate([recon, imagined])  # (T, H, W, C)
+    predicted = recon  # an episode that ends within the context leaves nothing to imagine
+    if T > context:
+        step = iter(range(context - 1, T - 1))
+        traj = wm.imagine(out["h"][:, -1], out["z"][:, -1], out["state"], lambda parts: taken[:, next(step)],
+                          horizon=T - context)
+        imagined = to_uint8(decoder(wm.decoder_features(traj["h"][1:, 0], traj["z"][1:, 0])), wm.cfg.image_style)
+        predicted = np.concatenate([recon, imagined])  # (T, H, W, C)
     real = np.stack([o[key] for o in observations])
     frames = np.concatenate([real, predicted], axis=2)  # side by side
     _write(path, frames, fps)
