@@ -204,3 +204,18 @@ def alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_one_sweep_per_root(tmp_path):
+    """A second sweep on a root whose runs another one drives is refused in one line (it would delete their
+    directories); the lock goes with its holder."""
+    from ssmworld.errors import UserError
+    from ssmworld.runtime.sweep import root_lock
+
+    root = str(tmp_path)
+    with root_lock(root):
+        with pytest.raises(UserError, match=rf"another sweep is running on {root} \(pid {os.getpid()}\)"):
+            with root_lock(root):
+                pass
+    with root_lock(root):  # released
+        pass

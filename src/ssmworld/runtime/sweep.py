@@ -12,6 +12,7 @@ process id (``<run>.pid``, which the tests use to kill a run the way a preemptio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -341,6 +342,27 @@ def _drive(ray: Any, records: dict[RunSpec, RunRecord], pending: deque[RunSpec],
         display.close()
 
 
+@contextlib.contextmanager
+def root_lock(root: str) -> Iterator[None]:
+    """Hold ``<root>/.sweep/lock`` while runs are driven: a second sweep on the same root would see the first one's
+    live runs without a checkpoint as fresh and delete them. UserError if another process holds it (released when
+    its holder exits, however it exits)."""
+    import fcntl
+
+    os.makedirs(os.path.join(root, ".sweep"), exist_ok=True)
+    with open(os.path.join(root, ".sweep", "lock"), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise UserError(f"another sweep is running on {root} (pid {lock.read().strip() or '?'}); run one sweep "
+                            "per root at a time") from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+
+
 def sweep(runs: list[RunSpec], settings: SweepSettings) -> dict[str, Any]:
     """Train every run of the grid on Ray: validate them all first, skip finished runs (Ray is not even started when
     all are), retry failed ones, keep ``<root>/sweep.json`` current. Returns the summary (see ``summarize``). On
@@ -358,7 +380,8 @@ def sweep(runs: list[RunSpec], settings: SweepSettings) -> dict[str, Any]:
                 raise UserError(f"one run needs more than the local cluster has ({settings.cpus_per_run} CPUs, "
                                  f"{settings.gpus_per_run:g} GPUs per run); see --local-cpus and --gpus-per-run")
             os.makedirs(settings.root, exist_ok=True)
-            _drive(ray, records, pending, settings, started)
+            with root_lock(settings.root):
+                _drive(ray, records, pending, settings, started)
         except KeyboardInterrupt:
             summary = summarize(records, time.monotonic() - started)
             if os.path.isdir(settings.root):  # not yet when interrupted while Ray starts
@@ -372,4 +395,4 @@ def sweep(runs: list[RunSpec], settings: SweepSettings) -> dict[str, Any]:
     return summary
 
 
-__all__ = ["RunRecord", "SweepSettings", "execute_run", "run_state", "summarize", "sweep", "train_command"]
+__all__ = ["RunRecord", "SweepSettings", "execute_run", "root_lock", "run_state", "summarize", "sweep", "train_command"]
