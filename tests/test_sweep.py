@@ -210,7 +210,7 @@ def test_one_sweep_per_root(tmp_path):
     """A second sweep on a root whose runs another one drives is refused in one line (it would delete their
     directories); the lock goes with its holder."""
     from ssmworld.errors import UserError
-    from ssmworld.runtime.sweep import root_lock
+    from ssmworld.runtime.run_files import root_lock
 
     root = str(tmp_path)
     with root_lock(root):
@@ -219,3 +219,32 @@ def test_one_sweep_per_root(tmp_path):
                 pass
     with root_lock(root):  # released
         pass
+
+
+def test_a_cancelled_run_gets_sigterm_to_write_its_checkpoint(tmp_path, monkeypatch):
+    """A Ray cancellation (a KeyboardInterrupt in the worker) stops the trainer with SIGTERM, on which `ssmworld train`
+    finishes its step and checkpoints, not with SIGKILL, which would lose the work since the last checkpoint."""
+    from ssmworld.runtime import sweep as sweep_module
+
+    marker = tmp_path / "got_sigterm"
+    child = ("import signal, sys, time\n"
+             f"signal.signal(signal.SIGTERM, lambda *a: (open({str(marker)!r}, 'w').write('x'), sys.exit(143)))\n"
+             "time.sleep(60)\n")
+    monkeypatch.setattr(sweep_module, "train_command", lambda run, settings, resume: [sys.executable, "-c", child])
+    real_popen = subprocess.Popen
+
+    class CancelledWhileWaiting(real_popen):
+        waits = 0
+
+        def wait(self, timeout=None):
+            CancelledWhileWaiting.waits += 1
+            if CancelledWhileWaiting.waits == 1:
+                time.sleep(1.0)  # the child installs its handler
+                raise KeyboardInterrupt  # what ray.cancel raises in the worker
+            return super().wait(timeout)
+
+    monkeypatch.setattr(sweep_module.subprocess, "Popen", CancelledWhileWaiting)
+    run = make_grid(str(tmp_path), ["r2i"], ["debug"], "builtin:recall/2", [0])[0]
+    with pytest.raises(KeyboardInterrupt):
+        execute_run(run, SweepSettings(str(tmp_path)))
+    assert marker.exists()

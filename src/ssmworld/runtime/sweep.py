@@ -12,7 +12,6 @@ process id (``<run>.pid``, which the tests use to kill a run the way a preemptio
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -22,12 +21,12 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import UserError, import_optional
-from .run_files import RUN_FILES
+from .run_files import RUN_FILES, root_lock
 from .sweep_grid import RunSpec, validate
 
 
@@ -129,6 +128,9 @@ def _last_line(path: str, offset: int) -> str:
     return lines[0] if lines else ""
 
 
+STOP_SECONDS = 120  # how long a cancelled run may take to checkpoint and exit after SIGTERM
+
+
 def execute_run(run: RunSpec, settings: SweepSettings) -> dict[str, Any]:
     """One attempt at one run, in a Ray worker: resume, or start afresh, `ssmworld train` in a subprocess and wait.
     Returns {"returncode", "seconds", "resumed_from" (checkpoint step or None), "stderr" (its last line)}."""
@@ -159,10 +161,14 @@ def execute_run(run: RunSpec, settings: SweepSettings) -> dict[str, Any]:
                 f.write(str(proc.pid))
             os.replace(pid_path + ".tmp", pid_path)
             returncode = proc.wait()
-        finally:  # also on a Ray cancellation (a KeyboardInterrupt in this worker)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        finally:  # also on a Ray cancellation (a KeyboardInterrupt in this worker): SIGTERM, so that the trainer
+            if proc.poll() is None:  # finishes its step and writes a checkpoint; SIGKILL if it takes too long
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=STOP_SECONDS)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
             if os.path.exists(pid_path):
                 os.remove(pid_path)
     return {"returncode": returncode, "seconds": round(time.monotonic() - started, 1), "resumed_from": resumed_from,
@@ -335,32 +341,17 @@ def _drive(ray: Any, records: dict[RunSpec, RunRecord], pending: deque[RunSpec],
         for ref, run in in_flight.items():
             ray.cancel(ref)
             records[run].status = "interrupted"
+        if previous is not None:  # a second Ctrl-C stops the wait (and SIGKILLs the trainers with Ray)
+            signal.signal(signal.SIGINT, previous)
+            previous = None
+        display.update(records, f"sweep: interrupted; {len(in_flight)} run(s) writing their checkpoints (up to "
+                                f"{STOP_SECONDS} s; Ctrl-C again to stop at once)")
+        ray.wait(list(in_flight), num_returns=len(in_flight), timeout=STOP_SECONDS + 10)
         raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
         display.close()
-
-
-@contextlib.contextmanager
-def root_lock(root: str) -> Iterator[None]:
-    """Hold ``<root>/.sweep/lock`` while runs are driven: a second sweep on the same root would see the first one's
-    live runs without a checkpoint as fresh and delete them. UserError if another process holds it (released when
-    its holder exits, however it exits)."""
-    import fcntl
-
-    os.makedirs(os.path.join(root, ".sweep"), exist_ok=True)
-    with open(os.path.join(root, ".sweep", "lock"), "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            raise UserError(f"another sweep is running on {root} (pid {lock.read().strip() or '?'}); run one sweep "
-                            "per root at a time") from None
-        lock.truncate(0)
-        lock.write(str(os.getpid()))
-        lock.flush()
-        yield
 
 
 def sweep(runs: list[RunSpec], settings: SweepSettings) -> dict[str, Any]:
@@ -395,4 +386,4 @@ def sweep(runs: list[RunSpec], settings: SweepSettings) -> dict[str, Any]:
     return summary
 
 
-__all__ = ["RunRecord", "SweepSettings", "execute_run", "root_lock", "run_state", "summarize", "sweep", "train_command"]
+__all__ = ["RunRecord", "SweepSettings", "execute_run", "run_state", "summarize", "sweep", "train_command"]
