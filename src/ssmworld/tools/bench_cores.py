@@ -18,9 +18,9 @@ from typing import Any
 
 from .bench_harness import (
     autocast,
+    memory_baseline,
     peak_mb,
     report_meta,
-    rss_mb,
     run_worker,
     sgemm_rate,
     table_console,
@@ -92,7 +92,7 @@ def measure(core_name: str, length: int, mode: str, settings: dict[str, Any]) ->
         sync()
         return time.perf_counter() - start
 
-    base_mb = rss_mb()
+    base_mb = memory_baseline(settings.get("device", "cpu"))
     warmup = run()
     repeats = settings["repeats"] if warmup < settings["budget_s"] else 1
     times = [run() for _ in range(repeats)]

@@ -70,8 +70,7 @@ def use_device(name: str) -> Callable[[], Any]:
 
     device = torch.device(name)
     torch.set_default_device(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    if device.type == "cuda":  # (peak memory: memory_baseline, once the model exists)
         return lambda: torch.cuda.synchronize(device)
     return lambda: None
 
@@ -111,12 +110,25 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def peak_mb(device: str, base_mb: float) -> float:
-    """Peak memory since ``base_mb`` was read: resident memory on the CPU, the CUDA allocator's peak on a GPU."""
+def memory_baseline(device: str) -> float:
+    """The memory in use now (MB), once the model and inputs exist: resident memory on the CPU; on a GPU the CUDA
+    allocator's, whose peak counter starts again here. ``peak_mb`` reports the growth over it on both."""
     import torch
 
     if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated(torch.device(device)) / 2**20
+        torch.cuda.synchronize(torch.device(device))
+        torch.cuda.reset_peak_memory_stats(torch.device(device))
+        return torch.cuda.memory_allocated(torch.device(device)) / 2**20
+    return rss_mb()
+
+
+def peak_mb(device: str, base_mb: float) -> float:
+    """Peak memory (MB) over ``base_mb`` (memory_baseline): resident memory on the CPU, the CUDA allocator's on a
+    GPU; the same measure on both, so memory-growth ratios compare."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated(torch.device(device)) / 2**20 - base_mb
     return peak_rss_mb() - base_mb
 
 

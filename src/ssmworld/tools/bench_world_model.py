@@ -36,10 +36,10 @@ from .bench_cores import CORE_CONFIGS
 from .bench_harness import (
     autocast,
     median_time,
+    memory_baseline,
     peak_mb,
     peak_rss_mb,
     report_meta,
-    rss_mb,
     run_worker,
     sgemm_rate,
     table_console,
@@ -113,7 +113,7 @@ def measure(core: str, length: int, s: dict[str, Any]) -> dict[str, Any]:
         nn.utils.clip_grad_norm_(wm.parameters(), 1000.0)
         opt.step()
 
-    base_mb = rss_mb()
+    base_mb = memory_baseline(s.get("device", "cpu"))
     median_s, times, warmup = median_time(train_step, s["repeats"], s["budget_s"], sync)
     peak = peak_mb(s.get("device", "cpu"), base_mb)
     with FlopCounterMode(display=False) as counter:  # after timing: the counter's dispatch overhead stays out
