@@ -148,3 +148,20 @@ def test_export_and_load_agent_drive_an_env(tmp_path, capsys):
         assert code == 2 and message in err and err.count("\n") == 1, (target, err)
     assert sorted(os.listdir(logdir)) == before and (tmp_path / "mine" / "notes.txt").read_text() == "keep"
     assert (tmp_path / "afile").read_text() == "keep" and not (tmp_path / "afile.tmp").exists()
+
+
+def test_the_model_cards_reproduce_command_carries_the_runs_overrides():
+    """The exported model card's command rebuilds the run's config: its overrides over the preset, as the command
+    line parses them (here a float, a choice, a dict option and a None-able value)."""
+    from ssmworld.runtime.config import flatten, load_config, to_dict
+    from ssmworld.tools.export import _overrides
+
+    given = ["agent.imagination.horizon=2", "agent.world_model.unimix=0.02", "train.sampler=dfs",
+             "train.env_options={max_steps: 1000}", "train.stop_at=0.9", "train.device=cpu"]
+    cfg = load_config("r2i", "debug", "minatar:Breakout", given)
+    overrides = _overrides(cfg)
+    assert "train.device=cpu" not in overrides and "train.env_options={max_steps: 1000}" in overrides
+    rebuilt = flatten(to_dict(load_config("r2i", "debug", "minatar:Breakout", overrides)))
+    own = flatten(to_dict(cfg))
+    assert {k: v for k, v in rebuilt.items() if k != "train.device"} == {k: v for k, v in own.items()
+                                                                         if k != "train.device"}

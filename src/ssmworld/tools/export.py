@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shlex
 import shutil
 from typing import Any
 
@@ -27,7 +28,7 @@ from .. import envs
 from ..dreamer.agent import Agent
 from ..envs.gym_adapter import DictObservation, observation_converter, space_from_json, space_to_json
 from ..errors import UserError, file_in_the_way
-from ..runtime.config import load_yaml, save_yaml
+from ..runtime.config import flatten, load_config, load_yaml, save_yaml, to_dict
 from ..runtime.episodes import load_run, obs_to_tensors, space_dims, to_env_actions
 from ..runtime.logger import read_metrics
 
@@ -104,13 +105,30 @@ def _model_card(logdir: str, cfg: Any, step: int) -> str:
         summary = ", ".join(f"{k[5:]} {v:.3g}" if isinstance(v, (int, float)) else f"{k[5:]} {v}"  # null: not finite
                             for k, v in last.items() if k.startswith("eval/"))
         lines.append(f"- last evaluation (step {last['step']}): {summary}")
+    overrides = "".join(f" {shlex.quote(o)}" for o in _overrides(cfg))
     lines += ["", "Reproduce:", "", "```bash",
               f"ssmworld train --preset {cfg.preset} --size {cfg.size} --env {cfg.train.env} "
-              f"--steps {cfg.train.steps} --seed {cfg.train.seed} --logdir runs/reproduce", "```", "",
+              f"--steps {cfg.train.steps} --seed {cfg.train.seed} --logdir runs/reproduce{overrides}", "```", "",
               "Use:", "", "```python", "import ssmworld", "", "policy = ssmworld.load_agent('<this directory>')",
               "action, state = policy.act(obs, state=None)  # obs: the env's observation; state=None starts an episode",
               "```", ""]
     return "\n".join(lines)
+
+
+# set by the command line, or belonging to one machine or session: not part of what a run learns
+_NOT_OVERRIDES = {"train.env", "train.steps", "train.seed", "train.device", "train.minutes", "train.checkpoint_minutes",
+                  "train.keep_checkpoints"}
+
+
+def _overrides(cfg: Any) -> list[str]:
+    """The key=value overrides that make the preset's config for the run's env the run's own (the model card's
+    reproduce command), values in YAML as the command line parses them."""
+    import yaml
+
+    base = flatten(to_dict(load_config(cfg.preset, cfg.size, cfg.train.env)))
+    own = flatten(to_dict(cfg))
+    return [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+            for key, value in own.items() if key not in _NOT_OVERRIDES and key in base and base[key] != value]
 
 
 class Policy:
