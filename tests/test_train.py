@@ -61,22 +61,29 @@ def test_a_reset_actor_critic_warms_up_on_fresh_batches_before_it_acts(monkeypat
     assert all(np.isfinite(r["warmup/loss_actor"]) and np.isfinite(r["warmup/loss_critic"]) for r in rows)
 
 
+def budget_running_out(now):
+    """A WallClock stand-in: the train.minutes clock (made with 1 minute) has passed once ``now()`` is true; the
+    checkpoint clock (other minutes) never passes."""
+    class Budget:
+        def __init__(self, minutes: float):
+            self.minutes = minutes
+
+        def passed(self) -> bool:
+            return self.minutes == 1 and now()
+
+        def restart(self) -> None:
+            pass
+
+    return Budget
+
+
 def test_a_time_budget_that_ends_at_an_evaluation_does_not_repeat_it(tmp_path, monkeypatch):
     cfg = debug_config(steps=80, **{"train.prefill": 30, "train.eval_every": 20, "train.eval_episodes": 1,
                                     "train.minutes": 1})
     trainer = Trainer(cfg, str(tmp_path), quiet=True)
 
-    class Budget:  # train.minutes runs out right after the evaluation at step 40 (the checkpoint clock never does)
-        def __init__(self, minutes: float):
-            self.minutes = minutes
-
-        def passed(self) -> bool:
-            return self.minutes == 1 and trainer.step >= 40
-
-        def restart(self) -> None:
-            pass
-
-    monkeypatch.setattr(train_module, "WallClock", Budget)
+    # train.minutes runs out right after the evaluation at step 40 (the checkpoint clock never does)
+    monkeypatch.setattr(train_module, "WallClock", budget_running_out(lambda: trainer.step >= 40))
     steps = []
     evaluate = trainer._evaluate
     monkeypatch.setattr(trainer, "_evaluate", lambda *a, **k: steps.append(trainer.step) or evaluate(*a, **k))
@@ -96,17 +103,8 @@ def test_a_session_ended_by_its_time_budget_resumes_exactly(tmp_path, monkeypatc
     whole = str(tmp_path / "whole")
     Trainer(debug_config("builtin:recall/100", 120, **overrides), whole, quiet=True).run()
 
-    class Budget:  # train.minutes runs out at step 53, inside the first 102-step episode
-        def __init__(self, minutes: float):
-            self.minutes = minutes
-
-        def passed(self) -> bool:
-            return self.minutes == 1 and cut.step >= 53
-
-        def restart(self) -> None:
-            pass
-
-    monkeypatch.setattr(train_module, "WallClock", Budget)
+    # train.minutes runs out at step 53, inside the first 102-step episode
+    monkeypatch.setattr(train_module, "WallClock", budget_running_out(lambda: cut.step >= 53))
     cut_dir = str(tmp_path / "cut")
     cut = Trainer(debug_config("builtin:recall/100", 120, **overrides, **{"train.minutes": 1}), cut_dir, quiet=True)
     assert cut.run()["steps"] == 53
