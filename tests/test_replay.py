@@ -156,3 +156,59 @@ def test_dfs_counts_at_start_steps_across_chunks():
     batch = buffer.sample(4, 3)
     assert sorted(batch["x"][:, 0].tolist()) == [0, 1, 2, 3]
     assert buffer.chunks[0].visits[:4].tolist() == [1, 1, 1, 51] and buffer.chunks[1].visits[:2].tolist() == [0, 0]
+
+
+def _interleaved(sampler, capacity=60, chunk_length=8, seed=0):
+    """Three streams written in turn (stream 2 starts late and stays short); capacity evicts the oldest chunks, so
+    some chunks lose their previous chunk."""
+    buffer = ReplayBuffer(capacity, chunk_length, sampler=sampler, seed=seed)
+    for t in range(40):
+        for stream in (0, 1) if t < 36 else (0, 1, 2):
+            buffer.add({"x": np.float32(1000 * stream + t), "is_first": np.bool_(t == 0)}, stream=stream)
+    return buffer
+
+
+def _valid_windows(buffer, length):
+    """Brute force: every (chunk uid, last index) whose sequence of ``length`` steps is stored."""
+    windows = []
+    for chunk in buffer.chunks:
+        history = chunk.prev.length if chunk.prev is not None else 0
+        windows += [(chunk.uid, end) for end in range(chunk.length) if end + 1 + history >= length]
+    return windows
+
+
+def test_uniform_sampler_is_uniform_over_stored_sequences_of_interleaved_streams():
+    buffer = _interleaved("uniform")
+    assert any(c.prev is None and c.uid > 2 for c in buffer.chunks)  # an evicted previous chunk
+    windows = _valid_windows(buffer, 6)
+    last = {(c.uid, e): c.data["x"][e] for c in buffer.chunks for e in range(c.length)}
+    expected = sorted(float(last[w]) for w in windows)
+    draws = buffer.sample(20 * len(windows), 6)["x"][:, -1]
+    values, counts = np.unique(draws, return_counts=True)
+    assert sorted(values.tolist()) == sorted(set(expected))  # exactly the stored sequences' last steps
+    assert counts.min() > 8 and counts.max() < 35  # ~20 each (binomial, sd ~4.4)
+    assert (np.diff(buffer.sample(50, 6)["x"], axis=1) == 1).all()  # one stream each
+
+
+def test_dfs_candidates_equal_brute_force_over_interleaved_streams():
+    buffer = _interleaved("dfs", seed=3)
+    rng = np.random.default_rng(0)
+    for chunk in buffer.chunks:
+        chunk.visits[:] = rng.integers(0, 30, chunk.visits.shape)
+        chunk.contexts[:] = rng.integers(0, 60, chunk.contexts.shape)
+    for contexts in (False, True):
+        chunks, owner, ends, probs = buffer.dfs_candidates(6, contexts=contexts, ratio=2.0)
+        got = {(chunks[i].uid, int(e)): p for i, e, p in zip(owner, ends, probs)}
+        assert sorted(got) == sorted(_valid_windows(buffer, 6))
+        logits = []
+        for chunk in buffer.chunks:  # counts at each sequence's first step, possibly in the previous chunk
+            history = chunk.prev.length if chunk.prev is not None else 0
+            for end in range(chunk.length):
+                if end + 1 + history < 6:
+                    continue
+                start = end - 5
+                at, i = (chunk, start) if start >= 0 else (chunk.prev, chunk.prev.length + start)
+                n, m = at.visits[i], at.contexts[i] / 2.0
+                logits.append(-max(0.0, m - n) / 10.0 if contexts else -n / 10.0)
+        expected = np.exp(np.array(logits) - max(logits))
+        np.testing.assert_allclose([got[w] for w in _valid_windows(buffer, 6)], expected / expected.sum())

@@ -43,6 +43,42 @@ class Chunk:
     contexts: np.ndarray | None = None  # dfs m_i: imagination contexts that started at each step, (chunk_length,)
 
 
+@dataclass
+class _Layout:
+    """The stored chunks as arrays, so that sampling costs numpy work over the chunks instead of a Python loop over
+    them. Rebuilt when a chunk is added or evicted; the lengths of the chunks still being written are read live."""
+    chunks: list[Chunk]  # oldest first
+    prev: np.ndarray  # (n,) index of each chunk's previous chunk of its stream, -1 if none
+    prev_length: np.ndarray  # (n,) that chunk's length (full: a stream opens a chunk only when its last one is full)
+    open: np.ndarray  # (m,) indices of the chunks still being written
+    sealed_lengths: np.ndarray  # (n,) lengths at the build
+    runs: list[np.ndarray]  # per stream: the indices of its linked chunks, oldest first (all full but the last)
+
+    @classmethod
+    def of(cls, chunks: deque[Chunk], current: dict[int, Chunk]) -> "_Layout":
+        chunks_list = list(chunks)
+        position = {id(c): i for i, c in enumerate(chunks_list)}
+        prev = np.array([position.get(id(c.prev), -1) for c in chunks_list], dtype=np.int64)
+        prev_length = np.array([c.prev.length if c.prev is not None else 0 for c in chunks_list], dtype=np.int64)
+        open_ = np.array(sorted(position[id(c)] for c in current.values() if id(c) in position), dtype=np.int64)
+        lengths = np.array([c.length for c in chunks_list], dtype=np.int64)
+        runs: list[list[int]] = []
+        run_of: dict[int, list[int]] = {}
+        for i, p in enumerate(prev.tolist()):
+            run = run_of.pop(p) if p >= 0 else []
+            if not run:
+                runs.append(run)
+            run.append(i)
+            run_of[i] = run
+        return cls(chunks_list, prev, prev_length, open_, lengths, [np.array(r, dtype=np.int64) for r in runs])
+
+    def lengths(self) -> np.ndarray:
+        """(n,) filled steps of every chunk, now."""
+        lengths = self.sealed_lengths.copy()
+        lengths[self.open] = [self.chunks[i].length for i in self.open]
+        return lengths
+
+
 class ReplayBuffer:
     SAMPLERS = ("uniform", "recency", "dfs")
 
@@ -60,6 +96,7 @@ class ReplayBuffer:
         self.steps = 0  # stored steps
         self.next_uid = 0
         self.last_batch = 0  # size of the last world-model batch (the dfs contexts' ratio r)
+        self._cached_layout: _Layout | None = None  # None after chunks were added or evicted
 
     def __len__(self) -> int:
         return self.steps
@@ -85,12 +122,14 @@ class ReplayBuffer:
         chunk = Chunk(self.next_uid, stream, data, prev=prev, visits=np.zeros(self.chunk_length, np.int64),
                       contexts=np.zeros(self.chunk_length, np.int64))
         self.next_uid += 1
+        self._cached_layout = None
         self.chunks.append(chunk)
         self.current[stream] = chunk
         return chunk
 
     def _evict(self) -> None:
         old = self.chunks.popleft()
+        self._cached_layout = None
         self.steps -= old.length
         for chunk in self.chunks:  # drop the link so the evicted arrays can be freed
             if chunk.prev is old:
@@ -99,34 +138,30 @@ class ReplayBuffer:
             del self.current[old.stream]
 
     # ---- sampling ------------------------------------------------------------------------------------------------
-    def _history(self, chunk: Chunk, end: int) -> int:
-        """Steps available up to and including index ``end`` of ``chunk``, counting one previous chunk."""
-        return end + 1 + (chunk.prev.length if chunk.prev is not None else 0)
-
     def sample(self, batch: int, length: int, context: int = 0, count: bool = True) -> dict[str, np.ndarray]:
         """``batch`` sequences of ``length`` contiguous steps of one stream each: dict of (batch, length, ...).
         ``context`` > 0: also each sequence's episode context, "prefix/<key>" (batch, P, ...) (``episode_prefix``).
         ``count=False``: the dfs sampler does not count the draws as visits (data the world model does not train on)."""
         if length > self.chunk_length:
             raise ValueError(f"replay: sequence length {length} exceeds chunk_length {self.chunk_length}")
-        chunks = [c for c in self.chunks if c.length and self._history(c, c.length - 1) >= length]
-        if not chunks:
+        layout = self._layout()
+        lengths = layout.lengths()
+        valid = (lengths > 0) & (lengths + layout.prev_length >= length)  # a chunk's last step has the history
+        if not valid.any():
             raise ValueError(f"replay: no stream has {length} steps yet ({self.steps} stored)")
         if self.sampler == "dfs":
             return self._sample_dfs(batch, length, context=context, count=count)
-        sizes = np.array([c.length for c in chunks], dtype=np.float64)
+        sizes = np.where(valid, lengths, 0).astype(np.float64)
+        weights = sizes
         if self.sampler == "recency":
             ages = np.cumsum(sizes[::-1])[::-1] - sizes  # steps written after each chunk
             weights = sizes * np.exp2(-ages / self.half_life)
-        else:
-            weights = sizes
         picks: list[tuple[Chunk, int]] = []
-        while len(picks) < batch:
-            chunk = chunks[self.rng.choice(len(chunks), p=weights / weights.sum())]
-            end = int(self.rng.integers(chunk.length))
-            if self._history(chunk, end) < length:
-                continue  # too close to the start of its stream: draw again
-            picks.append((chunk, end))
+        while len(picks) < batch:  # a chunk by its weight, a last step uniformly in it
+            rows = self.rng.choice(len(weights), size=batch - len(picks), p=weights / weights.sum())
+            ends = self.rng.integers(lengths[rows])
+            enough = ends + 1 + layout.prev_length[rows] >= length  # not too close to its stream's start
+            picks += [(layout.chunks[i], int(e)) for i, e in zip(rows[enough], ends[enough])]
         return self._gather(picks, length, context)
 
     def sample_contexts(self, n: int, length: int, context: int = 0, count: bool = True) -> dict[str, np.ndarray]:
@@ -137,52 +172,71 @@ class ReplayBuffer:
             return self.sample(n, length, context)
         return self._sample_dfs(n, length, contexts=True, context=context, count=count)
 
-    @staticmethod
-    def _at_starts(chunk: Chunk, first: int, length: int, counter: str) -> np.ndarray:
-        """The ``counter`` values at the start steps of the sequences of ``length`` that end at steps
-        first..chunk.length-1 of ``chunk`` (starts may lie in the previous chunk of the stream)."""
-        prev = chunk.prev
-        offset = prev.length if prev is not None else 0
-        own = getattr(chunk, counter)[:chunk.length]
-        steps = np.concatenate([getattr(prev, counter)[:offset], own]) if prev is not None else own
-        return steps[offset + first - length + 1: offset + chunk.length - length + 1]
-
     def dfs_candidates(self, length: int, contexts: bool = False, ratio: float = 1.0
                        ) -> tuple[list[Chunk], np.ndarray, np.ndarray, np.ndarray]:
         """Every valid sequence of ``length`` steps as (chunks, chunk index (N,), last index (N,)) and its DFS
         probability (N,): softmax(-n / tau) for world-model sequences, softmax(-max(0, m / ratio - n) / tau) for
         imagination ``contexts``."""
-        chunks, owner, ends, scores = list(self.chunks), [], [], []
-        for i, chunk in enumerate(chunks):
-            first = max(0, length - 1 - (chunk.prev.length if chunk.prev is not None else 0))
-            if first < chunk.length:
-                owner.append(np.full(chunk.length - first, i))
-                ends.append(np.arange(first, chunk.length))
-                n = self._at_starts(chunk, first, length, "visits").astype(np.float64)
-                if contexts:
-                    m = self._at_starts(chunk, first, length, "contexts") / ratio
-                    scores.append(-np.maximum(0.0, m - n))
-                else:
-                    scores.append(-n)
-        if not scores:
-            return chunks, np.zeros(0, int), np.zeros(0, int), np.zeros(0)
-        logits = np.concatenate(scores) / self.temperature
+        layout, runs, offsets, probs = self._dfs_probabilities(length, contexts, ratio)
+        owner, ends = self._dfs_sequences(runs, offsets, np.arange(len(probs)), length)
+        return layout.chunks, owner, ends, probs
+
+    def _dfs_probabilities(self, length: int, contexts: bool, ratio: float
+                           ) -> tuple[_Layout, list[np.ndarray], np.ndarray, np.ndarray]:
+        """(layout, runs, offsets, probs): each stream's sequences are numbered from offsets[r] on, by first step
+        (one stream's stored steps are contiguous: its sequences start at 0..steps - length)."""
+        layout = self._layout()
+        lengths = layout.lengths()
+        runs, offsets, n, m = [], [0], [], []
+        for run in layout.runs:
+            steps = (len(run) - 1) * self.chunk_length + int(lengths[run[-1]])  # all but the last chunk are full
+            if steps < length:
+                continue
+            runs.append(run)
+            offsets.append(offsets[-1] + steps - length + 1)
+            n.append(np.concatenate([layout.chunks[i].visits for i in run])[: steps - length + 1])
+            if contexts:
+                m.append(np.concatenate([layout.chunks[i].contexts for i in run])[: steps - length + 1])
+        if not n:
+            return layout, runs, np.array(offsets), np.zeros(0)
+        visits = np.concatenate(n).astype(np.float64)
+        if contexts:
+            logits = -np.maximum(0.0, np.concatenate(m) / ratio - visits) / self.temperature
+        else:
+            logits = -visits / self.temperature
         probs = np.exp(logits - logits.max())
-        return chunks, np.concatenate(owner), np.concatenate(ends), probs / probs.sum()
+        return layout, runs, np.array(offsets), probs / probs.sum()
+
+    def _dfs_sequences(self, runs: list[np.ndarray], offsets: np.ndarray, picks: np.ndarray, length: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk index, last index) of the sequences numbered ``picks`` by ``_dfs_probabilities``."""
+        owner, ends = np.zeros(len(picks), np.int64), np.zeros(len(picks), np.int64)
+        which = np.searchsorted(offsets, picks, side="right") - 1
+        for r, run in enumerate(runs):
+            here = which == r
+            last = picks[here] - offsets[r] + length - 1  # in the stream's steps
+            owner[here], ends[here] = run[last // self.chunk_length], last % self.chunk_length
+        return owner, ends
+
+    def _layout(self) -> _Layout:
+        if self._cached_layout is None:
+            self._cached_layout = _Layout.of(self.chunks, self.current)
+        return self._cached_layout
 
     def _sample_dfs(self, batch: int, length: int, contexts: bool = False, context: int = 0, count: bool = True
                     ) -> dict[str, np.ndarray]:
-        if contexts:
-            chunks, owner, ends, probs = self.dfs_candidates(length, True, batch / max(self.last_batch, 1))
-        else:
-            chunks, owner, ends, probs = self.dfs_candidates(length)
+        ratio = batch / max(self.last_batch, 1) if contexts else 1.0
+        layout, runs, offsets, probs = self._dfs_probabilities(length, contexts, ratio)
+        if not contexts:
             self.last_batch = batch
         if batch > len(probs):
             raise ValueError(f"replay: dfs draws without replacement: {batch} sequences requested, "
                              f"{len(probs)} available")
+        owner, ends = self._dfs_sequences(runs, offsets, self.rng.choice(len(probs), size=batch, replace=False,
+                                                                         p=probs), length)
         picks = []
-        for i in self.rng.choice(len(probs), size=batch, replace=False, p=probs):
-            chunk, end = chunks[owner[i]], int(ends[i])
+        for i, end in zip(owner.tolist(), ends.tolist()):
+            chunk = layout.chunks[i]
             start = end + 1 - length  # count at the start step, which may lie in the previous chunk
             owner_chunk, index = (chunk, start) if start >= 0 else (chunk.prev, chunk.prev.length + start)
             getattr(owner_chunk, "contexts" if contexts else "visits")[index] += count
@@ -299,6 +353,7 @@ class ReplayBuffer:
         skipped and chunks written further after the checkpoint are cut back."""
         self.chunks.clear()
         self.current.clear()
+        self._cached_layout = None
         self.steps = 0
         by_uid: dict[int, Chunk] = {}
         if not os.path.isdir(directory):
