@@ -36,6 +36,21 @@ def test_rows_follow_bsuites_logging_schedule_and_sum_the_counters(tmp_path):
     assert rows[-1]["total_perfect"] == 99.0 and rows[-1]["total_return"] == 98.0
 
 
+def test_a_best_episode_is_the_maximum_over_envs_not_their_sum(tmp_path):
+    """cartpole's best_episode is each env's running maximum: with 2 envs the deltas of both add up to more than
+    any episode returned."""
+    path = tmp_path / "run"
+    os.makedirs(path)
+    save_yaml(load_config("r2i", "debug", "bsuite:cartpole/0"), os.path.join(path, "config.yaml"))
+    episodes = [(100.0, 100.0), (120.0, 120.0), (90.0, 0.0), (130.0, 10.0)]  # (return, delta of its env's best)
+    with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+        for i, (ret, delta) in enumerate(episodes):
+            f.write(json.dumps({"step": 100 * (i + 1), "episode/return": ret, "episode/length": 100,
+                                "episode/bsuite/best_episode": delta}) + "\n")
+    _, rows = bsuite_rows(str(path))
+    assert [r["best_episode"] for r in rows] == [100.0, 120.0, 120.0, 130.0]  # summed: 100, 220, 220, 230
+
+
 def test_scores_come_from_bsuites_analysis(tmp_path):
     # memory_len: learned when (episodes - total_perfect) / 0.5 / episodes < 0.75, i.e. more than 62.5% perfect
     fake_run(tmp_path / "good", [True] * 70 + [False] * 30)  # regret ratio 0.6: learned

@@ -165,3 +165,17 @@ def test_the_model_cards_reproduce_command_carries_the_runs_overrides():
     own = flatten(to_dict(cfg))
     assert {k: v for k, v in rebuilt.items() if k != "train.device"} == {k: v for k, v in own.items()
                                                                          if k != "train.device"}
+
+
+def test_the_model_card_reports_no_evaluation_past_the_exported_checkpoint(tmp_path):
+    """A killed session leaves evaluation rows past its last checkpoint (metrics.jsonl is cut only on resume)."""
+    import json
+
+    from ssmworld.runtime.config import load_config
+    from ssmworld.tools.export import _model_card
+
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        for step, value in ((40, 0.25), (80, 0.75)):
+            f.write(json.dumps({"step": step, "eval/return_mean": value}) + "\n")
+    card = _model_card(str(tmp_path), load_config("r2i", "debug", "builtin:recall/2"), 40)
+    assert "step 40" in card and "0.25" in card and "0.75" not in card

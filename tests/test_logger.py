@@ -2,6 +2,8 @@
 
 import io
 
+import pytest
+
 from rich.console import Console
 
 from ssmworld.runtime.logger import Logger, read_metrics
@@ -50,3 +52,22 @@ def test_progress_line_during_prefill_shows_no_rate_or_eta(monkeypatch):
     lines = out.getvalue().splitlines()
     assert lines[:2] == [f"step {n}/1000 | prefill (random actions) to step 500" for n in (100, 400)]
     assert lines[-1] == "step 520/1000 | 2 fps | 0.9 upd/s | ETA 0:04:00"
+
+
+def test_a_resumed_session_purges_tensorboard_points_after_the_checkpoint_only(tmp_path):
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    from ssmworld.runtime.run_state import truncate_metrics
+
+    log = Logger(str(tmp_path), 100, quiet=True)
+    for step in (10, 20, 30, 40):  # the killed session; its checkpoint is at step 20
+        log.write(step, {"eval/return_mean": float(step)})
+    log.close()
+    truncate_metrics(str(tmp_path / "metrics.jsonl"), 20)
+    log = Logger(str(tmp_path), 100, start_step=20, quiet=True)
+    for step in (30, 40):
+        log.write(step, {"eval/return_mean": step + 0.5})
+    log.close()
+    events = accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("eval/return_mean")] == [(10, 10.0), (20, 20.0), (30, 30.5),
+                                                                               (40, 40.5)]

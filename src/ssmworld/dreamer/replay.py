@@ -324,14 +324,10 @@ class ReplayBuffer:
 
     # ---- persistence ---------------------------------------------------------------------------------------------
     def save(self, directory: str) -> None:
-        """Write chunks as directory/<uid>.npz. Chunks unchanged since their last save are not rewritten; files of
-        evicted chunks are removed. Each file is written to a temporary name and renamed, so a crash leaves no torn
-        chunk."""
+        """Write chunks as directory/<uid>.npz. Chunks unchanged since their last save are not rewritten. Each file is
+        written to a temporary name and renamed, so a crash leaves no torn chunk. Files of evicted chunks stay until
+        ``remove_files`` (an earlier checkpoint may still need them)."""
         os.makedirs(directory, exist_ok=True)
-        live = {f"{c.uid}.npz" for c in self.chunks}
-        for name in os.listdir(directory):
-            if name.endswith(".npz") and name not in live:
-                os.remove(os.path.join(directory, name))
         for chunk in self.chunks:
             path = os.path.join(directory, f"{chunk.uid}.npz")
             if os.path.exists(path) and chunk.saved_length == chunk.length:
@@ -342,6 +338,16 @@ class ReplayBuffer:
                 np.savez(f, __meta__=meta, **{k: v[: chunk.length] for k, v in chunk.data.items()})
             os.replace(tmp, path)
             chunk.saved_length = chunk.length
+
+    def remove_files(self, directory: str, keep: set[str]) -> None:
+        """Delete the chunk files of ``directory`` that neither this buffer nor the chunk uids ``keep`` (those the
+        retained checkpoints record) need, and temporary files a crash left."""
+        if not os.path.isdir(directory):
+            return
+        live = {str(c.uid) for c in self.chunks} | keep
+        for name in os.listdir(directory):
+            if (name.endswith(".npz") and name[:-4] not in live) or name.endswith(".npz.tmp"):
+                os.remove(os.path.join(directory, name))
 
     def lengths(self) -> dict[str, int]:
         """{chunk uid: filled steps}: what a checkpoint records so that ``load`` can restore exactly this content."""

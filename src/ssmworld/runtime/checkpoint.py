@@ -88,6 +88,16 @@ def step_of(path: str) -> int:
     return int(os.path.basename(path)[len(PREFIX):].removesuffix(".old"))
 
 
+def read_state(path: str) -> dict[str, Any]:
+    """The state.json of one checkpoint directory; {} if it is unreadable (such a checkpoint cannot load)."""
+    try:
+        with open(os.path.join(path, "state.json")) as f:
+            state = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
 def load(path: str, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
     """(tensors, state) of one checkpoint directory; CheckpointError if it is incomplete or corrupt."""
     try:

@@ -69,7 +69,7 @@ class TrainConfig:
     log_every: int = 1_000  # env steps between train/ and perf/ metric rows
     checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints (and one at the end; 0: every step)
     checkpoint_every: int = 0  # also every this many env steps (0: off); deterministic, for exact-resume tests
-    keep_checkpoints: int = 2  # newest checkpoints kept on disk (older ones are deleted; 0: all)
+    keep_checkpoints: int = 2  # newest checkpoints kept on disk (older ones are deleted; 0: all; >= 2 under torchrun)
     # Stop when solved (as SB3's StopTrainingOnRewardThreshold): end the run at the first evaluation whose
     # stop_metric (success_rate | return_mean) is >= stop_at; None: train for all the steps. The summary's "solved":
     # whether the run's final evaluation (the early one, or the one at the end) met it

@@ -47,8 +47,10 @@ class Logger:
             except ImportError:  # tensorboard is optional
                 pass
             else:
-                # a resumed session hides what a killed one logged past the checkpoint (as metrics.jsonl is cut)
-                self._tb = SummaryWriter(os.path.join(logdir, "tensorboard"), purge_step=start_step or None)
+                # a resumed session hides what a killed one logged past the checkpoint (as metrics.jsonl is cut;
+                # TensorBoard purges steps >= purge_step, and the checkpoint's own step was logged before it)
+                self._tb = SummaryWriter(os.path.join(logdir, "tensorboard"),
+                                         purge_step=start_step + 1 if start_step else None)
         self._progress: Progress | None = None
         self._last_print = 0.0
         self.fps: float | None = None  # None until the first rate window has been measured

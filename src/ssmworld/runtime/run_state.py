@@ -3,7 +3,9 @@ the signals that stop a run cleanly. Functions of the Trainer (train.py), which 
 
 A checkpoint is the replay (incremental chunk files) first, then step-N/{tensors.pt, state.json}: weights, optimisers,
 RNG states, counters, partial metric sums, the replay's chunk lengths and DFS counters, and the envs' episodes in
-progress where they can be saved (acting_state.py). Resume restores exactly that.
+progress where they can be saved (acting_state.py). Resume restores exactly that. The files of chunks evicted from
+the replay are deleted only after the new checkpoint is in place, and only those no retained checkpoint records: a
+crash while saving, or a corrupt newest checkpoint, falls back to the previous one with its replay.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -30,7 +33,8 @@ def save(trainer: Trainer, acting: bool = False) -> bool:
     """Replay first (incremental), then model/optimisers/RNG/counters atomically; the checkpoint records the replay
     content it belongs to, so a crash in between cannot mismatch them. ``acting``: also the episodes in progress
     where the envs allow it (acting_state); returns whether they were saved (else a resume restarts them)."""
-    trainer.replay.save(os.path.join(trainer.state_dir(), "replay"))
+    replay_dir = os.path.join(trainer.state_dir(), "replay")
+    trainer.replay.save(replay_dir)
     tensors = {"agent": trainer.agent.state_dict(),
                "optimizers": {k: o.state_dict() for k, o in trainer.agent.optimizers().items()},
                "torch_rng": torch.get_rng_state(),
@@ -46,8 +50,14 @@ def save(trainer: Trainer, acting: bool = False) -> bool:
              "replay_rng": trainer.replay.rng.bit_generator.state, "replay_lengths": trainer.replay.lengths(),
              "world_size": trainer.group.world_size, "acting": saved[1] if saved is not None else None,
              "acting_unsaved": captured if isinstance(captured, str) else None}  # why not, for the resume's note
-    checkpoint.save(os.path.join(trainer.state_dir(), "checkpoints"), trainer.step, tensors, state,
-                    trainer.tc.keep_checkpoints)
+    root = os.path.join(trainer.state_dir(), "checkpoints")
+    keep = trainer.tc.keep_checkpoints
+    if trainer.group.active and keep == 1:  # ranks killed mid-save may each hold another step: keep one in common
+        keep = 2
+    checkpoint.save(root, trainer.step, tensors, state, keep)
+    # evicted chunks' files go only now, and only if no retained checkpoint (a fallback) records them
+    needed = (checkpoint.read_state(path).get("replay_lengths") or {} for path in checkpoint.list_checkpoints(root))
+    trainer.replay.remove_files(replay_dir, {uid for lengths in needed for uid in lengths})
     return saved is not None
 
 
@@ -87,8 +97,8 @@ def restore(trainer: Trainer) -> None:
 
 
 def _load(trainer: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(tensors, state) of the newest checkpoint; data-parallel: the newest step that every rank has (a crash can
-    interrupt the ranks' saves at different points), run with the same number of ranks."""
+    """(tensors, state) of the newest checkpoint; data-parallel: the newest step that every rank has and can load (a
+    crash can interrupt the ranks' saves at different points), run with the same number of ranks."""
     root = os.path.join(trainer.state_dir(), "checkpoints")
     if not trainer.group.active:
         _, tensors, state = checkpoint.load_latest(root)  # on the CPU: load_state_dict moves weights to theirs
@@ -101,7 +111,17 @@ def _load(trainer: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
     if not common:
         raise UserError(f"no checkpoint step common to all {trainer.group.world_size} ranks under {trainer.logdir} "
                         f"(rank {trainer.group.rank} has {sorted(paths)}); was the run trained with this many ranks?")
-    tensors, state = checkpoint.load(paths[max(common)])
+    for step in sorted(common, reverse=True):  # the newest step every rank loads (a copy may be corrupt)
+        try:
+            tensors, state = checkpoint.load(paths[step])
+        except checkpoint.CheckpointError as err:
+            warnings.warn(f"{err}; trying the previous checkpoint", stacklevel=2)
+            tensors, state = {}, {}
+        if all(trainer.group.gather(bool(state))):
+            break
+    else:
+        raise UserError(f"no checkpoint step that all {trainer.group.world_size} ranks can load under "
+                         f"{trainer.logdir} (common steps: {sorted(common)})")
     if state.get("world_size", 1) != trainer.group.world_size:
         raise UserError(f"{trainer.logdir} was trained with {state.get('world_size', 1)} ranks; resume it with "
                          f"the same number")

@@ -360,9 +360,10 @@ class Trainer:
         if bad:
             where = ""
             if self.logdir:  # the batch, the weights after the update and the metrics (the last checkpoint has before)
-                path = os.path.join(self.logdir, "debug", f"update-{self.updates}.pt")
+                path = os.path.join(self.state_dir(), "debug", f"update-{self.updates}.pt")  # one per rank
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                torch.save({"batch": batch, "agent": self.agent.state_dict(), "metrics": metrics}, path)
+                torch.save({"batch": batch, "agent": self.agent.state_dict(), "metrics": metrics}, path + ".tmp")
+                os.replace(path + ".tmp", path)
                 where = f"; batch and weights saved to {path}"
             raise FloatingPointError(f"non-finite {', '.join(sorted(bad))} at update {self.updates} (env step "
                                      f"{self.step}){where}")

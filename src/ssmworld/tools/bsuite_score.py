@@ -17,6 +17,11 @@ from ..runtime.config import load_yaml
 from ..runtime.logger import read_metrics
 
 
+# bsuite_info() counters that are a running maximum of episode returns (cartpole, cartpole_swingup), not a sum: with
+# train.envs > 1 the run's value is the best episode of any env (bsuite's counters start at 0)
+RUNNING_MAXIMA = ("best_episode",)
+
+
 def bsuite_rows(logdir: str) -> tuple[str, list[dict[str, Any]]]:
     """(bsuite id, the rows bsuite's Logging wrapper would have written) of one run directory (no rows before its
     first finished episode)."""
@@ -38,7 +43,10 @@ def bsuite_rows(logdir: str) -> tuple[str, list[dict[str, Any]]]:
         totals["total_return"] += float(row["episode/return"])
         for key in (k for k in row if k.startswith("episode/bsuite/")):
             name = key[len("episode/bsuite/"):]
-            counters[name] = counters.get(name, 0.0) + float(row[key])
+            if name in RUNNING_MAXIMA:  # per env: the sum of several envs' maxima is no one's best episode
+                counters[name] = max(counters.get(name, 0.0), float(row["episode/return"]))
+            else:
+                counters[name] = counters.get(name, 0.0) + float(row[key])
         if _logarithmic_logging(totals["episode"]):
             rows.append({**totals, "episode_len": int(row["episode/length"]),
                          "episode_return": float(row["episode/return"]), **counters})

@@ -94,7 +94,7 @@ def export_run(logdir: str, out: str) -> str:
 def _model_card(logdir: str, cfg: Any, step: int) -> str:
     rows = read_metrics(os.path.join(logdir, "metrics.jsonl")) if os.path.exists(
         os.path.join(logdir, "metrics.jsonl")) else []
-    evals = [r for r in rows if "eval/return_mean" in r]
+    evals = [r for r in rows if "eval/return_mean" in r and r["step"] <= step]  # not a killed session's, past it
     last = evals[-1] if evals else {}
     lines = [f"# ssmworld agent: {cfg.preset}/{cfg.size} on {cfg.train.env}", "",
              f"- env: `{cfg.train.env}` (options {cfg.train.env_options or 'none'})",
