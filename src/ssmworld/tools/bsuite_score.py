@@ -16,7 +16,6 @@ from ..errors import UserError, import_optional
 from ..runtime.config import load_yaml
 from ..runtime.logger import read_metrics
 
-
 # bsuite_info() counters that are a running maximum of episode returns (cartpole, cartpole_swingup), not a sum: with
 # train.envs > 1 the run's value is the best episode of any env (bsuite's counters start at 0)
 RUNNING_MAXIMA = ("best_episode",)
