@@ -311,6 +311,17 @@ def test_compiled_imagination_updates_as_eager_and_compiles_once(core, discrete)
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_eager_imagination_steps_the_complex_core(monkeypatch):
+    """Only a compiled step runs S5 in real arithmetic (for TorchInductor); eager imagination keeps the complex step,
+    the faster one outside a graph."""
+    agent, seen = make_agent("s5"), []
+    rollout = agent.world_model.core.rollout
+    monkeypatch.setattr(agent.world_model.core, "rollout", lambda compiled=False: seen.append(compiled) or rollout(
+        compiled))
+    agent.update(batch())
+    assert seen == [False]
+
+
 def test_compile_imagination_names_what_it_cannot_do(monkeypatch):
     with pytest.raises(UserError, match="not attention"):
         AgentConfig(world_model=WorldModelConfig(core="attention"), compile_imagination=True)

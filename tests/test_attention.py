@@ -86,7 +86,7 @@ def test_step_equals_parallel_with_window(window):
     for key in s_par:
         assert s_par[key].shape == s_seq[key].shape, key
         torch.testing.assert_close(s_par[key], s_seq[key], atol=1e-5, rtol=0)
-    assert s_par["k"].shape[2] == window
+    assert s_par["k"].shape[2] <= window  # slots invalid in every row are dropped too
 
 
 @pytest.mark.parametrize("window", [None, 5])
@@ -137,13 +137,35 @@ def test_cache_length_growth_and_reset():
     assert state["k"].shape[2] == 4
 
 
+@pytest.mark.parametrize("window", [None, 6])
+def test_an_acting_cache_keeps_only_what_can_still_be_attended(window):
+    """Episodes of 10 steps in two envs, out of phase: the cache holds at most the longest live episode, not every
+    step since the start (slots invalid in every row are dropped); a whole sequence gives the same state."""
+    core = build(window=window)
+    state, lengths = core.initial(2), []
+    xs, resets = torch.randn(2, 60, INPUT_DIM), torch.zeros(2, 60, dtype=torch.bool)
+    resets[0, ::10], resets[1, 5::10] = True, True
+    for t in range(60):
+        state = core.reset(state, resets[:, t])
+        _, state = core.step(xs[:, t], state)
+        lengths.append(state["k"].shape[2])
+    assert max(lengths) <= (window or 15)  # row 1's episode starts 5 steps after row 0's: at most 15 slots
+    _, parallel = core(xs, resets, core.initial(2))
+    for key in ("k", "v", "valid", "pos"):
+        torch.testing.assert_close(parallel[key], state[key], msg=key)
+
+
 def test_positions_restart_at_each_reset():
     core = build()
     reset = torch.zeros(1, 8, dtype=torch.bool)
     reset[0, 5] = True
     _, state = core(torch.randn(1, 8, INPUT_DIM), reset)
     assert state["pos"].tolist() == [3]
-    assert state["valid"][0].tolist() == [False] * 5 + [True] * 3
+    assert state["valid"][0].tolist() == [True] * 3  # the first episode's slots are dropped: no row attends them
+    two_rows = torch.zeros(2, 8, dtype=torch.bool)
+    two_rows[0, 5] = True
+    _, state = core(torch.randn(2, 8, INPUT_DIM), two_rows)
+    assert state["valid"].tolist() == [[False] * 5 + [True] * 3, [True] * 8]  # kept while another row needs them
 
 
 def test_bad_config():

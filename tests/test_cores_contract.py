@@ -59,6 +59,21 @@ def assert_states_close(a, b, atol):
 
 
 @pytest.mark.parametrize("key", CONFIGS)
+def test_an_empty_sequence_passes_the_state_through(key):
+    core = build(key)
+    g = seeded_generator(2)
+    with torch.no_grad():
+        state0 = nonzero_state(core, 2, g)
+        y, state = core(torch.zeros(2, 0, INPUT_DIM), None, state0)
+        assert y.shape == (2, 0, core.output_dim)
+        assert_states_close(state, state0, atol=0)
+        if core_name(key) != "attention":  # (its per-step states are not materialised)
+            y, states = core.forward_states(torch.zeros(2, 0, INPUT_DIM), None, state0)
+            assert y.shape == (2, 0, core.output_dim)
+            assert {k: v.shape for k, v in states.items()} == {k: (2, 0, *v.shape[1:]) for k, v in state0.items()}
+
+
+@pytest.mark.parametrize("key", CONFIGS)
 def test_parallel_equals_step_loop(key):
     core = build(key)
     g = seeded_generator(1)

@@ -332,9 +332,10 @@ class WorldModel(nn.Module):
         ``core.rollout(compiled=True)``, whose per-rollout weights become inputs of the compiled graph.
         Returns h (K+1, N, H), z (K+1, N, G*C), x (K+1, N, X) for the states s_0..s_K, action (K, N, A), and the
         predicted reward and continue flag (K, N) of each transition s_k -> s_{k+1}."""
+        compiled = step is not None
         step = step or functools.partial(self.imagine_step, policy=policy)
         hs, zs, xs, actions = [h], [z], [self.core.features(state)], []
-        with self.core.rollout(compiled=step is not None):  # the parameters are fixed for the whole rollout
+        with self.core.rollout(compiled=compiled):  # the parameters are fixed for the whole rollout
             for _ in range(horizon):
                 h, z, state, action = step(h, z, state)
                 hs.append(h)

@@ -8,7 +8,8 @@ and, when ``window`` is set, fewer than ``window`` tokens back (itself included)
 
 The recurrent state is a KV cache: per layer the (post-RoPE) keys and values of past tokens, one slot per token in
 time order, with a validity flag per slot. A reset invalidates every slot instead of shrinking the cache, so all
-rows of a batch keep the same number of slots; with ``window`` set only the last ``window`` slots are kept, in both
+rows of a batch keep the same number of slots; slots invalid in every row are dropped from the front (so an acting
+cache does not grow across episodes), and with ``window`` set only the last ``window`` slots are kept, in both
 modes, so parallel and step states match exactly.
 """
 
@@ -187,7 +188,8 @@ class AttentionCore(SequenceCore):
 
         # A reset anywhere in the row invalidates every slot before it, as the step loop would.
         valid = key_ok & (key_seg == seg[:, -1:])
-        keep = slice(-window, None) if window is not None else slice(None)
+        begin = max(0, valid.shape[1] - window) if window is not None else 0
+        keep = slice(begin + _first_used(valid[:, begin:]), None)
         new_state = {
             "k": torch.stack(keys, 1)[:, :, keep],
             "v": torch.stack(values, 1)[:, :, keep],
@@ -207,6 +209,7 @@ class AttentionCore(SequenceCore):
         batch, cached, window = x.shape[0], state["k"].shape[2], self.config.window
         # Append the new slot and drop what falls out of the window: every remaining valid slot may be attended.
         drop = max(0, cached + 1 - window) if window is not None else 0
+        drop += _first_used(state["valid"][:, drop:])
         valid = torch.cat([state["valid"][:, drop:], state["valid"].new_ones(batch, 1)], 1)  # (B, S)
         mask = valid[:, None, None, :]  # (B, 1, 1, S)
         pos = state["pos"][:, None]  # (B, 1)
@@ -229,3 +232,9 @@ class AttentionCore(SequenceCore):
     def features(self, state: State) -> torch.Tensor:
         """The input of every layer at the last token, flattened: (B, n_layers * width)."""
         return state["last"].flatten(1)
+
+
+def _first_used(valid: torch.Tensor) -> int:
+    """The first slot of ``valid`` (B, S) that some row may still attend (S if none): earlier ones can be dropped."""
+    used = torch.cat([valid.any(0), valid.new_ones(1)])
+    return int(used.int().argmax())

@@ -69,6 +69,8 @@ class SequenceCore(nn.Module):
         state: the state entering step 0 (None = ``initial``). Returns y: (B, T, output_dim) and the state after
         step T-1."""
         x, reset, state = self._prepare(x, reset, state)
+        if x.shape[1] == 0:  # nothing to scan: the state passes through
+            return x.new_zeros(x.shape[0], 0, self.output_dim), state
         with self._precision(x):
             y, state = self._forward(x, reset, state)
         return y, self._float_state(state)
@@ -80,6 +82,8 @@ class SequenceCore(nn.Module):
         ``step`` would carry out of step t (R2I starts imagination from these). The generic version is the step loop;
         cores with a cheaper route override ``_forward_states``."""
         x, reset, state = self._prepare(x, reset, state)
+        if x.shape[1] == 0:
+            return x.new_zeros(x.shape[0], 0, self.output_dim), {k: v[:, None][:, :0] for k, v in state.items()}
         with self._precision(x):
             y, states = self._forward_states(x, reset, state)
         return y, self._float_state(states)

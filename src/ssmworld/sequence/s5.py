@@ -69,7 +69,10 @@ def hippo_legs_normal(n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _trunc_normal(shape: tuple[int, ...], std: float) -> torch.Tensor:
-    return nn.init.trunc_normal_(torch.empty(shape, dtype=torch.float64), std=std, a=-2 * std, b=2 * std)
+    """JAX's lecun_normal: a normal cut at 2 of its stds, scaled so that the values have std ``std`` (0.8796 is the
+    std of a unit normal truncated at +-2)."""
+    scale = std / 0.87962566103423978
+    return nn.init.trunc_normal_(torch.empty(shape, dtype=torch.float64), std=scale, a=-2 * scale, b=2 * scale)
 
 
 class S5Layer(nn.Module):
