@@ -3,13 +3,14 @@
 #
 #   bash benchmarks/gpu_check.sh [--device cuda|cpu] [--quick] [--out DIR]
 #
-# 1. installs ssmworld into the current Python if it is missing (no internet on the GPU machine: the pure-Python
-#    dependencies come from wheels carried in benchmarks/wheels/ when that folder exists; torch must be there already),
+# 1. runs ssmworld from this checkout when it is not installed, and installs its missing pure-Python dependencies
+#    (no internet on the GPU machine) from wheels carried in benchmarks/wheels/ when that folder exists (torch must be
+#    there already; or put them on PYTHONPATH yourself),
 # 2. runs the sequence-core contract, world-model and agent tests with every tensor on the device
 #    (SSMWORLD_TEST_DEVICE: tests/conftest.py makes it torch's default device),
 # 3. `ssmworld bench cores` and `ssmworld bench world-model` (S5 vs GRU) at T in {256, 1024, 4096} on the device,
 #    the world model also with bfloat16 autocast (agent.precision; tests/test_precision.py checks it against fp32),
-# 4. one short training run per preset on the device (debug size), then the r2i run resumed and evaluated there
+# 4. one short training run of r2i, dreamerv3 and drama on the device (debug size; Mamba-1 is in the tests and benches), then the r2i run resumed and evaluated there
 #    (checkpoints load on the CPU and move; a bench or run that fails counts as a failed step).
 # --quick: tiny sizes, no compile tests (what CI runs on the CPU: the plumbing, not the numbers). Every step runs even
 # if an earlier one fails; the exit code is the number of failed steps, the JSON files and logs land in --out (default
@@ -40,11 +41,15 @@ step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, count failures
     fi
 }
 
-if ! python -c "import ssmworld" 2>/dev/null; then
+if ! python -c "import ssmworld" 2>/dev/null; then  # run from the checkout: nothing to build or download
+    export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+fi
+NEEDS="import ssmworld.cli, gymnasium, rich, yaml, safetensors, pytest"
+if ! python -c "$NEEDS" 2>/dev/null; then  # offline: the missing pure-Python packages from carried wheels
     if [ -d benchmarks/wheels ]; then
-        step install pip install --no-index --find-links benchmarks/wheels -e '.[dev]'
+        step install pip install --no-index --find-links benchmarks/wheels gymnasium rich pyyaml safetensors pytest
     else
-        step install pip install -e .
+        step install python -c "$NEEDS"  # names the first missing package
     fi
 fi
 python -c "import torch; print('gpu_check: torch', torch.__version__, 'cuda', torch.cuda.is_available(),

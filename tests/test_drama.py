@@ -1,6 +1,8 @@
 """The drama preset reproduces Drama's world-model and actor-critic layout: parameter counts per part as in
 docs/REFERENCE.md drama.md §1 and §3."""
 
+import math
+
 import pytest
 
 from ssmworld.dreamer.agent import Agent
@@ -134,13 +136,18 @@ def test_acting_uses_batch_norm_running_statistics():
         torch.testing.assert_close(agent.world_model.encode(obs), expected)
 
 
-def test_model_learning_rate_warm_up():
-    agent, _ = tiny_drama(**{"agent.model_warmup": 4, "agent.model_lr": 1e-3})
+def test_learning_rate_warm_up_with_dramas_optimiser():
+    agent, _ = tiny_drama(**{"agent.model_warmup": 4, "agent.model_lr": 1e-3, "agent.actor_critic_warmup": 2,
+                             "agent.actor_lr": 1e-4, "agent.critic_lr": 2e-4, "agent.optimizer": "laprop",
+                             "agent.model_eps": 1e-20, "agent.actor_critic_eps": 1e-20})
     lrs = []
     for _ in range(6):
-        agent.update(image_batch())
-        lrs.append(agent.model_opt.param_groups[0]["lr"])
-    assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+        metrics = agent.update(image_batch())
+        assert all(math.isfinite(v) for v in metrics.values())
+        lrs.append([opt.param_groups[0]["lr"] for opt in (agent.model_opt, agent.actor_opt, agent.critic_opt)])
+    assert [lr[0] for lr in lrs] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    assert [lr[1:] for lr in lrs[:3]] == [pytest.approx([5e-5, 1e-4]), pytest.approx([1e-4, 2e-4]),
+                                          pytest.approx([1e-4, 2e-4])]
 
 
 def test_acting_with_the_carried_state_equals_re_encoding_the_episode():

@@ -160,7 +160,7 @@ def test_compiled_imagination_needs_a_compiler_to_train_not_to_evaluate(tmp_path
 
 def test_config_prints_values_with_their_source(capsys):
     code, out, _ = cli(capsys, "config", "--preset", "dreamerv3", "--env", "bsuite:memory_len/3",
-                       "agent.imagination.horizon=7")
+                       "agent.imagination.horizon=7", "train.env_options.max_steps=9")
     lines = {line.split(" = ")[0]: line for line in out.splitlines()}
     horizon = lines["agent.imagination.horizon"]
     assert code == 0 and "# command line" in horizon and "7" in horizon
@@ -168,6 +168,7 @@ def test_config_prints_values_with_their_source(capsys):
     assert "# preset dreamerv3 size small" in lines["agent.world_model.gru.width"]
     assert "# default" in lines["agent.world_model.gru.norm_eps"]
     assert "# --env" in lines["train.env"]
+    assert "# command line" in lines["train.env_options"]  # an entry of a dict-valued key
 
 
 def test_list_keys_takes_the_run_options_and_describes_every_key(capsys):

@@ -78,7 +78,7 @@ def test_plot_runs_curves_png_and_numbers(tmp_path):
     assert evals["x"][0] == 5.0 and evals["x"][-1] == 30.0  # perf/seconds of the first and last eval rows
 
 
-def test_plot_runs_aggregates_over_tasks(tmp_path):
+def test_plot_runs_aggregates_over_tasks(tmp_path, capsys):
     dirs = [write_run(tmp_path / f"{env[:4]}{preset}{seed}", env, preset, seed, [score] * 20)
             for env, score in (("atari:Pong", -3.0), ("bsuite:memory_len/5", 0.5))
             for preset in ("dreamerv3", "r2i") for seed in (0, 1, 2)]
@@ -90,7 +90,24 @@ def test_plot_runs_aggregates_over_tasks(tmp_path):
     assert r2i["scores"]["atari:Pong"] == pytest.approx([(-3 + 21) / (15 + 21)] * 3)  # human-normalised: 0.5
     assert r2i["scores"]["bsuite:memory_len/5"] == pytest.approx([0.75] * 3)
     assert r2i["iqm"]["value"] == pytest.approx(0.625) and r2i["optimality_gap"]["value"] == pytest.approx(0.375)
+    assert r2i["mean"]["value"] == pytest.approx(0.625) and r2i["median"]["value"] == pytest.approx(0.625)
+    from ssmworld.cli import main
+
+    atari = [write_run(tmp_path / f"{game}{seed}", f"atari:{game}", "r2i", seed, [10.0] * 20)
+             for game in ("Pong", "Breakout") for seed in (0, 1)]
+    assert main(["plot", *atari, "--out", str(tmp_path / "cli.png")]) == 0
+    printed = capsys.readouterr().out  # human-normalised aggregates, printed
+    assert "r2i over 2 tasks: mean " in printed and "median" in printed and "optimality gap" in printed
     assert (tmp_path / "agg.png").stat().st_size > 0
+
+
+def test_median_of_task_means_by_hand():
+    from ssmworld.tools.plots import median_of_task_means_ci
+
+    tasks = {"a": [0.0, 1.0], "b": [4.0, 4.0, 4.0], "c": [10.0]}
+    value, low, high = median_of_task_means_ci({"a": [0.0, 1.0], "b": [2.0, 6.0], "c": [9.0, 11.0], "d": [20.0]})
+    assert value == pytest.approx((4.0 + 10.0) / 2) and low <= value <= high  # means 0.5, 4, 10, 20
+    assert median_of_task_means_ci(tasks)[1:] == (4.0, 4.0)  # b never changes: every resample's median is 4
 
 
 def test_normalizer_per_suite():

@@ -193,6 +193,10 @@ def _plot(args: argparse.Namespace) -> int:
     result = plot_runs(args.runs, args.out, metric=args.metric, x=args.x, group_by=args.group_by)
     if args.json:
         _write_json(args.json, result)
+    for preset, entry in ((result["aggregates"] or {}).get("presets") or {}).items():  # normalised, 95% CIs
+        print(f"{preset} over {len(entry['tasks'])} tasks: " + ", ".join(
+            f"{name} {entry[key]['value']:.3f} [{entry[key]['low']:.3f}, {entry[key]['high']:.3f}]" for key, name in
+            (("mean", "mean"), ("median", "median"), ("iqm", "IQM"), ("optimality_gap", "optimality gap"))))
     print(args.out)
     return 0
 

@@ -69,6 +69,7 @@ class AgentConfig:
     critic_lr: float = 3e-5  # critic learning rate
     actor_critic_eps: float = 1e-5  # actor and critic optimiser epsilon
     actor_critic_clip: float = 100.0  # actor and critic gradient-norm clip
+    actor_critic_warmup: int = 0  # updates of linear learning-rate warm-up for the actor and critic (Drama: 1000)
     critic_clip: float | None = None  # the critic's own clip (None: actor_critic_clip); R2I Memory Maze: 200 / 100
     # float32 | bfloat16: the update's forward passes under torch.autocast (DreamerV3's default compute dtype on
     # accelerators). Matmuls run in bfloat16, distributions, losses, SSM states and the optimisers in float32. On CPUs
@@ -211,9 +212,7 @@ class Agent(nn.Module):
         clock = [_now(device)]
         with self._autocast(device):
             model_loss, metrics, out = wm.loss(batch, all_states=cfg.imagination.starts == "posterior")
-        if cfg.model_warmup > 0:
-            for group in self.model_opt.param_groups:
-                group["lr"] = cfg.model_lr * min(1.0, (int(self.updates) + 1) / cfg.model_warmup)
+        _warm_up(self.model_opt, cfg.model_lr, int(self.updates) + 1, cfg.model_warmup)
         self.updates += 1
         reset_every = cfg.actor_critic.reset_every
         if reset_every and int(self.updates) % reset_every == 0:
@@ -280,6 +279,8 @@ class Agent(nn.Module):
                                                           starts.cont)
         self.actor_opt.zero_grad(set_to_none=True)
         self.critic_opt.zero_grad(set_to_none=True)
+        _warm_up(self.actor_opt, cfg.actor_lr, int(self.updates), cfg.actor_critic_warmup)
+        _warm_up(self.critic_opt, cfg.critic_lr, int(self.updates), cfg.actor_critic_warmup)
         (actor_loss + critic_loss).backward()
         self.sync.average_gradients([*ac.actor.parameters(), *ac.critic.parameters()])
         metrics["grad_norm_actor"] = nn.utils.clip_grad_norm_(ac.actor.parameters(), cfg.actor_critic_clip)
@@ -295,6 +296,13 @@ class Agent(nn.Module):
         metrics["seconds_imagination"] = clock[1] - clock[0]
         metrics["seconds_actor_critic"] = clock[2] - clock[1]
         return metrics
+
+
+def _warm_up(optimizer: torch.optim.Optimizer, lr: float, update: int, warmup: int) -> None:
+    """Linear learning-rate warm-up: the ``update``-th update (from 1) runs at lr * min(1, update / warmup)."""
+    if warmup > 0:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * min(1.0, max(update, 1) / warmup)
 
 
 def world_model_optimizer(world_model: nn.Module, cfg: AgentConfig) -> torch.optim.Optimizer:

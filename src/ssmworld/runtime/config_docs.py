@@ -54,9 +54,13 @@ def config_rows(cfg: Config, sources: dict[str, str] | None = None) -> list[tupl
 
 
 def _source(key: str, sources: dict[str, str]) -> str:
-    """The layer that last set ``key`` (itself, or a dict-valued key above it)."""
-    while key:
-        if key in sources:
-            return sources[key]
-        key = key.rpartition(".")[0]
-    return "default"
+    """The layer that last set ``key`` (itself, or a dict-valued key above it), and those that set entries of a
+    dict-valued ``key`` (``train.env_options.sticky=0.25``)."""
+    layers, parent = [], key
+    while parent:
+        if parent in sources:
+            layers.append(sources[parent])
+            break
+        parent = parent.rpartition(".")[0]
+    layers += [layer for sub, layer in sources.items() if sub.startswith(f"{key}.")]
+    return " + ".join(dict.fromkeys(layers)) or "default"
