@@ -85,3 +85,10 @@ def test_data_parallel_resume_falls_back_to_the_newest_step_every_rank_loads(tmp
     with pytest.warns(UserWarning, match="trying the previous checkpoint"):
         tensors, state = run_state._load(trainer)  # 120: not on the other rank; 80: corrupt here
     assert state["step"] == 40 and tensors["x"].item() == 40.0
+
+
+def test_unfinished_copies_of_other_steps_do_not_pile_up(tmp_path):
+    (tmp_path / "step-000000000007.tmp").mkdir()  # a process killed while saving step 7
+    (tmp_path / "step-000000000007.tmp" / "tensors.pt").write_bytes(b"partial")
+    checkpoint.save(str(tmp_path), 9, {"x": torch.ones(1)}, {})
+    assert sorted(os.listdir(tmp_path)) == ["step-000000000009"]

@@ -71,3 +71,14 @@ def test_a_resumed_session_purges_tensorboard_points_after_the_checkpoint_only(t
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("eval/return_mean")] == [(10, 10.0), (20, 20.0), (30, 30.5),
                                                                                (40, 40.5)]
+
+
+def test_truncating_metrics_completes_a_last_row_without_its_newline(tmp_path):
+    from ssmworld.runtime.run_state import truncate_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}')  # killed after the row, before its newline
+    truncate_metrics(str(path), 5)
+    with open(path, "a") as f:
+        f.write('{"step": 6}\n')
+    assert [row["step"] for row in read_metrics(str(path))] == [1, 2, 6]

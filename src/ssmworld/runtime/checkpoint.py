@@ -69,6 +69,9 @@ def save(root: str, step: int, tensors: dict[str, Any], state: dict[str, Any], k
     shutil.rmtree(earlier, ignore_errors=True)
     for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
+    for name in os.listdir(root):  # unfinished copies of other steps a killed process left (one writer per root)
+        if name.startswith(PREFIX) and name.endswith(".tmp"):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
     return final
 
 

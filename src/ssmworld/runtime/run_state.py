@@ -163,7 +163,7 @@ def truncate_metrics(path: str, step: int) -> None:
                 keep.append(line if line.endswith("\n") else line + "\n")
         except (json.JSONDecodeError, KeyError, TypeError):
             continue  # a torn last line
-    if len(keep) != len(lines):
+    if keep != lines:  # (also a complete last row without its newline: the next append would join it)
         with open(path + ".tmp", "w") as f:
             f.writelines(keep)
         os.replace(path + ".tmp", path)
