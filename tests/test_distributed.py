@@ -117,3 +117,19 @@ def test_each_rank_takes_its_local_gpu_and_an_explicit_one_is_bad_input():
     assert rank_device(torch.device("cpu"), Group(3, 4, 1)) == torch.device("cpu")
     with pytest.raises(UserError, match="would put every rank on one GPU"):
         rank_device(torch.device("cuda", 0), Group(3, 4, 1))
+
+
+def test_collective_timeout_outlasts_rank_zeros_evaluations(monkeypatch):
+    import datetime
+
+    from ssmworld.errors import UserError
+    from ssmworld.runtime.distributed import _collective_timeout
+
+    monkeypatch.delenv("SSMWORLD_DDP_TIMEOUT_MINUTES", raising=False)
+    assert _collective_timeout() == datetime.timedelta(hours=2)
+    monkeypatch.setenv("SSMWORLD_DDP_TIMEOUT_MINUTES", "30")
+    assert _collective_timeout() == datetime.timedelta(minutes=30)
+    for bad in ("soon", "0", "nan"):
+        monkeypatch.setenv("SSMWORLD_DDP_TIMEOUT_MINUTES", bad)
+        with pytest.raises(UserError, match="SSMWORLD_DDP_TIMEOUT_MINUTES"):
+            _collective_timeout()

@@ -10,6 +10,7 @@ Without ``torchrun`` (WORLD_SIZE unset or 1) ``setup`` returns a single-process 
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -106,8 +107,21 @@ def setup(device: str = "auto") -> Group:
     if not dist.is_initialized():
         if cuda:
             torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl" if cuda else "gloo")
+        # The other ranks wait in a collective while rank 0 evaluates (a Memory Maze evaluation can take longer than
+        # NCCL's default 10 minutes): a hung rank is reported after this long instead
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=_collective_timeout())
     return Group(rank, world_size, local_rank)
+
+
+def _collective_timeout() -> datetime.timedelta:
+    text = os.environ.get("SSMWORLD_DDP_TIMEOUT_MINUTES", "120")
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1.0
+    if not minutes > 0:
+        raise UserError(f"SSMWORLD_DDP_TIMEOUT_MINUTES must be a number of minutes > 0, got {text!r}")
+    return datetime.timedelta(minutes=minutes)
 
 
 def rank_device(device: torch.device, group: Group) -> torch.device:
