@@ -72,6 +72,7 @@ def test_trajectory_weights_and_slow_critic_ema():
     ac_masked = make_actor_critic()
     only_first, _, _ = ac_masked.loss(feat[:2], action[:1], torch.zeros(1, 5), cont[:1])
     assert actor_loss.item() == pytest.approx(only_first.item() / 3, rel=1e-5)  # later steps weigh 0 (mean over H=3)
+    assert abs(only_first.item()) > 1e-6  # the first step weighs 1 (its entropy bonus at least): not 0 == 0
     with torch.no_grad():
         for p in ac.critic.parameters():
             p.fill_(1.0)

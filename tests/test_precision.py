@@ -61,8 +61,13 @@ def test_bfloat16_update_is_close_to_float32(core, discrete):
     for precision in ("float32", "bfloat16"):
         agent = make_agent(core, discrete)
         agent.cfg.precision = precision
+        matmul_dtypes = set()  # what the Linear layers compute in: bfloat16 must really run
+        for module in agent.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.register_forward_hook(lambda _m, _i, out: matmul_dtypes.add(out.dtype))
         torch.manual_seed(1)
         results[precision] = agent.update(data)
+        assert (torch.bfloat16 in matmul_dtypes) == (precision == "bfloat16"), matmul_dtypes
         assert all(p.dtype == torch.float32 for p in agent.parameters())
         for state in agent.model_opt.state.values():
             assert state["exp_avg"].dtype == torch.float32
@@ -70,6 +75,7 @@ def test_bfloat16_update_is_close_to_float32(core, discrete):
     assert all(torch.isfinite(torch.tensor(v)) for v in half.values()), half
     for key in ("loss_model", "loss_decoder", "loss_reward", "kl_dyn"):
         assert abs(half[key] - full[key]) < 0.03 * abs(full[key]) + 0.01, (key, half[key], full[key])
+    assert half["loss_model"] != full["loss_model"]  # rounded differently: not the float32 path twice
 
 
 def test_precision_is_checked():

@@ -82,12 +82,16 @@ def test_reset_is_exact_not_one_step_early():
     assert (y - early).abs().max() > 1e-2  # the off-by-one reset gives visibly different outputs
 
 
-def test_rollout_reuses_the_weights_with_equal_outputs_and_gradients():
+def test_rollout_reuses_the_weights_with_equal_outputs_and_gradients(monkeypatch):
     torch.manual_seed(0)
     core = sequence.make("s5", 6, width=8, state_size=8, n_layers=2)
     x = torch.randn(3, 5, 6)
+    built = []
+    weights = S5Layer.weights
+    monkeypatch.setattr(S5Layer, "weights", lambda layer: built.append(layer) or weights(layer))
 
     def run(rollout: bool):
+        built.clear()
         core.zero_grad()
         state, ys = core.initial(3), []
         with core.rollout() if rollout else contextlib.nullcontext():
@@ -98,7 +102,9 @@ def test_rollout_reuses_the_weights_with_equal_outputs_and_gradients():
         return torch.stack(ys).detach(), [p.grad.clone() for p in core.parameters()]
 
     y_plain, g_plain = run(False)
+    assert len(built) == 2 * 5  # every step builds each layer's weights
     y_cached, g_cached = run(True)
+    assert len(built) == 2  # once per layer for the whole rollout
     torch.testing.assert_close(y_cached, y_plain, rtol=0, atol=0)
     for a, b in zip(g_cached, g_plain):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
@@ -124,8 +130,13 @@ def test_a_rollout_for_a_compiled_graph_steps_as_the_complex_core():
     core = sequence.make("s5", 6, width=16, state_size=8, n_blocks=2, n_layers=2)
     x, state = torch.randn(4, 6), {"ssm": torch.randn(4, 2, 8, 2)}
     h, new = core.step(x, state)
-    with core.rollout(compiled=True):
-        h_real, new_real = core.step(x, state)
+    real_steps = []
+    step_real = S5Layer.step_real
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(S5Layer, "step_real", lambda *args: real_steps.append(1) or step_real(*args))
+        with core.rollout(compiled=True):
+            h_real, new_real = core.step(x, state)
+    assert len(real_steps) == 2  # both layers in real arithmetic (no complex tensors for TorchInductor)
     torch.testing.assert_close(h_real, h)
     torch.testing.assert_close(new_real["ssm"], new["ssm"])
 

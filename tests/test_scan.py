@@ -51,8 +51,16 @@ def test_gradient_through_expanded_coefficients():
     torch.testing.assert_close(a_param.grad, a_ref.grad)
 
 
-def test_auto_is_blocked_on_the_cpu_and_a_bad_method_is_refused():
+def test_auto_is_blocked_on_the_cpu_and_a_bad_method_is_refused(monkeypatch):
+    from ssmworld.sequence import scan
+
     a, b, x0 = torch.full((1, 5, 2), 0.5), torch.ones(1, 5, 2), torch.zeros(1, 2)
     assert torch.equal(linear_scan(a, b, x0, 2), linear_scan(a, b, x0, 2, "blocked"))
+    used = []
+    for name in ("_within_chunks", "_hillis_steele"):
+        original = getattr(scan, name)
+        monkeypatch.setattr(scan, name, lambda *args, _f=original, _n=name: used.append(_n) or _f(*args))
+    linear_scan(torch.rand(1, 9, 2), torch.randn(1, 9, 2), torch.zeros(1, 2), 4)
+    assert "_within_chunks" in used and "_hillis_steele" not in used  # auto on the CPU: the blocked scan
     with pytest.raises(ValueError, match="method"):
         linear_scan(a, b, x0, 2, "fast")

@@ -208,3 +208,26 @@ def test_vector_units_and_decoder_layers_shape_the_vector_encoder_and_decoder():
     assert [m.out_features for m in encoder] == [24, 24, 24]
     assert [m.out_features for m in decoder] == [24, 24, 24, 24, 5]
     assert [m.out_features for m in reward] == [16, 255]  # the heads keep units and head_layers
+
+
+def test_continue_targets_and_start_flags_follow_is_terminal():
+    """The continue head learns c = 1 - is_terminal (hand-computed BCE on its own logits); imagination starts carry
+    the same flag: posterior starts per step, context starts at each window's last step."""
+    from ssmworld.dreamer.imagination import ImaginationConfig, choose_starts
+
+    torch.manual_seed(0)
+    model = WorldModel({"vector": 5, "cue": 2}, action_dim=4, cfg=WorldModelConfig.with_core(
+        "gru", CORE_CFGS["gru"], units=32, latent_groups=4, latent_classes=4))
+    data = batch()
+    data["is_terminal"][0, 4] = data["is_terminal"][2, 11] = True
+    _, metrics, out = model.loss(data, all_states=True)
+    logits = model.cont_head(model.head_features(out["h"], out["z"])).squeeze(-1)
+    target = 1.0 - data["is_terminal"].float()
+    expected = -(target * torch.log(torch.sigmoid(logits)) + (1 - target) * torch.log(1 - torch.sigmoid(logits)))
+    assert metrics["loss_cont"].item() == pytest.approx(expected.mean().item(), rel=1e-5)
+    starts = choose_starts(model, ImaginationConfig(starts="posterior"), data, out)
+    assert starts.cont.tolist() == target.flatten().tolist()
+    windows = {k: (v[:, 2:5] if k != "obs" else {o: x[:, 2:5] for o, x in v.items()}) for k, v in data.items()}
+    with torch.no_grad():
+        _, _, _, cont = model.context_windows(windows)  # windows of steps 2..4: row 0 ends on its terminal
+    assert cont.tolist() == [0.0, 1.0, 1.0]
