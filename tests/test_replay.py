@@ -68,7 +68,8 @@ def test_save_writes_sealed_chunks_once_and_load_restores(tmp_path):
     restored = ReplayBuffer(capacity=64, chunk_length=8, seed=4)
     restored.load(str(tmp_path))
     assert len(restored) == len(buffer) == 30
-    assert [(c.uid, c.stream, c.length) for c in restored.chunks] == [(c.uid, c.stream, c.length) for c in buffer.chunks]
+    layout = [(c.uid, c.stream, c.length) for c in buffer.chunks]
+    assert [(c.uid, c.stream, c.length) for c in restored.chunks] == layout
     for saved, loaded in zip(buffer.chunks, restored.chunks):  # every field of every stored step
         assert set(saved.data) == set(loaded.data)
         for key in saved.data:
