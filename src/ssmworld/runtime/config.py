@@ -50,7 +50,9 @@ class TrainConfig:
     batch_size: int = 16  # B sequences per update
     sequence_length: int = 64  # T steps per sequence
     train_ratio: float = 512.0  # replayed steps per env step: updates per env step = train_ratio / (B * T)
-    prefill: int = 1000  # env steps with uniform random actions before learning starts
+    # env steps with uniform random actions before learning starts (learning also waits until each env's replay stream
+    # holds a sequence: sequence_length x envs x ranks steps)
+    prefill: int = 1000
     replay_capacity: int = 1_000_000  # steps (FIFO)
     replay_chunk: int = 256  # steps per replay chunk (>= sequence_length)
     # What a training sequence remembers from before its first step: "window" = nothing (it starts from the core's

@@ -11,6 +11,14 @@ import time
 from typing import Any
 
 
+def learning_starts(prefill: int, sequence_length: int, batch_size: int, envs: int, ranks: int, sampler: str) -> int:
+    """The env step (summed over envs and ranks) from which updates run: after ``prefill``, and once every replay
+    stream (one per env on each rank) holds a sequence; the dfs sampler draws a batch of distinct sequences, so then
+    each rank's ``envs`` streams must hold ``batch_size`` of them."""
+    per_stream = sequence_length + (-(-batch_size // envs) - 1 if sampler == "dfs" else 0)
+    return max(prefill, per_stream * envs * ranks)
+
+
 class TrainRatio:
     """Updates at the train ratio: every loop iteration earns ``per_iteration`` = envs x train_ratio / (B x T) update
     credits (once learning has started); each whole credit is one update. 0.25 -> one update every 4th iteration."""
@@ -22,7 +30,7 @@ class TrainRatio:
         """The number of updates this iteration runs."""
         self.credit += self.per_iteration
         n = 0
-        while self.credit >= 1:
+        while self.credit >= 1 - 1e-9:  # 10 x 0.1 sums to 0.999...: rounding must not delay an update
             self.credit -= 1
             n += 1
         return n
@@ -49,8 +57,14 @@ class Evaluations:
     def due(self, step: int) -> bool:
         if self.next is None or step < self.next or step >= self.end:
             return False
-        self.next += self.every
+        self.skip_to(step)
         return True
+
+    def skip_to(self, step: int) -> None:
+        """The next evaluation after ``step`` (an iteration may pass several multiples; the final evaluation at the
+        run's end counts for the multiples up to it, so a run given more steps does not repeat it)."""
+        while self.next is not None and self.next <= step:
+            self.next += self.every
 
 
 class WallClock:

@@ -30,7 +30,7 @@ from .config import Config, save_yaml
 from .distributed import Group, rank_device
 from .episodes import batch_to_tensors, build_agent, evaluate, obs_to_tensors, resolve_device, to_env_actions
 from .logger import Logger
-from .schedule import Evaluations, EveryN, MetricWindow, TrainRatio, WallClock
+from .schedule import Evaluations, EveryN, MetricWindow, TrainRatio, WallClock, learning_starts
 
 
 class Trainer:
@@ -81,6 +81,8 @@ class Trainer:
         self.step = self.updates = self.episodes = 0
         # the schedules of the loop (schedule.py); their step-based state is part of a checkpoint
         self.ratio = TrainRatio(tc.envs * tc.train_ratio / (tc.batch_size * tc.sequence_length))
+        self.learning_starts = learning_starts(tc.prefill, tc.sequence_length, tc.batch_size, tc.envs,
+                                               self.group.world_size, tc.sampler)
         self.evaluations = Evaluations(tc.eval_every, tc.steps)
         self.log_rows = EveryN(tc.log_every)  # train/ rows at multiples of log_every: a resumed run writes the same
         self.checkpoints = EveryN(tc.checkpoint_every)
@@ -146,12 +148,13 @@ class Trainer:
             if not self.quiet:  # resumed a finished run: nothing to do
                 print(f"ssmworld: the run already ended at step {self.step}; pass --steps N (> {self.step}) to train "
                       "it further", file=sys.stderr)
+            self.vec.close()
             with open(os.path.join(self.logdir, "summary.json")) as f:
                 return json.load(f)
         if self.logdir and main:
             os.makedirs(self.logdir, exist_ok=True)
         logger = Logger(self.logdir if main else None, tc.steps, self.step, quiet=self.quiet or not main,
-                        learning_starts=max(tc.prefill, tc.sequence_length))
+                        learning_starts=self.learning_starts)
         if self.logdir and main:
             save_yaml(self.cfg, os.path.join(self.logdir, "config.yaml"))
             if os.path.exists(os.path.join(self.logdir, "summary.json")):  # resumed with more steps: not ended yet
@@ -207,10 +210,10 @@ class Trainer:
             logger.print(f"ssmworld: note: the checkpoint holds no episodes in progress ({tc.env}: "
                          f"{self.unsaved_episodes}): fresh episodes start, so the run continues exactly up to the "
                          "checkpoint, not after")
-        learning_starts = max(tc.prefill, tc.sequence_length)
-        if tc.steps <= learning_starts:
-            logger.print(f"ssmworld: warning: {tc.steps} env steps end before learning starts (train.prefill="
-                         f"{tc.prefill}, train.sequence_length={tc.sequence_length}): no updates will run")
+        if tc.steps <= self.learning_starts:
+            logger.print(f"ssmworld: warning: {tc.steps} env steps end before learning starts at step "
+                         f"{self.learning_starts} (train.prefill={tc.prefill}; train.sequence_length="
+                         f"{tc.sequence_length} steps in each of {self.step_size} env streams): no updates will run")
 
     def _loop(self, logger: Logger) -> tuple[dict[str, Any], bool]:
         """Act, update at the train ratio, log, evaluate and checkpoint until the end. Returns (the final
@@ -233,7 +236,7 @@ class Trainer:
             for row in self._env_step():
                 logger.write(self.step, row)
             self.window.env_seconds += time.perf_counter() - tick
-            if self.step >= tc.prefill and self.step >= tc.sequence_length:
+            if self.step >= self.learning_starts:
                 for _ in range(self.ratio.updates()):
                     metrics, warmup = self._update()
                     self.window.add(metrics)
@@ -243,7 +246,9 @@ class Trainer:
             if crossed or self.step >= tc.steps:  # the run's last row keeps its window: given more --steps, the
                 logger.write(self.step, self._train_row(new_window=crossed))  # run averages as if uninterrupted
             if self.evaluations.due(self.step):
+                tick = time.perf_counter()
                 result = self._evaluate(logger) if main else {}
+                self.window.started += time.perf_counter() - tick  # perf/ rates measure training, not evaluations
                 logger.write(self.step, result)
                 evaluated = (self.step, result)
                 if tc.stop_at is not None and self.group.agree(int(self._solved(result)), self.device):
@@ -262,6 +267,7 @@ class Trainer:
         else:
             final = self._evaluate(logger, final=True) if main else {}
             logger.write(self.step, final)
+        self.evaluations.skip_to(self.step)  # given more --steps, the run does not evaluate this step again
         # the final evaluation counts too: a run that meets train.stop_at at its last step is solved
         return final, tc.stop_at is not None and bool(self.group.agree(int(self._solved(final)), self.device))
 
