@@ -1,6 +1,7 @@
 """Data-parallel training: gradient/buffer averaging on 2 gloo processes, and a torchrun run whose ranks keep identical
 parameters while acting on different data, checkpoint per rank and resume."""
 
+import json
 import os
 import subprocess
 import sys
@@ -82,6 +83,8 @@ def test_torchrun_ranks_stay_identical_and_resume(tmp_path):
                     "agent.actor_critic.reset_warmup=2")  # also after their warm-up on each rank's own batches
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.count('"steps": 160') == 1  # only rank 0 prints the summary
+    summary = json.loads(next(line for line in run.stdout.splitlines() if '"steps": 160' in line))
+    assert summary["episodes"] == 2 * 80 // 5  # both ranks' episodes (5 stored steps each), as steps count both
     rank0, rank1 = os.path.join(logdir, "checkpoints"), os.path.join(logdir, "rank-1", "checkpoints")
     steps = [os.path.basename(p) for p in checkpoint.list_checkpoints(rank0)]
     assert steps == [os.path.basename(p) for p in checkpoint.list_checkpoints(rank1)] == [

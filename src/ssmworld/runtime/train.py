@@ -174,7 +174,7 @@ class Trainer:
             logger.close()
             self.vec.close()
         summary = {"env": tc.env, "preset": self.cfg.preset, "size": self.cfg.size, "steps": self.step,
-                   "updates": self.updates, "episodes": self.episodes, "solved": solved,
+                   "updates": self.updates, "episodes": sum(self.group.gather(self.episodes)), "solved": solved,
                    "seconds": round(self.seconds_before + time.perf_counter() - self.started, 1),  # all sessions
                    **{k.replace("eval/", "eval_"): v for k, v in final.items()}}
         if self.logdir and main:  # written last, atomically: it marks a run that ended normally (sweeps skip it)
