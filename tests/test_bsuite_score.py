@@ -37,18 +37,19 @@ def test_rows_follow_bsuites_logging_schedule_and_sum_the_counters(tmp_path):
 
 
 def test_a_best_episode_is_the_maximum_over_envs_not_their_sum(tmp_path):
-    """cartpole's best_episode is each env's running maximum: with 2 envs the deltas of both add up to more than
-    any episode returned."""
+    """cartpole's best_episode is each env's running maximum of raw episode returns: with 2 envs the deltas of both
+    add up to more than any episode returned. cartpole_scale: the agent's returns are scaled, the raw ones are not."""
     path = tmp_path / "run"
     os.makedirs(path)
-    save_yaml(load_config("r2i", "debug", "bsuite:cartpole/0"), os.path.join(path, "config.yaml"))
-    episodes = [(100.0, 100.0), (120.0, 120.0), (90.0, 0.0), (130.0, 10.0)]  # (return, delta of its env's best)
+    save_yaml(load_config("r2i", "debug", "bsuite:cartpole_scale/0"), os.path.join(path, "config.yaml"))
+    episodes = [(100.0, 100.0), (120.0, 120.0), (90.0, 0.0), (130.0, 10.0)]  # (raw return, delta of its env's best)
     with open(os.path.join(path, "metrics.jsonl"), "w") as f:
-        for i, (ret, delta) in enumerate(episodes):
-            f.write(json.dumps({"step": 100 * (i + 1), "episode/return": ret, "episode/length": 100,
-                                "episode/bsuite/best_episode": delta}) + "\n")
+        for i, (raw, delta) in enumerate(episodes):
+            f.write(json.dumps({"step": 100 * (i + 1), "episode/return": raw * 0.001, "episode/length": 100,
+                                "episode/bsuite/raw_return": raw, "episode/bsuite/best_episode": delta}) + "\n")
     _, rows = bsuite_rows(str(path))
     assert [r["best_episode"] for r in rows] == [100.0, 120.0, 120.0, 130.0]  # summed: 100, 220, 220, 230
+    assert rows[-1]["raw_return"] == 440.0  # a cumulative counter: summed
 
 
 def test_scores_come_from_bsuites_analysis(tmp_path):

@@ -61,6 +61,19 @@ def test_a_corrupt_newest_checkpoint_falls_back_with_its_replay_and_unneeded_fil
     with pytest.warns(UserWarning, match="trying the previous checkpoint"):
         resumed = Trainer(small_replay_config(160), logdir, resume=True, quiet=True)
     assert resumed.step == 80 and len(resumed.replay) == 40
+    assert [checkpoint.step_of(p) for p in checkpoint.list_checkpoints(os.path.join(logdir, "checkpoints"))] == [
+        80]  # the corrupt one is gone: the run saves its own step 120 again
+
+
+def test_keeping_every_checkpoint_keeps_the_replay_of_the_newest_two(tmp_path):
+    logdir = str(tmp_path / "run")
+    cfg = small_replay_config(200)
+    cfg.train.keep_checkpoints = 0
+    Trainer(cfg, logdir, quiet=True).run()
+    paths = checkpoint.list_checkpoints(os.path.join(logdir, "checkpoints"))
+    assert [checkpoint.step_of(p) for p in paths] == [40, 80, 120, 160, 200]
+    needed = {f"{uid}.npz" for p in paths[-2:] for uid in checkpoint.read_state(p)["replay_lengths"]}
+    assert chunk_files(logdir) == needed
 
 
 class TwoRanks:

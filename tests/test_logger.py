@@ -50,7 +50,7 @@ def test_progress_line_during_prefill_shows_no_rate_or_eta(monkeypatch):
     log.progress(520, 10)
     assert log.fps == 2.0
     lines = out.getvalue().splitlines()
-    assert lines[:2] == [f"step {n}/1000 | prefill (random actions) to step 500" for n in (100, 400)]
+    assert lines[:2] == [f"step {n}/1000 | collecting data before learning starts at step 500" for n in (100, 400)]
     assert lines[-1] == "step 520/1000 | 2 fps | 0.9 upd/s | ETA 0:04:00"
 
 

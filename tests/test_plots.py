@@ -101,13 +101,15 @@ def test_plot_runs_aggregates_over_tasks(tmp_path, capsys):
     assert (tmp_path / "agg.png").stat().st_size > 0
 
 
-def test_median_of_task_means_by_hand():
-    from ssmworld.tools.plots import median_of_task_means_ci
+def test_mean_and_median_of_task_means_by_hand():
+    from ssmworld.tools.plots import task_means_ci
 
     tasks = {"a": [0.0, 1.0], "b": [4.0, 4.0, 4.0], "c": [10.0]}
-    value, low, high = median_of_task_means_ci({"a": [0.0, 1.0], "b": [2.0, 6.0], "c": [9.0, 11.0], "d": [20.0]})
+    value, low, high = task_means_ci({"a": [0.0, 1.0], "b": [2.0, 6.0], "c": [9.0, 11.0], "d": [20.0]})
     assert value == pytest.approx((4.0 + 10.0) / 2) and low <= value <= high  # means 0.5, 4, 10, 20
-    assert median_of_task_means_ci(tasks)[1:] == (4.0, 4.0)  # b never changes: every resample's median is 4
+    assert task_means_ci(tasks)[1:] == (4.0, 4.0)  # b never changes: every resample's median is 4
+    # the mean of task means, not of runs: a task with 3 runs weighs as one with 1 (runs' mean: 26 / 6)
+    assert task_means_ci(tasks, np.mean)[0] == pytest.approx((0.5 + 4.0 + 10.0) / 3)
 
 
 def test_normalizer_per_suite():

@@ -50,9 +50,7 @@ class TrainConfig:
     batch_size: int = 16  # B sequences per update
     sequence_length: int = 64  # T steps per sequence
     train_ratio: float = 512.0  # replayed steps per env step: updates per env step = train_ratio / (B * T)
-    # env steps with uniform random actions before learning starts (learning also waits until each env's replay stream
-    # holds a sequence: sequence_length x envs x ranks steps)
-    prefill: int = 1000
+    prefill: int = 1000  # env steps of random actions; learning starts then, or once each env's replay holds a batch
     replay_capacity: int = 1_000_000  # steps (FIFO)
     replay_chunk: int = 256  # steps per replay chunk (>= sequence_length)
     # What a training sequence remembers from before its first step: "window" = nothing (it starts from the core's
@@ -71,7 +69,7 @@ class TrainConfig:
     log_every: int = 1_000  # env steps between train/ and perf/ metric rows
     checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints (and one at the end; 0: every step)
     checkpoint_every: int = 0  # also every this many env steps (0: off); deterministic, for exact-resume tests
-    keep_checkpoints: int = 2  # newest checkpoints kept on disk (older ones are deleted; 0: all; >= 2 under torchrun)
+    keep_checkpoints: int = 2  # newest kept on disk (older ones deleted; 0: all, the replay of 2; >= 2 under torchrun)
     # Stop when solved (as SB3's StopTrainingOnRewardThreshold): end the run at the first evaluation whose
     # stop_metric (success_rate | return_mean) is >= stop_at; None: train for all the steps. The summary's "solved":
     # whether the run's final evaluation (the early one, or the one at the end) met it

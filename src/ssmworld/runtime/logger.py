@@ -80,7 +80,7 @@ class Logger:
 
     def status(self) -> str:
         if self.step < self.learning_starts:
-            parts = [f"prefill (random actions) to step {self.learning_starts}"]
+            parts = [f"collecting data before learning starts at step {self.learning_starts}"]
         elif self.fps is None:
             parts = ["measuring speed"]
         else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -55,8 +56,10 @@ def save(trainer: Trainer, acting: bool = False) -> bool:
     if trainer.group.active and keep == 1:  # ranks killed mid-save may each hold another step: keep one in common
         keep = 2
     checkpoint.save(root, trainer.step, tensors, state, keep)
-    # evicted chunks' files go only now, and only if no retained checkpoint (a fallback) records them
-    needed = (checkpoint.read_state(path).get("replay_lengths") or {} for path in checkpoint.list_checkpoints(root))
+    # evicted chunks' files go only now, and only if no retained checkpoint (a fallback) records them; keeping every
+    # checkpoint (0) keeps the replay of the newest two, not the whole history
+    retained = checkpoint.list_checkpoints(root)[-2 if keep == 0 else 0:]
+    needed = (checkpoint.read_state(path).get("replay_lengths") or {} for path in retained)
     trainer.replay.remove_files(replay_dir, {uid for lengths in needed for uid in lengths})
     return saved is not None
 
@@ -75,6 +78,9 @@ def restore(trainer: Trainer) -> None:
     if missing:
         raise UserError(f"the checkpoint of {trainer.logdir} at step {state.get('step', '?')} lacks "
                         f"{', '.join(missing)}: a damaged or foreign checkpoint")
+    for path in checkpoint.list_checkpoints(os.path.join(trainer.state_dir(), "checkpoints")):
+        if checkpoint.step_of(path) > state["step"]:  # skipped (corrupt, or a step another rank lacks): the run
+            shutil.rmtree(path, ignore_errors=True)  # goes on from the loaded one and saves its own later steps
     trainer.agent.load_state_dict(tensors["agent"])
     for name, opt in trainer.agent.optimizers().items():
         opt.load_state_dict(tensors["optimizers"][name])

@@ -174,7 +174,7 @@ class Trainer:
             logger.close()
             self.vec.close()
         summary = {"env": tc.env, "preset": self.cfg.preset, "size": self.cfg.size, "steps": self.step,
-                   "updates": self.updates, "episodes": sum(self.group.gather(self.episodes)), "solved": solved,
+                   "updates": self.updates, "episodes": self.episodes, "solved": solved,
                    "seconds": round(self.seconds_before + time.perf_counter() - self.started, 1),  # all sessions
                    **{k.replace("eval/", "eval_"): v for k, v in final.items()}}
         if self.logdir and main:  # written last, atomically: it marks a run that ended normally (sweeps skip it)
@@ -362,8 +362,7 @@ class Trainer:
 
     def _check_finite(self, metrics: dict[str, float], batch: dict[str, Any]) -> None:
         """Stop the run at a non-finite loss or gradient norm, naming it (and saving the batch and weights)."""
-        bad = [k for k, v in metrics.items() if not np.isfinite(v)]
-        if bad:
+        if bad := [k for k, v in metrics.items() if not np.isfinite(v)]:
             where = ""
             if self.logdir:  # the batch, the weights after the update and the metrics (the last checkpoint has before)
                 path = os.path.join(self.state_dir(), "debug", f"update-{self.updates}.pt")  # one per rank

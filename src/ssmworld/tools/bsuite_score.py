@@ -16,8 +16,8 @@ from ..errors import UserError, import_optional
 from ..runtime.config import load_yaml
 from ..runtime.logger import read_metrics
 
-# bsuite_info() counters that are a running maximum of episode returns (cartpole, cartpole_swingup), not a sum: with
-# train.envs > 1 the run's value is the best episode of any env (bsuite's counters start at 0)
+# bsuite_info() counters that are a running maximum of raw (unscaled, noise-free) episode returns (the cartpole
+# experiments), not a sum: with train.envs > 1 the run's value is the best episode of any env (from 0, as bsuite's)
 RUNNING_MAXIMA = ("best_episode",)
 
 
@@ -43,7 +43,8 @@ def bsuite_rows(logdir: str) -> tuple[str, list[dict[str, Any]]]:
         for key in (k for k in row if k.startswith("episode/bsuite/")):
             name = key[len("episode/bsuite/"):]
             if name in RUNNING_MAXIMA:  # per env: the sum of several envs' maxima is no one's best episode
-                counters[name] = max(counters.get(name, 0.0), float(row["episode/return"]))
+                episode = row.get("episode/bsuite/raw_return", row["episode/return"])  # unscaled, without noise
+                counters[name] = max(counters.get(name, 0.0), float(episode))
             else:
                 counters[name] = counters.get(name, 0.0) + float(row[key])
         if _logarithmic_logging(totals["episode"]):

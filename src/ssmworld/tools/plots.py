@@ -202,14 +202,15 @@ def stratified_bootstrap_ci(task_scores: dict[str, np.ndarray], statistic: Stati
     return point, float(low), float(high)
 
 
-def median_of_task_means_ci(task_scores: dict[str, np.ndarray], resamples: int = RESAMPLES,
-                            confidence: float = CONFIDENCE, seed: int = 0) -> tuple[float, float, float]:
-    """The median over tasks of each task's mean score (Atari 100k's "median HNS"; rliable's aggregate_median) and
-    its stratified-bootstrap CI: (value, low, high)."""
+def task_means_ci(task_scores: dict[str, np.ndarray], statistic: Callable[..., Any] = np.median,
+                  resamples: int = RESAMPLES, confidence: float = CONFIDENCE, seed: int = 0
+                  ) -> tuple[float, float, float]:
+    """``statistic`` (np.median, np.mean) over tasks of each task's mean score (Atari 100k's median and mean HNS;
+    rliable's aggregate_median / aggregate_mean) and its stratified-bootstrap CI: (value, low, high)."""
     task_scores = {t: np.asarray(s, dtype=float) for t, s in task_scores.items()}
-    point = float(np.median([s.mean() for s in task_scores.values()]))
+    point = float(statistic([s.mean() for s in task_scores.values()]))
     resampled = stratified_resample(task_scores, resamples, np.random.default_rng(seed))
-    boot = np.median(np.stack([s.mean(axis=1) for s in resampled.values()], axis=1), axis=1)
+    boot = statistic(np.stack([s.mean(axis=1) for s in resampled.values()], axis=1), axis=1)
     tail = 50.0 * (1.0 - confidence)
     low, high = np.percentile(boot, [tail, 100.0 - tail])
     return point, float(low), float(high)
@@ -238,8 +239,8 @@ def normalizer(env: str, metric: str,
 
 def aggregate(curves: list[dict[str, Any]], metric: str, references: dict[str, tuple[float, float]] | None = None,
               seed: int = 0) -> dict[str, Any]:
-    """Per preset: normalised final scores per task; mean (over runs x tasks), median (of the task means), IQM and
-    optimality gap with stratified-bootstrap 95% CIs.
+    """Per preset: normalised final scores per task; mean and median of the task means, IQM and optimality gap (over
+    runs x tasks) with stratified-bootstrap 95% CIs.
 
     Each preset is summarised over the tasks it has runs for (listed in "tasks")."""
     normalization: dict[str, str] = {}
@@ -251,12 +252,12 @@ def aggregate(curves: list[dict[str, Any]], metric: str, references: dict[str, t
     presets = {}
     for preset, tasks in sorted(by_preset.items()):
         entry: dict[str, Any] = {"tasks": sorted(tasks), "scores": {t: s.tolist() for t, s in sorted(tasks.items())}}
-        for key, statistic in (("mean", lambda s: np.mean(s, axis=-1)), ("iqm", iqm),
-                               ("optimality_gap", optimality_gap)):
+        for key, statistic in (("mean", np.mean), ("median", np.median)):
+            value, low, high = task_means_ci(tasks, statistic, seed=seed)
+            entry[key] = {"value": value, "low": low, "high": high}
+        for key, statistic in (("iqm", iqm), ("optimality_gap", optimality_gap)):
             value, low, high = stratified_bootstrap_ci(tasks, statistic, seed=seed)
             entry[key] = {"value": value, "low": low, "high": high}
-        value, low, high = median_of_task_means_ci(tasks, seed=seed)
-        entry["median"] = {"value": value, "low": low, "high": high}
         presets[preset] = entry
     return {"normalization": normalization, "presets": presets}
 
@@ -377,6 +378,6 @@ def _hold_solved(members: list[tuple[Run, np.ndarray, np.ndarray]]) -> list[tupl
             for run, xs, ys in members]
 
 
-__all__ = ["aggregate", "bootstrap_ci", "common_grid", "find_runs", "iqm", "load_run", "median_of_task_means_ci",
+__all__ = ["aggregate", "bootstrap_ci", "common_grid", "find_runs", "iqm", "load_run", "task_means_ci",
            "moving_average", "normalizer",
            "optimality_gap", "plot_runs", "run_series", "stratified_bootstrap_ci", "stratified_resample"]
