@@ -141,13 +141,15 @@ def test_a_rollout_for_a_compiled_graph_steps_as_the_complex_core():
     torch.testing.assert_close(new_real["ssm"], new["ssm"])
 
 
-def test_b_and_c_start_with_r2is_lecun_normal_scale():
-    """R2I: B (P x H) lecun_normal, std 1/sqrt(P); C (H x P, re and im) std 1/sqrt(H P): JAX's truncated normal whose
-    values have that std. V is unitary, so B~ = V^H B and C~ = C V keep the mean square."""
+def test_b_and_c_start_at_the_documented_scale():
+    """B (P x H) and C (H x P, re and im): normals of std 1/sqrt(P) and 1/sqrt(H P) cut at 2 stds, whose values have
+    0.8796 x those stds (R2I's lecun_normal: exactly those stds; docs/REFERENCE.md says why not). V is unitary, so
+    B~ = V^H B and C~ = C V keep the mean square."""
     torch.manual_seed(0)
     P, H = 256, 512
     layer = S5Layer(H, S5Config(width=H, state_size=P))
     b_square = (layer.b_re.double() ** 2 + layer.b_im.double() ** 2).mean().item()
     c_square = (layer.c_re.double() ** 2 + layer.c_im.double() ** 2).mean().item()
-    assert b_square == pytest.approx(1 / P, rel=0.02)  # without the 1 / 0.8796: 0.77 / P
-    assert c_square == pytest.approx(2 / (H * P), rel=0.02)
+    cut = 0.87962566103423978 ** 2  # the variance of a unit normal cut at +-2
+    assert b_square == pytest.approx(cut / P, rel=0.02)
+    assert c_square == pytest.approx(2 * cut / (H * P), rel=0.02)
