@@ -10,13 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from ssmworld import sequence
-from ssmworld.sequence.mamba import (
-    MambaConfig,
-    MambaCore,
-    _plan_segments,
-    selective_scan,
-    selective_scan_reference,
-)
+from ssmworld.sequence.mamba import MambaConfig, MambaCore
+from ssmworld.sequence.selective_scan import _plan_segments, selective_scan, selective_scan_reference
 
 
 def scan_inputs(batch, length, d, n, dtype=torch.float32, seed=0, delta_scale=0.3):
