@@ -48,7 +48,6 @@ class _Layout:
     """The stored chunks as arrays, so that sampling costs numpy work over the chunks instead of a Python loop over
     them. Rebuilt when a chunk is added or evicted; the lengths of the chunks still being written are read live."""
     chunks: list[Chunk]  # oldest first
-    prev: np.ndarray  # (n,) index of each chunk's previous chunk of its stream, -1 if none
     prev_length: np.ndarray  # (n,) that chunk's length (full: a stream opens a chunk only when its last one is full)
     open: np.ndarray  # (m,) indices of the chunks still being written
     sealed_lengths: np.ndarray  # (n,) lengths at the build
@@ -58,19 +57,19 @@ class _Layout:
     def of(cls, chunks: deque[Chunk], current: dict[int, Chunk]) -> "_Layout":
         chunks_list = list(chunks)
         position = {id(c): i for i, c in enumerate(chunks_list)}
-        prev = np.array([position.get(id(c.prev), -1) for c in chunks_list], dtype=np.int64)
+        prev = [position.get(id(c.prev), -1) for c in chunks_list]  # each chunk's previous one in its stream, or -1
         prev_length = np.array([c.prev.length if c.prev is not None else 0 for c in chunks_list], dtype=np.int64)
         open_ = np.array(sorted(position[id(c)] for c in current.values() if id(c) in position), dtype=np.int64)
         lengths = np.array([c.length for c in chunks_list], dtype=np.int64)
         runs: list[list[int]] = []
         run_of: dict[int, list[int]] = {}
-        for i, p in enumerate(prev.tolist()):
+        for i, p in enumerate(prev):
             run = run_of.pop(p) if p >= 0 else []
             if not run:
                 runs.append(run)
             run.append(i)
             run_of[i] = run
-        return cls(chunks_list, prev, prev_length, open_, lengths, [np.array(r, dtype=np.int64) for r in runs])
+        return cls(chunks_list, prev_length, open_, lengths, [np.array(r, dtype=np.int64) for r in runs])
 
     def lengths(self) -> np.ndarray:
         """(n,) filled steps of every chunk, now."""
