@@ -197,9 +197,7 @@ def stratified_bootstrap_ci(task_scores: dict[str, np.ndarray], statistic: Stati
     point = float(statistic(np.concatenate(list(task_scores.values()))))
     boot = statistic(np.concatenate(list(stratified_resample(task_scores, resamples,
                                                              np.random.default_rng(seed)).values()), axis=1))
-    tail = 50.0 * (1.0 - confidence)
-    low, high = np.percentile(boot, [tail, 100.0 - tail])
-    return point, float(low), float(high)
+    return (point, *_percentile_interval(boot, confidence))
 
 
 def task_means_ci(task_scores: dict[str, np.ndarray], statistic: Callable[..., Any] = np.median,
@@ -211,9 +209,14 @@ def task_means_ci(task_scores: dict[str, np.ndarray], statistic: Callable[..., A
     point = float(statistic([s.mean() for s in task_scores.values()]))
     resampled = stratified_resample(task_scores, resamples, np.random.default_rng(seed))
     boot = statistic(np.stack([s.mean(axis=1) for s in resampled.values()], axis=1), axis=1)
+    return (point, *_percentile_interval(boot, confidence))
+
+
+def _percentile_interval(boot: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The (1 -/+ confidence)/2 quantiles of bootstrap statistics ``boot`` (resamples,)."""
     tail = 50.0 * (1.0 - confidence)
     low, high = np.percentile(boot, [tail, 100.0 - tail])
-    return point, float(low), float(high)
+    return float(low), float(high)
 
 
 def normalizer(env: str, metric: str,
