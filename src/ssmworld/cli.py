@@ -1,10 +1,11 @@
 """The `ssmworld` command line. The only module that parses command lines.
 
     ssmworld train --preset r2i [--size small] --env bsuite:memory_len/10 [--steps N] --logdir runs/x [a.b=value ...]
+    ssmworld train --config experiment.yaml [--seed 1] --logdir runs/y [a.b=value ...]
     ssmworld train --logdir runs/x --resume [--steps N]
     ssmworld eval --logdir runs/x [--episodes 20]
     ssmworld export --logdir runs/x --out DIR
-    ssmworld sweep [--preset r2i,dreamerv3] [--size small] --env 'bsuite:memory_len/{0..22}' [--seeds 5]
+    ssmworld sweep [--preset r2i,dreamerv3] [--size small] --env 'bsuite:memory_len/{0..22}' [--seeds 5] [--config F]
         --root runs/sweep [--steps N] [--address auto] [--cpus-per-run 1] [--gpus-per-run 0] [--retries 2] [a.b=v ...]
     ssmworld plot runs/a runs/b ... --out fig.png [--metric episode/return] [--x step]
     ssmworld bench cores [--quick] [--json PATH] [--threads N] [--cores s5,mamba] [--lengths 64,256]
@@ -14,7 +15,7 @@
     ssmworld list cores|envs|presets [suite]
     ssmworld list keys [--preset P] [--size S] [--env E]
     ssmworld bsuite-score runs/a runs/b ... [--results-dir DIR] [--json PATH]
-    ssmworld config [--preset P] [--size S] [--env E] [a.b=value ...] | --logdir runs/x
+    ssmworld config [--preset P] [--size S] [--env E] [--config FILE] [a.b=value ...] | --logdir runs/x
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ def _fail(message: str) -> int:
 def _train(args: argparse.Namespace) -> int:
     import json
 
-    from .runtime.config import load_config
     from .runtime.distributed import setup
     from .runtime.run_files import clear_unstarted
     from .runtime.train import Trainer
@@ -76,7 +76,7 @@ def _train(args: argparse.Namespace) -> int:
         if os.path.isdir(args.logdir) and os.listdir(args.logdir):
             return _fail(f"logdir {args.logdir} is not empty; continue its run with `ssmworld train --logdir "
                          f"{args.logdir} --resume`, or choose another --logdir (or delete it: rm -r {args.logdir})")
-        cfg = load_config(args.preset or "r2i", args.size or "small", args.env, args.overrides)
+        cfg = _new_config(args)
         if args.steps is not None:
             cfg.train.steps = args.steps
         if args.seed is not None:
@@ -99,6 +99,17 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_config(args: argparse.Namespace, sources: dict[str, str] | None = None) -> Config:
+    """The config of a new run from the preset flags, --config (a file) and the key=value overrides."""
+    if args.config:
+        from .runtime.config_file import load_config_with_file
+
+        return load_config_with_file(args.config, args.preset, args.size, args.env, args.overrides, sources)
+    from .runtime.config import load_config
+
+    return load_config(args.preset or "r2i", args.size or "small", args.env, args.overrides, sources)
+
+
 # What --resume may change: how long this session runs (its minutes, the evaluation score that ends it) and how it
 # checkpoints, never what the run learns.
 RESUME_OVERRIDES = ("train.minutes", "train.stop_at", "train.checkpoint_minutes", "train.keep_checkpoints")
@@ -111,7 +122,7 @@ def _resume_config(args: argparse.Namespace) -> Config | str:
     path = os.path.join(args.logdir, "config.yaml")
     if not os.path.exists(path):
         return f"--resume: {path} not found; start a new run without --resume"
-    given = [f"--{name}" for name in ("preset", "size", "env", "seed") if getattr(args, name) is not None]
+    given = [f"--{name}" for name in ("preset", "size", "env", "seed", "config") if getattr(args, name) is not None]
     given += [o for o in args.overrides if o.split("=", 1)[0] not in RESUME_OVERRIDES]
     if given:
         return (f"--resume keeps the run's config ({', '.join(given)} given); only --steps, --device, --threads and "
@@ -148,11 +159,19 @@ def _sweep(args: argparse.Namespace) -> int:
     if blocked:
         return _fail(f"--root {args.root}: {blocked} is a file; give a directory (it is created if missing)")
     root = os.path.abspath(args.root)  # Ray workers (maybe on other nodes of a shared filesystem) get absolute paths
-    presets, sizes = ([v.strip() for v in text.split(",") if v.strip()] for text in (args.preset, args.size))
+    config = os.path.abspath(args.config) if args.config else None
+    chosen = {"preset": "r2i", "size": "small"}
+    if config:  # the file's preset and size where the flags are not given
+        from .runtime.config_file import read_config_file
+
+        layer = read_config_file(config)
+        chosen.update({key: str(layer[key]) for key in chosen if layer.get(key) is not None})
+    presets, sizes = ([v.strip() for v in (given or chosen[key]).split(",") if v.strip()]
+                      for key, given in (("preset", args.preset), ("size", args.size)))
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     runs = make_grid(root, presets, sizes, args.env, seeds)
     settings = SweepSettings(root, args.steps, args.overrides, args.address, args.cpus_per_run, args.gpus_per_run,
-                             args.local_cpus, args.retries, args.quiet)
+                             args.local_cpus, args.retries, args.quiet, config)
     summary = sweep(runs, settings)
     print(json.dumps(summary))
     return 0 if summary["failed"] == 0 else 1
@@ -280,20 +299,20 @@ def _write_json(path: str, data: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from .runtime.config import load_config, load_yaml
+    from .runtime.config import load_yaml
     from .runtime.config_docs import config_rows
 
     sources: dict[str, str] = {}
     if args.logdir:
-        if args.preset or args.size or args.env or args.overrides:
-            return _fail("--logdir prints a run's config; it takes no --preset, --size, --env or overrides")
+        if args.preset or args.size or args.env or args.config or args.overrides:
+            return _fail("--logdir prints a run's config; it takes no --preset, --size, --env, --config or overrides")
         path = os.path.join(args.logdir, "config.yaml")
         if not os.path.exists(path):
             return _fail(f"{path} not found: is {args.logdir} a run directory?")
         cfg = load_yaml(path)
         sources = {"": path}
     else:
-        cfg = load_config(args.preset or "r2i", args.size or "small", args.env, args.overrides, sources)
+        cfg = _new_config(args, sources)
     rows = config_rows(cfg, sources)
     width = max(len(f"{key} = {value!r}") for key, value, _, _ in rows)
     for key, value, source, _ in rows:

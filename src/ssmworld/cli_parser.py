@@ -91,11 +91,16 @@ def _add_bench(commands: Any) -> None:
                      help="config overrides, e.g. agent.imagination.horizon=15")
 
 
+CONFIG_HELP = ("a YAML file of config keys (nested or dotted; a run's config.yaml too), applied over the preset and "
+               "under key=value overrides; its preset, size and train.env are used unless the flags are given")
+
+
 def _add_train(commands: Any) -> None:
     train = commands.add_parser("train", help="train an agent (a new run, or --resume one)")
     train.add_argument("--preset", help=f"{' | '.join(_preset_names())} (default r2i; `ssmworld list presets`)")
     train.add_argument("--size", help="debug | small | paper (default small: CPU-practical)")
     train.add_argument("--env", help="suite:task, e.g. bsuite:memory_len/10 (see `ssmworld list envs`)")
+    train.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     train.add_argument("--steps", type=int, help="env steps (default: the preset's)")
     train.add_argument("--seed", type=int, help="seed of everything in the run (default 0)")
     train.add_argument("--logdir", required=True, help="run directory: config.yaml, metrics.jsonl, checkpoints")
@@ -108,12 +113,13 @@ def _add_train(commands: Any) -> None:
 
 def _add_sweep(commands: Any) -> None:
     sweep = commands.add_parser("sweep", help="train a grid of runs (preset x size x env x seed) as Ray tasks")
-    sweep.add_argument("--preset", default="r2i", help="comma-separated presets (default r2i)")
-    sweep.add_argument("--size", default="small", help="comma-separated sizes (default small)")
+    sweep.add_argument("--preset", help="comma-separated presets (default: the --config file's, else r2i)")
+    sweep.add_argument("--size", help="comma-separated sizes (default: the --config file's, else small)")
     sweep.add_argument("--env", required=True, help="env ids with bash-style braces, e.g. 'bsuite:memory_len/{0..22}'")
     sweep.add_argument("--seeds", type=int, default=1, help="seeds per (preset, size, env): seed-start .. +N-1")
     sweep.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
     sweep.add_argument("--steps", type=int, help="env steps of every run (default: the preset's)")
+    sweep.add_argument("--config", metavar="FILE", help=CONFIG_HELP + "; every run reads it when it starts")
     sweep.add_argument("--root", required=True, help="sweep directory: <preset>-<size>/<env>/seed<k>, sweep.json")
     sweep.add_argument("--address", help="join this Ray cluster ('auto': the one `ray start` made here); default: "
                        "start a local one")
@@ -170,9 +176,10 @@ def _add_listing(commands: Any) -> None:
         listing.add_argument(name, help=text)
 
     config = commands.add_parser("config", help="print the resolved configuration of a run, each value with the "
-                                 "layer that set it (preset, size, suite overlay, command line)")
+                                 "layer that set it (preset, size, suite overlay, --config file, command line)")
     config.add_argument("--preset", help="preset (default r2i)")
     config.add_argument("--size", help="debug | small | paper (default small)")
     config.add_argument("--env", help="suite:task (selects the suite overlay)")
+    config.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     config.add_argument("--logdir", help="print this run's config.yaml instead (sources are not recorded)")
     config.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, as for train")

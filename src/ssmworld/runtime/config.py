@@ -5,7 +5,7 @@ sequence core, actor-critic, optimisers). ``load_config`` builds it in this orde
 keys to values, all applied through the same type-checked ``apply_overrides``:
 
     dataclass defaults -> preset base -> preset size -> suite overlay (for all sizes) -> suite overlay for the size
-    -> the env id -> command-line overrides
+    -> the env id -> a config file (``--config``, config_file.py) -> command-line overrides
 
 Presets live in ``presets/<name>.yaml`` as ``{description, extends, base, sizes: {debug, small, paper}, suites: {suite:
 {all, <size>}}}``; the suite is the part of the env id before the colon; ``extends: <preset>`` applies that preset's
@@ -150,10 +150,11 @@ def preset_layers(name: str, size: str, suite: str) -> list[tuple[str, dict]]:
 
 
 def load_config(preset: str = "r2i", size: str = "small", env: str | None = None,
-                overrides: list[str] | dict[str, Any] | None = None, sources: dict[str, str] | None = None
-                ) -> Config:
+                overrides: list[str] | dict[str, Any] | None = None, sources: dict[str, str] | None = None,
+                file: tuple[str, dict[str, Any]] | None = None) -> Config:
     """Build the config of a run (see the module docstring for the order of layers). ``sources``, if given, is filled
-    with {dotted key: the layer that last set it} (``ssmworld config``)."""
+    with {dotted key: the layer that last set it} (``ssmworld config``). ``file``: (origin, {dotted key: value}), a
+    config file's layer, applied before the overrides (``config_file.load_config_with_file``)."""
     sources = {} if sources is None else sources
     if size not in SIZES:
         close = difflib.get_close_matches(size, SIZES, n=1, cutoff=0.5)
@@ -170,12 +171,15 @@ def load_config(preset: str = "r2i", size: str = "small", env: str | None = None
     if env is not None:
         cfg.train.env = env
         sources["train.env"] = "--env"
+    if file is not None:
+        apply_overrides(cfg, file[1], origin=file[0])
+        sources.update(dict.fromkeys(_keys_set(file[1]), file[0]))
     if overrides:
         apply_overrides(cfg, overrides)
         items = dict(parse_override(o) for o in overrides) if isinstance(overrides, list) else overrides
         sources.update(dict.fromkeys(_keys_set(items), "command line"))
-        if cfg.train.env.partition(":")[0] != suite:
-            raise ConfigError("set the env with --env (it selects the suite overlay), not with train.env=")
+    if cfg.train.env.partition(":")[0] != suite:
+        raise ConfigError("set the env with --env (it selects the suite overlay), not with train.env=")
     check_config(cfg, "config")
     return cfg
 

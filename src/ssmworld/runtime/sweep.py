@@ -44,6 +44,7 @@ class SweepSettings:
     local_cpus: int | None = None  # CPUs of the local cluster (default: all)
     retries: int = 2
     quiet: bool = False
+    config: str | None = None  # --config: a file of config keys (absolute path) that every new run reads
 
 
 def side_file(root: str, run: RunSpec, suffix: str) -> str:
@@ -105,6 +106,8 @@ def train_command(run: RunSpec, settings: SweepSettings, resume: bool) -> list[s
         return command + ["--resume"]
     if settings.steps is not None:
         command += ["--steps", str(settings.steps)]
+    if settings.config:
+        command += ["--config", settings.config]
     return command + ["--preset", run.preset, "--size", run.size, "--env", run.env, "--seed", str(run.seed),
                       *settings.overrides]
 
@@ -360,7 +363,7 @@ def sweep(runs: list[RunSpec], settings: SweepSettings) -> dict[str, Any]:
     KeyboardInterrupt records the runs in flight as "interrupted", prints the summary on stdout and re-raises."""
     started = time.monotonic()
     ray = _import_ray()
-    validate(runs, settings.steps, settings.overrides)
+    validate(runs, settings.steps, settings.overrides, settings.config)
     records = {run: RunRecord(run.logdir, "skipped" if run_state(run.logdir) == "finished" else "pending")
                for run in runs}
     pending = deque(run for run in runs if records[run].status == "pending")

@@ -99,14 +99,19 @@ def make_grid(root: str, presets: list[str], sizes: list[str], env_pattern: str,
     return runs
 
 
-def validate(runs: list[RunSpec], steps: int | None, overrides: list[str]) -> None:
-    """Build, once per (preset, size, env), the config and what `ssmworld train` builds before writing anything
-    (env, spaces, agent); seeds change neither. Raises ValueError/KeyError on bad input; writes nothing."""
+def validate(runs: list[RunSpec], steps: int | None, overrides: list[str], config: str | None = None) -> None:
+    """Build, once per (preset, size, env), the config (over the ``config`` file's keys, if given) and what
+    `ssmworld train` builds before writing anything (env, spaces, agent); seeds change neither. Raises UserError on
+    bad input; writes nothing."""
     from .config import load_config
+    from .config_file import load_config_with_file
     from .train import Trainer
 
     for preset, size, env in dict.fromkeys((run.preset, run.size, run.env) for run in runs):
-        cfg = load_config(preset, size, env, overrides)
+        if config:
+            cfg = load_config_with_file(config, preset, size, env, overrides)
+        else:
+            cfg = load_config(preset, size, env, overrides)
         if steps is not None:
             cfg.train.steps = steps
         cfg.train.device = "cpu"  # the driver may have no GPU while the workers do: devices are checked by the run
