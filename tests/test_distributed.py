@@ -13,8 +13,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from ssmworld.runtime.distributed import Group
+from ssmworld.nn import RunningNorm
 from ssmworld.runtime import checkpoint
+from ssmworld.runtime.distributed import Group
 
 WORLD = 2
 
@@ -32,10 +33,19 @@ def _collectives(rank: int, init_file: str, out_dir: str) -> None:
     stats = nn.BatchNorm1d(2)
     stats.running_mean.fill_(float(rank + 1))  # ranks 1.0 and 2.0 -> 1.5
     group.average_buffers(stats)
+    norm = RunningNorm(2)
+    norm.update(_norm_inputs()[rank])  # each rank its own inputs, with different means
+    group.average_buffers(norm)
     torch.save({"grads": [p.grad for p in params], "running_mean": stats.running_mean,
+                "norm": {"mean": norm.mean, "var": norm.var},
                 "agreed": group.agree(7 if rank == 0 else 3, torch.device("cpu")),
                 "gathered": group.gather(rank * 10)}, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
+
+
+def _norm_inputs() -> list[torch.Tensor]:
+    x = torch.randn(WORLD, 500, 2, generator=torch.Generator().manual_seed(2))
+    return [x[0], x[1] * 2.0 + torch.tensor([5.0, -3.0])]
 
 
 @pytest.mark.slow
@@ -51,6 +61,9 @@ def test_gradients_are_the_full_batch_gradient_and_rank_zero_decides(tmp_path):
         for got, want in zip(out["grads"], expected):
             torch.testing.assert_close(got, want)
         assert out["running_mean"].tolist() == [1.5, 1.5]
+        pooled = torch.cat(_norm_inputs())  # the ranks' inputs pooled: mean ~(2.5, -1.5), variance ~(8.75, 4.75)
+        torch.testing.assert_close(out["norm"]["mean"], pooled.mean(0), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(out["norm"]["var"], pooled.var(0, unbiased=False), rtol=1e-4, atol=1e-4)
         assert out["agreed"] == 7 and out["gathered"] == [0, 10]
 
 

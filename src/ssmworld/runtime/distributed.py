@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import UserError
+from ..nn import RunningNorm
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,21 @@ class Group:
 
     def average_buffers(self, module: nn.Module) -> None:
         """Mean over ranks of every floating-point buffer. The EMAs in them are linear in their inputs, so the mean of
-        the ranks' EMAs is the EMA of the ranks' mean statistics."""
+        the ranks' EMAs is the EMA of the ranks' mean statistics. A RunningNorm's variance also gets the spread of
+        the ranks' means (a second all-reduce), so that it is the variance of all ranks' inputs, not the mean of
+        each rank's variance around its own mean."""
         if not self.active:
             return
         buffers = [b for b in module.buffers() if b.is_floating_point()]
+        norms = [m for m in module.modules() if isinstance(m, RunningNorm)]
+        own_means = [m.mean.clone() for m in norms]
         if buffers:
             _all_mean(buffers, self.world_size)
+        if norms:
+            spreads = [(own - m.mean).square() for own, m in zip(own_means, norms)]
+            _all_mean(spreads, self.world_size)
+            for m, spread in zip(norms, spreads):
+                m.var.add_(spread)
 
     def broadcast_module(self, module: nn.Module) -> None:
         """Copy rank 0's parameters and buffers to every rank (the start of a run: initialisations differ)."""
