@@ -39,7 +39,7 @@ from ssmworld.dreamer.agent import Agent
 from ssmworld.dreamer.imagination import Starts
 from ssmworld.errors import UserError
 from ssmworld.nn.distributions import TwoHot, onehot
-from ssmworld.runtime.config import load_yaml
+from ssmworld.runtime.config_file import load_yaml
 from ssmworld.runtime.episodes import load_run, obs_to_tensors, to_env_actions
 from ssmworld.runtime.train import Trainer
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ssmworld.errors import UserError
-from ssmworld.runtime.config import load_yaml
+from ssmworld.runtime.config_file import load_yaml
 
 
 def episodes(logdir: str) -> list[tuple[float, int, float]]:

@@ -9,7 +9,8 @@ import pytest
 pytest.importorskip("bsuite")
 
 from ssmworld.cli import main  # noqa: E402
-from ssmworld.runtime.config import load_config, save_yaml  # noqa: E402
+from ssmworld.runtime.config import load_config  # noqa: E402
+from ssmworld.runtime.config_file import save_yaml  # noqa: E402
 from ssmworld.tools.bsuite_score import bsuite_rows, bsuite_score  # noqa: E402
 
 

@@ -153,7 +153,8 @@ def test_export_and_load_agent_drive_an_env(tmp_path, capsys):
 def test_the_model_cards_reproduce_command_carries_the_runs_overrides():
     """The exported model card's command rebuilds the run's config: its overrides over the preset, as the command
     line parses them (here a float, a choice, a dict option and a None-able value)."""
-    from ssmworld.runtime.config import flatten, load_config, to_dict
+    from ssmworld.runtime.config import load_config
+    from ssmworld.runtime.config_file import flatten, to_dict
     from ssmworld.tools.export import _overrides
 
     given = ["agent.imagination.horizon=2", "agent.world_model.unimix=0.02", "train.sampler=dfs",

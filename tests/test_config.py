@@ -6,14 +6,11 @@ from ssmworld.runtime.config import (
     Config,
     ConfigError,
     apply_overrides,
-    from_dict,
     leaf_keys,
     load_config,
-    load_yaml,
     preset_names,
-    save_yaml,
-    to_dict,
 )
+from ssmworld.runtime.config_file import from_dict, load_yaml, save_yaml, to_dict
 
 
 def test_presets_and_sizes_build():
@@ -105,10 +102,10 @@ def test_round_trip_through_yaml(tmp_path):
 
 
 def test_every_leaf_key_accepts_its_own_default():
-    from ssmworld.runtime.config import _get
+    from ssmworld.runtime.config import get_key
 
     cfg = Config()
-    apply_overrides(cfg, {key: _get(Config(), key) for key in leaf_keys()})
+    apply_overrides(cfg, {key: get_key(Config(), key) for key in leaf_keys()})
     assert cfg == Config()
     apply_overrides(cfg, {"train.seed": 3, "agent.actor_critic.entropy": 1e-3})
     assert cfg.train.seed == 3 and cfg.agent.actor_critic.entropy == 1e-3
@@ -222,7 +219,7 @@ def test_config_files_with_the_old_keys_still_load():
 def test_dreamerv3_is_r2i_with_another_core(size):
     """dreamerv3.yaml extends r2i.yaml: per suite, the resolved configs differ only in the core, the policy input,
     the GRU's options and, at the paper size, DreamerV3's own batch and replay schedule."""
-    from ssmworld.runtime.config import flatten
+    from ssmworld.runtime.config_file import flatten
 
     own = {"preset", "agent.world_model.core", "agent.policy_input"}
     if size == "paper":

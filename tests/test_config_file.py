@@ -6,8 +6,8 @@ import json
 import pytest
 
 from ssmworld.cli import main
-from ssmworld.runtime.config import load_config, load_yaml, save_yaml
-from ssmworld.runtime.config_file import load_config_with_file, read_config_file
+from ssmworld.runtime.config import load_config
+from ssmworld.runtime.config_file import load_config_with_file, load_yaml, read_config_file, save_yaml
 from ssmworld.runtime.sweep import SweepSettings, train_command
 from ssmworld.runtime.sweep_grid import make_grid
 
@@ -86,9 +86,19 @@ def test_train_from_a_file_with_another_seed(tmp_path, capsys):
     ("1: 2\n", "must be a mapping of config keys"),
     ("agent.imagination.horizn: 3\n", "unknown key 'agent.imagination.horizn'; did you mean"),
     ("agent.horizon: 3\n", "'agent.horizon' was renamed"),
-    ("preset: 3\n", "preset expects str, got 3"),
+    ("preset: 3\n", "preset expects a non-empty str, got 3"),
     ("preset: nope\n", "unknown preset 'nope'"),
     ("train.batch_size: big\n", "train.batch_size expects int, got 'big'"),
+    ("preset: ''\n", "preset expects a non-empty str"),
+    ("train.batch_size: 3\ntrain.batch_size: 4\n", "key 'train.batch_size' is given twice (line 2)"),
+    ("train: &t {x: *t}\n", "nests without end"),
+    ("agent: 3\n", "'agent' is a group"),
+    ("agent: [1]\n", "'agent' is a group"),
+    ("agent: {world_model: 3}\n", "'agent.world_model' is a group"),
+    ("agent: {world_model: {core_cfg: 3}}\n", "'agent.world_model.core_cfg' was renamed"),
+    ("train: 5\nagent: {imagination: posterior}\n", "'train' is a group"),
+    ("agent: {imagination: 3}\n", "'agent.imagination' is now a group"),
+    ("agent: {world_model: {core: [1], core_cfg: {a: 1}}}\n", "agent.world_model.core must be one of"),
     ("agent.world_model.core: gru\nagent.world_model.gru.blocks: 3\n", "must be a positive multiple of blocks"),
 ])
 def test_bad_files_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, text, message):
@@ -118,6 +128,16 @@ def test_config_prints_the_files_keys_with_their_source(tmp_path, capsys):
     assert lines["agent.imagination.horizon"].endswith(f"# --config {path}")
     assert lines["train.batch_size"].endswith("# command line") and "= 4" in lines["train.batch_size"]
     assert lines["preset"].split("#")[0].strip() == "preset = 'dreamerv3'"
+    assert lines["preset"].endswith(f"# --config {path}")
+    # a command-line override of a key the file chose is labelled as the command line's
+    assert main(["config", "--config", path, "preset=r2i", "train.env=bsuite:memory_len/4"]) == 0
+    lines = {line.split(" = ")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["preset"].endswith("# command line") and lines["train.env"].endswith("# command line")
+
+
+def test_a_key_inside_a_dict_field_is_an_override_not_a_traceback(capsys):
+    assert main(["config", "--env", "bsuite:memory_len/3", "train.env_options.foo={a: 1}"]) == 0
+    assert "train.env_options = {'foo': {'a': 1}}" in capsys.readouterr().out
 
 
 def test_sweep_runs_read_the_file_and_take_its_preset(tmp_path, capsys):
@@ -133,3 +153,7 @@ def test_sweep_runs_read_the_file_and_take_its_preset(tmp_path, capsys):
     assert main(["sweep", "--root", str(root), "--config", bad, "--size", "debug", "--env", "builtin:recall/2"]) == 2
     err = capsys.readouterr().err
     assert "unknown key 'train.nosuch'" in err and err.count("\n") == 1 and not root.exists()
+    # the file's preset is one preset, as for train (no comma list); a bad one is refused before anything starts
+    two = write(tmp_path, "preset: r2i,dreamerv3\n", "two.yaml")
+    assert main(["sweep", "--root", str(root), "--config", two, "--size", "debug", "--env", "builtin:recall/2"]) == 2
+    assert "unknown preset 'r2i,dreamerv3'" in capsys.readouterr().err and not root.exists()

@@ -117,7 +117,8 @@ RESUME_OVERRIDES = ("train.minutes", "train.stop_at", "train.checkpoint_minutes"
 
 def _resume_config(args: argparse.Namespace) -> Config | str:
     """The config of the run in --logdir with the changes --resume allows, or the one-line error."""
-    from .runtime.config import apply_overrides, load_yaml
+    from .runtime.config import apply_overrides
+    from .runtime.config_file import load_yaml
 
     path = os.path.join(args.logdir, "config.yaml")
     if not os.path.exists(path):
@@ -160,14 +161,13 @@ def _sweep(args: argparse.Namespace) -> int:
         return _fail(f"--root {args.root}: {blocked} is a file; give a directory (it is created if missing)")
     root = os.path.abspath(args.root)  # Ray workers (maybe on other nodes of a shared filesystem) get absolute paths
     config = os.path.abspath(args.config) if args.config else None
-    chosen = {"preset": "r2i", "size": "small"}
+    chosen = {"preset": args.preset or "r2i", "size": args.size or "small"}
     if config:  # the file's preset and size where the flags are not given
-        from .runtime.config_file import read_config_file
+        from .runtime.config_file import choose, read_config_file
 
-        layer = read_config_file(config)
-        chosen.update({key: str(layer[key]) for key in chosen if layer.get(key) is not None})
-    presets, sizes = ([v.strip() for v in (given or chosen[key]).split(",") if v.strip()]
-                      for key, given in (("preset", args.preset), ("size", args.size)))
+        chosen, _ = choose(read_config_file(config), {"preset": args.preset, "size": args.size}, f"--config {config}")
+    presets, sizes = ([chosen[key]] if given is None else [v.strip() for v in given.split(",") if v.strip()]
+                      for key, given in (("preset", args.preset), ("size", args.size)))  # the flags: comma lists
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     runs = make_grid(root, presets, sizes, args.env, seeds)
     settings = SweepSettings(root, args.steps, args.overrides, args.address, args.cpus_per_run, args.gpus_per_run,
@@ -299,8 +299,8 @@ def _write_json(path: str, data: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from .runtime.config import load_yaml
     from .runtime.config_docs import config_rows
+    from .runtime.config_file import load_yaml
 
     sources: dict[str, str] = {}
     if args.logdir:

@@ -97,8 +97,10 @@ CONFIG_HELP = ("a YAML file of config keys (nested or dotted; a run's config.yam
 
 def _add_train(commands: Any) -> None:
     train = commands.add_parser("train", help="train an agent (a new run, or --resume one)")
-    train.add_argument("--preset", help=f"{' | '.join(_preset_names())} (default r2i; `ssmworld list presets`)")
-    train.add_argument("--size", help="debug | small | paper (default small: CPU-practical)")
+    train.add_argument("--preset", help=f"{' | '.join(_preset_names())} (default: the --config file's, else r2i; "
+                       "`ssmworld list presets`)")
+    train.add_argument("--size", help="debug | small | paper (default: the --config file's, else small: "
+                       "CPU-practical)")
     train.add_argument("--env", help="suite:task, e.g. bsuite:memory_len/10 (see `ssmworld list envs`)")
     train.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     train.add_argument("--steps", type=int, help="env steps (default: the preset's)")
@@ -177,8 +179,8 @@ def _add_listing(commands: Any) -> None:
 
     config = commands.add_parser("config", help="print the resolved configuration of a run, each value with the "
                                  "layer that set it (preset, size, suite overlay, --config file, command line)")
-    config.add_argument("--preset", help="preset (default r2i)")
-    config.add_argument("--size", help="debug | small | paper (default small)")
+    config.add_argument("--preset", help="preset (default: the --config file's, else r2i)")
+    config.add_argument("--size", help="debug | small | paper (default: the --config file's, else small)")
     config.add_argument("--env", help="suite:task (selects the suite overlay)")
     config.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     config.add_argument("--logdir", help="print this run's config.yaml instead (sources are not recorded)")

@@ -49,8 +49,9 @@ class MLP(nn.Module):
 class RunningNorm(nn.Module):
     """(x - mean) / sqrt(var + eps), clipped to [-clip, clip], with the mean and variance of every input ``update``
     was given (batch moments combined as Chan et al.'s parallel variance). Buffers: checkpoints keep them and
-    data-parallel ranks pool them (the mean of the means; the mean of the variances plus the means' spread). Drama normalises its actor's inputs so (its VecNormalize, whose statistics its
-    checkpoints lost: drama.md D4). x: (..., dim)."""
+    data-parallel ranks pool them (the mean of the means; the mean of the variances plus the means' spread). Drama
+    normalises its actor's inputs so (its VecNormalize, whose statistics its checkpoints lost: drama.md D4).
+    x: (..., dim)."""
 
     def __init__(self, dim: int, clip: float = 10.0, eps: float = 1e-8):
         super().__init__()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import os
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -33,7 +32,7 @@ from ..dreamer.agent import AgentConfig
 from ..errors import UserError, choice_message
 from ..sequence import CORES
 from ..sequence.base import build_config
-from .config_upgrade import RENAMED, upgrade
+from .config_upgrade import RENAMED
 
 SIZES = ("debug", "small", "paper")
 
@@ -188,7 +187,7 @@ def _keys_set(layer: dict[str, Any]) -> list[str]:
     """The leaf keys a layer sets: a mapping given for a group sets each of its keys."""
     keys = []
     for key, value in layer.items():
-        if isinstance(value, dict) and dataclasses.is_dataclass(_get(Config(), key)):
+        if isinstance(value, dict) and _is_group(key):
             keys += _keys_set({f"{key}.{sub}": sub_value for sub, sub_value in value.items()})
         else:
             keys.append(key)
@@ -331,30 +330,6 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint)).replace("typing.", "")
 
 
-# ---- (de)serialisation -----------------------------------------------------------------------------------------------
-def to_dict(cfg: Any) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config dict -> {dotted key: value} (dict-valued fields such as train.env_options stay whole)."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and f"{prefix}{key}" not in _DICT_FIELDS:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def from_dict(tree: dict[str, Any]) -> Config:
-    """Rebuild a Config from ``to_dict`` output (e.g. a run's config.yaml), with the same checks as overrides."""
-    cfg = Config()
-    apply_overrides(cfg, flatten(upgrade(tree)), origin="config file")
-    check_config(cfg, "config file")
-    return cfg
-
-
 def check_config(cfg: Config, origin: str) -> None:
     """The selected core's own checks (ranges, divisibility) and every other group's ``__post_init__`` checks on the
     final values, at load time: overrides set fields one by one after the groups were constructed."""
@@ -382,32 +357,17 @@ def _groups(obj: Any) -> list[Any]:
     return found
 
 
-def save_yaml(cfg: Config, path: str) -> None:
-    """Atomically (a temporary file, fsynced, renamed): a run rewrites its config.yaml at every session's start."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_yaml(path: str) -> Config:
-    """The Config in ``path``; ConfigError if the file is not a config (damaged, empty, another YAML)."""
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML ({type(err).__name__}); a damaged run config?") from None
-    if not isinstance(data, dict) or not data:
-        raise ConfigError(f"{path} holds no config (a {type(data).__name__}); a damaged run config?")
-    return from_dict(data)
-
-
-def _get(obj: Any, key: str) -> Any:
+def get_key(obj: Any, key: str) -> Any:
+    """The value at dotted ``key`` in a config (or group)."""
     for name in key.split("."):
         obj = getattr(obj, name)
     return obj
 
 
-_DICT_FIELDS = {k for k in leaf_keys() if isinstance(_get(Config(), k), dict)}  # e.g. train.env_options
+def _is_group(key: str) -> bool:
+    """True for a group's key (agent.world_model.s5); False for a value's, and for keys inside a dict-valued field
+    (train.env_options.x), which have no default to look up."""
+    try:
+        return dataclasses.is_dataclass(get_key(Config(), key))
+    except AttributeError:
+        return False

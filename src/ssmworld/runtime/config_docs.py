@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..sequence import CORES
-from .config import Config, _get, leaf_keys
+from .config import Config, get_key, leaf_keys
 
 _FIELD = re.compile(r"^\s+(\w+)\s*:\s*[^=#]+(?:=[^#]*)?(?:#\s*(.*))?$")
 
@@ -40,7 +40,7 @@ def field_descriptions(cls: type) -> dict[str, str]:
 def describe_key(key: str, cfg: Config | None = None) -> str:
     """The description of a dotted key: the comment on its dataclass field."""
     parts, obj = key.split("."), cfg or Config()
-    parent = _get(obj, ".".join(parts[:-1])) if len(parts) > 1 else obj
+    parent = get_key(obj, ".".join(parts[:-1])) if len(parts) > 1 else obj
     return field_descriptions(type(parent)).get(parts[-1], "")
 
 
@@ -49,7 +49,7 @@ def config_rows(cfg: Config, sources: dict[str, str] | None = None) -> list[tupl
     only the selected core's)."""
     sources = sources or {}
     unused = tuple(f"agent.world_model.{name}." for name in CORES if name != cfg.agent.world_model.core)
-    return [(key, _get(cfg, key), _source(key, sources), describe_key(key, cfg))
+    return [(key, get_key(cfg, key), _source(key, sources), describe_key(key, cfg))
             for key in leaf_keys(cfg) if not key.startswith(unused)]
 
 

@@ -20,12 +20,14 @@ RENAMED = {  # old key: the message for it
 def upgrade(tree: dict[str, Any]) -> dict[str, Any]:
     """Config files written before the renames above (a run's config.yaml) load as they were meant, so that old runs
     still resume: the core's ``core_cfg`` dict goes into its group, the four imagination keys into theirs."""
-    agent, train = tree.get("agent") or {}, tree.get("train") or {}
-    world_model = agent.get("world_model") or {}
-    if "core_cfg" in world_model:
-        options = world_model.pop("core_cfg") or {}
-        world_model.setdefault(world_model.get("core", WorldModelConfig.core), {}).update(options)
-    if not isinstance(agent.get("imagination", {}), dict):  # the old agent.imagination: posterior | context
+    agent, train = _group(tree, "agent"), _group(tree, "train")
+    world_model = _group(agent, "world_model")
+    core = world_model.get("core", WorldModelConfig.core)
+    if isinstance(world_model.get("core_cfg"), dict) and isinstance(core, str) and isinstance(
+            world_model.get(core, {}), dict):
+        options = world_model.pop("core_cfg")
+        world_model.setdefault(core, {}).update(options)
+    if agent.get("imagination") in ("posterior", "context"):  # the old agent.imagination
         contexts = train.pop("imagination_contexts", "batch")
         starts = "posterior" if agent.pop("imagination") == "posterior" else contexts
         agent["imagination"] = {"starts": starts}
@@ -33,3 +35,9 @@ def upgrade(tree: dict[str, Any]) -> dict[str, Any]:
             if old in agent:
                 agent["imagination"][new] = agent.pop(old)
     return tree
+
+
+def _group(tree: dict[str, Any], key: str) -> dict[str, Any]:
+    """tree[key] if it is a mapping, else an empty one: whatever is not a mapping is left for the loader to report."""
+    value = tree.get(key)
+    return value if isinstance(value, dict) else {}

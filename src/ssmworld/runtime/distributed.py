@@ -52,8 +52,9 @@ class Group:
     def average_buffers(self, module: nn.Module) -> None:
         """Mean over ranks of every floating-point buffer. The EMAs in them are linear in their inputs, so the mean of
         the ranks' EMAs is the EMA of the ranks' mean statistics. A RunningNorm's variance also gets the spread of
-        the ranks' means (a second all-reduce), so that it is the variance of all ranks' inputs, not the mean of
-        each rank's variance around its own mean."""
+        the ranks' means (a second all-reduce), so that it is the variance of all ranks' inputs (exact when the
+        ranks saw equally many, as they do: same batch shapes), not the mean of each rank's variance around its own
+        mean."""
         if not self.active:
             return
         buffers = [b for b in module.buffers() if b.is_floating_point()]

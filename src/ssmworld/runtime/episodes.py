@@ -16,7 +16,8 @@ from .. import envs
 from ..dreamer.agent import Agent, AgentConfig
 from ..errors import UserError
 from . import checkpoint
-from .config import Config, load_yaml
+from .config import Config
+from .config_file import load_yaml
 
 
 def resolve_device(name: str) -> torch.device:

@@ -26,7 +26,8 @@ from ..dreamer.replay import ReplayBuffer
 from ..errors import Interrupted, UserError, check_choices
 from ..nn import bfloat16_is_native
 from . import acting_state, run_state
-from .config import Config, save_yaml
+from .config import Config
+from .config_file import save_yaml
 from .distributed import Group, rank_device
 from .episodes import batch_to_tensors, build_agent, evaluate, obs_to_tensors, resolve_device, to_env_actions
 from .logger import Logger

@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from ..errors import UserError, import_optional
-from ..runtime.config import load_yaml
+from ..runtime.config_file import load_yaml
 from ..runtime.logger import read_metrics
 
 # bsuite_info() counters that are a running maximum of raw (unscaled, noise-free) episode returns (the cartpole

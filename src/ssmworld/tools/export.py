@@ -28,7 +28,8 @@ from .. import envs
 from ..dreamer.agent import Agent
 from ..envs.gym_adapter import DictObservation, observation_converter, space_from_json, space_to_json
 from ..errors import UserError, file_in_the_way
-from ..runtime.config import flatten, load_config, load_yaml, save_yaml, to_dict
+from ..runtime.config import load_config
+from ..runtime.config_file import flatten, load_yaml, save_yaml, to_dict
 from ..runtime.episodes import load_run, obs_to_tensors, space_dims, to_env_actions
 from ..runtime.logger import read_metrics
 
