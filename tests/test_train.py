@@ -243,6 +243,12 @@ def test_corrupt_checkpoint_falls_back_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="checksum"):
         path, tensors, state = checkpoint.load_latest(root)
     assert state["a"] == 1 and torch.equal(tensors["x"], torch.ones(3))
+    with open(os.path.join(path, "tensors.pt"), "r+b") as f:  # every copy corrupt: one line saying what to do
+        f.seek(10)
+        f.write(b"garbage")
+    with pytest.warns(UserWarning), pytest.raises(checkpoint.CheckpointError, match="all 2 are corrupt.*another "
+                                                                                      "--logdir"):
+        checkpoint.load_latest(root)
     for step in (3, 4, 5):
         checkpoint.save(root, step, {"x": torch.ones(1)}, {}, keep=2)
     assert [os.path.basename(p) for p in checkpoint.list_checkpoints(root)] == ["step-000000000004",

@@ -131,4 +131,5 @@ def load_latest(root: str, map_location: str | torch.device = "cpu") -> tuple[st
             warnings.warn(f"{err}; trying the previous checkpoint", stacklevel=2)
             continue
         return path, tensors, state
-    raise CheckpointError(f"no loadable checkpoint in {root} (all {len(candidates)} are corrupt)")
+    raise CheckpointError(f"no loadable checkpoint in {root} (all {len(candidates)} are corrupt): nothing to resume "
+                          "from; start the run again in another --logdir, or delete this one first")
