@@ -232,3 +232,14 @@ def test_dreamerv3_is_r2i_with_another_core(size):
         differ = {k for k in r2i if r2i[k] != dv3[k] and not k.startswith("agent.world_model.gru.")}
         assert differ <= own, (env, differ - own)
         assert dv3["agent.world_model.core"] == "gru" and dv3["agent.policy_input"] == "output"
+
+
+@pytest.mark.parametrize("size,env", [("small", "popgym:RepeatPreviousEasy"), ("small", "bsuite:memory_len/3"),
+                                      ("paper", "popgym:RepeatPreviousEasy"), ("paper", "bsuite:memory_len/3"),
+                                      ("paper", "atari:Pong")])
+def test_s5_keeps_r2is_hippo_blocks_of_16_states(size, env):
+    """R2I's P=128 in 8 blocks: 16 states per HiPPO-LegS block. The small size's P=32 in 2 blocks keeps that; in 8
+    blocks of 4 the fastest initial rotation is 4.6 dt per step and r2i small did not learn POPGym RepeatPrevious
+    (docs/RESULTS.md, "POPGym: r2i and dreamerv3")."""
+    s5 = load_config("r2i", size, env).agent.world_model.s5
+    assert s5.state_size // s5.n_blocks == 16
