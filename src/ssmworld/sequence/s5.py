@@ -34,7 +34,7 @@ class S5Config:
     state_size: int = 64  # P, complex states per layer
     n_layers: int = 4  # S5 layers in the stack
     output_dim: int | None = None  # R2I "deter" (None: = width)
-    n_blocks: int = 8  # HiPPO blocks on the diagonal
+    n_blocks: int = 8  # HiPPO blocks on the diagonal (R2I: 16 states each; smaller blocks start with slower rotations)
     discretization: Literal["bilinear", "zoh"] = "bilinear"  # "bilinear" | "zoh"
     initial: Literal["learned", "zeros"] = "learned"  # "learned" | "zeros"
     dt_min: float = 1e-3  # smallest initial time step (log-uniform init of the discretisation step)
