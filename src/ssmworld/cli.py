@@ -160,12 +160,11 @@ def _sweep(args: argparse.Namespace) -> int:
     if blocked:
         return _fail(f"--root {args.root}: {blocked} is a file; give a directory (it is created if missing)")
     root = os.path.abspath(args.root)  # Ray workers (maybe on other nodes of a shared filesystem) get absolute paths
-    config = os.path.abspath(args.config) if args.config else None
-    chosen = {"preset": args.preset or "r2i", "size": args.size or "small"}
-    if config:  # the file's preset and size where the flags are not given
-        from .runtime.config_file import choose, read_config_file
+    from .runtime.config_file import choose, read_config_file
 
-        chosen, _ = choose(read_config_file(config), {"preset": args.preset, "size": args.size}, f"--config {config}")
+    config = os.path.abspath(args.config) if args.config else None
+    layer = read_config_file(config) if config else {}  # the file's preset and size where the flags are not given
+    chosen, _ = choose(layer, {"preset": args.preset, "size": args.size}, f"--config {config}")
     presets, sizes = ([chosen[key]] if given is None else [v.strip() for v in given.split(",") if v.strip()]
                       for key, given in (("preset", args.preset), ("size", args.size)))  # the flags: comma lists
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
