@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ssmworld import sequence
 from ssmworld.sequence.mamba import MambaConfig, MambaCore
-from ssmworld.sequence.selective_scan import _plan_segments, selective_scan, selective_scan_reference
+from ssmworld.sequence.selective_scan import _plan_segments, auto_chunk, selective_scan, selective_scan_reference
 
 
 def scan_inputs(batch, length, d, n, dtype=torch.float32, seed=0, delta_scale=0.3):
@@ -52,6 +52,23 @@ def test_scan_matches_reference_values_and_gradients(chunk, learned):
     torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
     for name, a, b in zip(["x", "delta", "A", "B", "C", "D", "h_in", "h0"], leaves, ref_leaves):
         torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-4, msg=lambda m: f"grad {name}: {m}")
+
+
+def test_auto_chunk_sizes_segments_for_the_cache_on_cpu_and_is_16_on_gpus():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert auto_chunk(16, 512, 16, cpu) == 4  # 2^18 / 131072 = 2, raised to the floor of 4
+    assert auto_chunk(16, 64, 16, cpu) == 16  # 2^18 / 16384 = 16
+    assert auto_chunk(4, 128, 16, cpu) == 16  # 32, capped
+    assert auto_chunk(16, 96, 16, cpu) == 8  # 10.7 -> the power of two below
+    assert auto_chunk(16, 512, 16, cuda) == 16
+
+
+def test_scan_with_automatic_chunk_matches_reference():
+    x, delta, A, Bm, Cm, D, h_in, reset, h0 = scan_inputs(3, 37, 5, 4)
+    y, h = selective_scan(x, delta, A, Bm, Cm, D, h_in, reset, h0)
+    y_ref, h_ref = selective_scan_reference(x, delta, A, Bm, Cm, D, h_in, reset, h0)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
 
 
 def test_scan_gradcheck_float64():

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import UserError
 from .base import SequenceCore, State, prenorm_residual_stack
+from .causal_conv import causal_conv
 
 # On CPU, parallel mode runs over time blocks whose largest temporaries hold about this many elements. glibc hands
 # buffers above 32 MB back to the OS when freed, so every large temporary is page-faulted in anew: at B=16, T=4096
@@ -195,31 +196,6 @@ def _pass_between_chunks(chunk_log_decay: torch.Tensor, chunk_has_reset: torch.T
 
 
 # ---- layers ------------------------------------------------------------------------------------------------------
-class _CausalConv(torch.autograd.Function):
-    """Depthwise conv over time, channels last: y_t = bias + sum_i weight_i * window_{t+i}.
-    window: (b, k-1+T, C); weight: (k, C); bias: (C,) -> y: (b, T, C). F.conv1d would need channels-first copies
-    both ways and its depthwise backward is slow on CPU; this is k multiply-adds each way."""
-
-    @staticmethod
-    def forward(ctx, window: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        k, length = weight.shape[0], window.shape[1] - weight.shape[0] + 1
-        y = torch.addcmul(bias, window[:, k - 1 :], weight[k - 1])
-        for i in range(k - 1):
-            y.addcmul_(window[:, i : i + length], weight[i])
-        ctx.save_for_backward(window, weight)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        window, weight = ctx.saved_tensors
-        k, length = weight.shape[0], grad.shape[1]
-        grad_window = torch.zeros_like(window)
-        for i in range(k):
-            grad_window[:, i : i + length].addcmul_(grad, weight[i])
-        grad_weight = torch.stack([(grad * window[:, i : i + length]).sum((0, 1)) for i in range(k)])
-        return grad_window, grad_weight, grad.sum((0, 1))
-
-
 class GatedRMSNorm(nn.Module):
     """RMSNorm(y * SiLU(z)) * weight (norm after gating, as mamba_ssm's norm_before_gate=False)."""
 
@@ -283,7 +259,7 @@ class Mamba2Mixer(nn.Module):
         z, xbc, dt = self._split(u, fused=False)
         window = torch.cat([conv_state.transpose(1, 2), xbc], 1)  # (b, k-1+T, conv_dim)
         weight = self.conv1d.weight[:, 0].T  # (k, conv_dim); weight[k-1] multiplies the current input
-        conv = _CausalConv.apply(window, weight, self.conv1d.bias)  # (b, T, conv_dim)
+        conv = causal_conv(window, weight, self.conv1d.bias)  # (b, T, conv_dim)
         # Resets: the input at t-j must not reach output t if a reset lies in (t-j, t]. Resets are rare, so
         # subtract those taps only at the few outputs concerned instead of masking every tap densely.
         counts = torch.cat([reset.new_zeros(reset.shape[0], k - 1), reset], 1).cumsum(1)  # (b, k-1+T)
