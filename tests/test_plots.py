@@ -17,6 +17,7 @@ from ssmworld.tools.plots import (
     stratified_bootstrap_ci,
     stratified_resample,
 )
+from ssmworld.tools.run_settings import differing_settings, pooling_warning
 
 
 def write_run(path, env, preset, seed, returns, eval_every=0, steps_per_episode=10, size=None):
@@ -159,7 +160,7 @@ def test_a_sweep_root_stands_for_its_runs_and_sizes_are_not_seeds(tmp_path):
     assert [c["preset"] for c in only_small["curves"]] == ["r2i"]  # one size: labelled by the preset as before
 
 
-def test_group_by_a_config_key_splits_the_curves(tmp_path):
+def test_group_by_a_config_key_splits_the_curves(tmp_path, capsys):
     runs = []
     for sampler, level in (("uniform", 1.0), ("dfs", 3.0)):
         for seed in (0, 1):
@@ -175,8 +176,31 @@ def test_group_by_a_config_key_splits_the_curves(tmp_path):
     assert by_label["r2i sampler=dfs"]["final"] == [3.0, 3.0] and by_label["r2i sampler=uniform"]["seeds"] == [0, 1]
     merged = plot_runs(runs, str(tmp_path / "fig2.png"))  # without it, the four runs are seeds of one curve
     assert len(merged["curves"]) == 1 and len(merged["curves"][0]["seeds"]) == 4
+    # ... and the curve says what it pooled (seeds are not a difference)
+    assert merged["curves"][0]["pooled_differences"] == {"train.sampler": ["dfs", "uniform"]}
+    assert merged["warnings"] == ["r2i on builtin:recall/5: pools runs as seeds that differ in train.sampler "
+                                  "(dfs / uniform); split them with --group-by train.sampler"]
+    assert result["warnings"] == [] and by_label["r2i sampler=dfs"]["pooled_differences"] == {}
+    from ssmworld.cli import main
+
+    assert main(["plot", *runs, "--out", str(tmp_path / "cli.png")]) == 0
+    assert capsys.readouterr().err == f"warning: {merged['warnings'][0]}\n"
     missing = plot_runs(runs[:1], str(tmp_path / "fig3.png"), group_by="agent.nothing")
     assert missing["curves"][0]["preset"] == "r2i nothing=?"
+
+
+def test_differing_settings_by_hand():
+    a = {"preset": "r2i", "train": {"seed": 0, "steps": 10, "context": "window", "env_options": {}},
+         "agent": {"world_model": {"s5": {"n_blocks": 2}}}}
+    b = {"preset": "r2i", "train": {"seed": 1, "steps": 20, "context": "episode", "env_options": {}},
+         "agent": {"world_model": {"s5": {"n_blocks": 8}}, "new_key": 1}}
+    assert differing_settings([a, b]) == {"agent.world_model.s5.n_blocks": ["2", "8"],
+                                          "train.context": ["episode", "window"]}
+    assert differing_settings([a, a, None]) == {}  # a run without a config shares no key to compare
+    assert differing_settings([a]) == {}
+    line = pooling_warning("e", "p", {f"k{i}": ["1", "2"] for i in range(5)})
+    assert line == "p on e: pools runs as seeds that differ in k0 (1 / 2), k1 (1 / 2), k2 (1 / 2) and 2 more; " \
+                   "split them with --group-by k0"
 
 
 def test_a_run_that_stopped_when_solved_holds_its_last_value(tmp_path):

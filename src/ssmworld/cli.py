@@ -209,6 +209,8 @@ def _plot(args: argparse.Namespace) -> int:
     if args.json:
         check_output_path(args.json, "--json")
     result = plot_runs(args.runs, args.out, metric=args.metric, x=args.x, group_by=args.group_by)
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         _write_json(args.json, result)
     for preset, entry in ((result["aggregates"] or {}).get("presets") or {}).items():  # normalised, 95% CIs

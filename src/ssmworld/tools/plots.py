@@ -2,10 +2,10 @@
 
 Curves: runs are grouped by (env, preset) from their config.yaml (by (env, preset-size) when the runs span several
 sizes, and also by the value of any config key given as ``group_by``, e.g. train.sampler); within a group the runs
-are seeds. A directory that is not a run (e.g. an `ssmworld sweep` root) stands for
-the run directories found under it. Each seed's metric
-is put on a common grid of x by linear interpolation (``episode/*`` metrics first smoothed by a trailing moving average
-over episodes; other rows, e.g. ``eval/*``, are used as logged) and the curve is the mean across seeds with a 95%
+are seeds (a warning names any other setting they differ in, see run_settings.py). A directory that is not a run
+(e.g. an `ssmworld sweep` root) stands for the run directories found under it. Each seed's metric is put on a common
+grid of x by linear interpolation (``episode/*`` metrics first smoothed by a trailing moving average over episodes;
+other rows, e.g. ``eval/*``, are used as logged) and the curve is the mean across seeds with a 95%
 percentile-bootstrap confidence interval (2000 seeded resamples of the seeds).
 
 Aggregates (runs spanning >= 2 envs): per preset, each seed's final score (mean of the last 10% of its curve) per task,
@@ -29,6 +29,7 @@ import yaml
 
 from ..errors import UserError, check_output_path, import_optional
 from ..runtime.logger import read_metrics
+from .run_settings import differing_settings, pooling_warning
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
@@ -333,8 +334,10 @@ def plot_runs(run_dirs: list[str], out: str, metric: str = "episode/return", x: 
     moving average of ``episode/*`` metrics (None: automatic); ``references``: {env: (random, best)} for min-max
     normalisation in the aggregates; ``group_by``: a dotted config key whose values split the groups (e.g.
     "train.sampler": one curve per sampler). Returns the plotted numbers (JSON-able): "curves" (per
-    (env, preset): grid "x", "mean", "low", "high", per-seed "final" scores), "aggregates" (or None) and "skipped" (runs
-    without the metric). Raises ValueError on a directory that is not a run, or when no run has the metric."""
+    (env, preset): grid "x", "mean", "low", "high", per-seed "final" scores, "pooled_differences": the settings its
+    runs disagree on), "aggregates" (or None), "skipped" (runs without the metric) and "warnings" (one line per curve
+    that pools runs with different settings). Raises ValueError on a directory that is not a run, or when no run has
+    the metric."""
     if not run_dirs:
         raise UserError("no run directories given")
     runs = [load_run(d) for d in find_runs(run_dirs)]
@@ -353,8 +356,11 @@ def plot_runs(run_dirs: list[str], out: str, metric: str = "episode/return", x: 
     if not groups:
         found = sorted({k for r in runs for row in r.rows for k, v in row.items() if _number(v)} - {"step"})
         raise UserError(f"no run has metric {metric!r} with x {x!r}; metrics found: {', '.join(found) or 'none'}")
-    curves = []
+    curves, warnings = [], []
     for (env, preset), members in sorted(groups.items()):
+        differences = differing_settings(run.config for run, _, _ in members)
+        if differences:
+            warnings.append(pooling_warning(env, preset, differences))
         members = _hold_solved(members)
         grid = common_grid([xs for _, xs, _ in members], points)
         values = np.stack([np.interp(grid, xs, ys) for _, xs, ys in members])
@@ -363,12 +369,12 @@ def plot_runs(run_dirs: list[str], out: str, metric: str = "episode/return", x: 
         curves.append({"env": env, "preset": preset, "seeds": [r.seed for r, _, _ in members],
                        "runs": [r.path for r, _, _ in members], "x": grid.tolist(),
                        "mean": values.mean(axis=0).tolist(), "low": low.tolist(), "high": high.tolist(),
-                       "final": values[:, -last:].mean(axis=1).tolist()})
+                       "final": values[:, -last:].mean(axis=1).tolist(), "pooled_differences": differences})
     several = len({env for env, _ in groups}) >= 2
     comparable = "success" in metric or all(normalizer(env, metric, references)[0] != "raw" for env, _ in groups)
     result = {"metric": metric, "x": x, "out": out, "curves": curves,  # raw returns of different tasks: no aggregate
               "aggregates": aggregate(curves, metric, references, seed) if several and comparable else None,
-              "skipped": skipped}
+              "skipped": skipped, "warnings": warnings}
     _draw(result, out)
     return result
 
