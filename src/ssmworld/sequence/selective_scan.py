@@ -40,7 +40,7 @@ def selective_scan_reference(x, delta, A, Bm, Cm, D, h_in, reset=None, h0=None):
     return torch.stack(ys, 1), h
 
 
-_LOG2_E = 1 / math.log(2)
+LOG2_E = 1 / math.log(2)  # exp(x) = exp2(x log2(e)); exp2 is 2-3x faster than exp on this CPU
 
 
 def _exp_limit(dtype: torch.dtype) -> float:
@@ -167,7 +167,7 @@ class _SelectiveScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, delta, A, Bm, Cm, D, h_in, reset, h0, chunk):
         Bm, Cm = Bm.contiguous(), Cm.contiguous()  # small; broadcasting them over (B, L, N, D) must be unit-stride
-        a2 = (A.t() * _LOG2_E).contiguous()  # (N, D): exp2 is about twice as fast as exp on this CPU
+        a2 = (A.t() * LOG2_E).contiguous()  # (N, D): exp2 is about twice as fast as exp on this CPU
         h0_t = None if h0 is None else h0.t().contiguous()
         segments = _plan_segments(delta, A, chunk)
         inner = _inner_resets(reset, segments)
@@ -189,7 +189,7 @@ class _SelectiveScan(torch.autograd.Function):
     def backward(ctx, grad_y, grad_h):
         x, delta, A, Bm, Cm, D, boundaries, reset, h0 = ctx.saved_tensors
         a_t = A.t().contiguous()  # (N, D)
-        a2, h0_t = a_t * _LOG2_E, None if h0 is None else h0.t().contiguous()
+        a2, h0_t = a_t * LOG2_E, None if h0 is None else h0.t().contiguous()
         grad_x, grad_delta = torch.empty_like(x), torch.empty_like(delta)
         grad_B, grad_C = torch.empty_like(Bm), torch.empty_like(Cm)
         grad_a = torch.zeros_like(a_t)
