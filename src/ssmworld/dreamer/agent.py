@@ -272,7 +272,7 @@ class Agent(nn.Module):
             # the return's gradient through the dynamics reaches the actions, not the model's weights
             with torch.set_grad_enabled(ac.backprop_dynamics), frozen_parameters(wm):
                 traj = wm.imagine(starts.h, starts.z, starts.state, self._imagined_action, cfg.imagination.horizon,
-                                  step=self._compiled_step)
+                                  step=self._compiled_step, keep_features="x" in POLICY_INPUTS[cfg.policy_input])
             clock.append(_now(device))
             feat = self.features(traj)
             actor_loss, critic_loss, ac_metrics = ac.loss(feat, traj["action"], traj["reward"], traj["cont"],

@@ -323,15 +323,17 @@ class WorldModel(nn.Module):
 
     def imagine(self, h: torch.Tensor, z: torch.Tensor, state: sequence.State,
                 policy: Callable[[dict[str, torch.Tensor]], torch.Tensor], horizon: int,
-                step: ImagineStep | None = None) -> dict[str, torch.Tensor]:
+                step: ImagineStep | None = None, keep_features: bool = True) -> dict[str, torch.Tensor]:
         """Roll the model forward in the core's step mode from N start states, choosing actions with ``policy``.
 
         h: (N, H), z: (N, G*C), state: core state with batch N (e.g. flattened ``observe(all_states=True)`` outputs).
         policy({"h", "z", "x"}) -> action (N, A), where x = core.features(state).
         step: ``imagine_step`` with ``policy`` bound, compiled (Agent, agent.compile_imagination); it runs inside
         ``core.rollout(compiled=True)``, whose per-rollout weights become inputs of the compiled graph.
-        Returns h (K+1, N, H), z (K+1, N, G*C), x (K+1, N, X) for the states s_0..s_K, action (K, N, A), and the
-        predicted reward and continue flag (K, N) of each transition s_k -> s_{k+1}."""
+        Returns h (K+1, N, H), z (K+1, N, G*C), x (K+1, N, X) for the states s_0..s_K (only if ``keep_features``:
+        x is the core's whole state, e.g. 8192 numbers per row for Drama's Mamba-2, which an actor-critic on (h, z)
+        never reads), action (K, N, A), and the predicted reward and continue flag (K, N) of each transition
+        s_k -> s_{k+1}."""
         compiled = step is not None
         step = step or functools.partial(self.imagine_step, policy=policy)
         hs, zs, xs, actions = [h], [z], [self.core.features(state)], []
@@ -340,9 +342,12 @@ class WorldModel(nn.Module):
                 h, z, state, action = step(h, z, state)
                 hs.append(h)
                 zs.append(z)
-                xs.append(self.core.features(state))
+                if keep_features:
+                    xs.append(self.core.features(state))
                 actions.append(action)
-        out = dict(h=torch.stack(hs), z=torch.stack(zs), x=torch.stack(xs), action=torch.stack(actions))
+        out = dict(h=torch.stack(hs), z=torch.stack(zs), action=torch.stack(actions))
+        if keep_features:
+            out["x"] = torch.stack(xs)
         feat = self.head_features(out["h"][1:], out["z"][1:])
         out["reward"] = TwoHot(self.reward_head(feat)).mean
         out["cont"] = Bernoulli(self.cont_head(feat).squeeze(-1)).mode()
