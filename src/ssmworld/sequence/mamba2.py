@@ -132,7 +132,7 @@ def ssd_chunked(
     Returns y: (b, T, H, P) (without the D term) and the state after T-1: (b, H, P, N)."""
     b, length, H, P = x.shape
     N = B.shape[-1]
-    Q = min(chunk_size, length)  # a sequence shorter than a chunk is one chunk, unpadded (Drama's 8-step contexts)
+    Q = max(1, min(chunk_size, length))  # a sequence shorter than a chunk is one unpadded chunk (Drama's contexts)
     pad = (-length) % Q
     if pad:  # padded steps are identities: dt = 0 gives decay 1 and no input
         x, dt, B, C = (F.pad(t, (0, 0) * (t.ndim - 2) + (0, pad)) for t in (x, dt, B, C))
