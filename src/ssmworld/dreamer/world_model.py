@@ -336,7 +336,7 @@ class WorldModel(nn.Module):
         s_k -> s_{k+1}."""
         compiled = step is not None
         step = step or functools.partial(self.imagine_step, policy=policy)
-        hs, zs, xs, actions = [h], [z], [self.core.features(state)], []
+        hs, zs, xs, actions = [h], [z], [self.core.features(state)] if keep_features else [], []
         with self.core.rollout(compiled=compiled):  # the parameters are fixed for the whole rollout
             for _ in range(horizon):
                 h, z, state, action = step(h, z, state)

@@ -7,6 +7,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..runtime.config_file import flatten
+
 # Config keys that do not change what a run learns (its seed, budget, bookkeeping): runs that differ only in these
 # are seeds of one curve.
 RUN_ONLY_KEYS = frozenset({
@@ -16,24 +18,15 @@ RUN_ONLY_KEYS = frozenset({
 })
 
 
-def flatten(config: Mapping[str, Any] | None, prefix: str = "") -> dict[str, str]:
-    """{dotted key: value as text} of a nested config (a non-empty mapping is descended into; anything else is a
-    value)."""
-    out: dict[str, str] = {}
-    for key, value in (config or {}).items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return out
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
 def differing_settings(configs: Iterable[Mapping[str, Any] | None], ignore: frozenset[str] = RUN_ONLY_KEYS
                        ) -> dict[str, list[str]]:
     """{key: its distinct values, sorted} for every key outside ``ignore`` that all ``configs`` have and on which
     they disagree. Keys missing from some configs (written by another ssmworld version) are not compared."""
-    flat = [flatten(c) for c in configs]
+    flat = [{key: _as_text(value) for key, value in flatten(dict(c or {})).items()} for c in configs]
     if len(flat) < 2:
         return {}
     shared = set(flat[0]).intersection(*flat[1:]) - ignore
