@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The GPU check (issue 16): the CUDA paths in one short script, about 5 minutes on one GPU.
 #
-#   bash benchmarks/gpu_check.sh [--device cuda|cpu] [--quick] [--out DIR]
+#   bash benchmarks/gpu_check.sh [--device cuda|cpu] [--quick] [--out DIR] [--archive FILE.tgz]
 #
 # 1. runs ssmworld from this checkout when it is not installed, and installs its missing pure-Python dependencies
 #    (no internet on the GPU machine) from wheels carried in benchmarks/wheels/ when that folder exists (torch must be
-#    there already; or put them on PYTHONPATH yourself),
+#    there already; benchmarks/gpu_wheels.sh downloads them beforehand; or put them on PYTHONPATH yourself),
 # 2. runs the sequence-core contract, world-model and agent tests with every tensor on the device
 #    (SSMWORLD_TEST_DEVICE: tests/conftest.py makes it torch's default device),
 # 3. `ssmworld bench cores` and `ssmworld bench world-model` (S5 vs GRU) at T in {256, 1024, 4096} on the device,
@@ -14,16 +14,18 @@
 #    (checkpoints load on the CPU and move; a bench or run that fails counts as a failed step).
 # --quick: tiny sizes, no compile tests (what CI runs on the CPU: the plumbing, not the numbers). Every step runs even
 # if an earlier one fails; the exit code is the number of failed steps, the JSON files and logs land in --out (default
-# gpu_check_out).
+# gpu_check_out), and with --archive also in one .tgz (logs, JSON and the runs' summaries: what a lent machine sends
+# back, see docs/REPRODUCE.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DEVICE=cuda QUICK=0 OUT=gpu_check_out
+DEVICE=cuda QUICK=0 OUT=gpu_check_out ARCHIVE=
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) DEVICE="$2"; shift 2 ;;
         --quick) QUICK=1; shift ;;
         --out) OUT="$2"; shift 2 ;;
-        *) echo "gpu_check.sh: unknown argument $1 (--device D, --quick, --out DIR)" >&2; exit 2 ;;
+        --archive) ARCHIVE="$2"; shift 2 ;;
+        *) echo "gpu_check.sh: unknown argument $1 (--device D, --quick, --out DIR, --archive FILE)" >&2; exit 2 ;;
     esac
 done
 mkdir -p "$OUT"
@@ -83,4 +85,8 @@ step resume_r2i python -m ssmworld train --logdir "$OUT/train_r2i" --resume --de
     --steps $((STEPS + 40)) --quiet
 step eval_r2i python -m ssmworld eval --logdir "$OUT/train_r2i" --episodes 2 --device "$DEVICE"
 echo "gpu_check: $failed step(s) failed; logs and JSON in $OUT"
+if [ -n "$ARCHIVE" ]; then
+    (cd "$OUT" && tar czf - ./*.log ./*.json ./train_*/summary.json ./train_*/metrics.jsonl 2>/dev/null) >"$ARCHIVE"
+    echo "gpu_check: archived in $ARCHIVE"
+fi
 exit "$failed"

@@ -145,5 +145,51 @@ def test_a_resume_from_a_checkpoint_without_the_episodes_says_why(tmp_path, caps
     resumed = make_trainer(True)
     assert resumed.saved_acting is None and resumed.step == 50
     resumed.run()
-    assert ("note: the checkpoint holds no episodes in progress (minatar:Freeway: an episode in progress is longer "
-            "than 20 actions, too long to save by replaying it)") in capsys.readouterr().err
+    assert ("note: the checkpoint's episodes in progress are not continued (minatar:Freeway: an episode in progress "
+            "is longer than 20 actions, too long to save by replaying it)") in capsys.readouterr().err
+
+
+def test_a_resume_whose_saved_agent_state_has_another_layout_starts_fresh_episodes(tmp_path, capsys, monkeypatch):
+    """An acting state saved by a version that laid the core's state out otherwise (here: the Mamba-2 state as it
+    was before 2026-12-04, the layers stacked under "conv" and "ssm") is not fed to the agent: the resumed run says
+    so in one line and starts fresh episodes."""
+    pytest.importorskip("minatar")
+    import hashlib
+    import json
+
+    import torch
+
+    from ssmworld.runtime.config import load_config
+    from ssmworld.runtime.train import Trainer
+
+    def make_trainer(resume: bool) -> Trainer:
+        config = load_config("drama", "debug", "minatar:Freeway", [
+            "train.steps=60", "train.checkpoint_every=50", "train.prefill=40", "train.eval_every=0",
+            "train.eval_episodes=0"])
+        return Trainer(config, str(tmp_path), resume=resume, quiet=not resume)
+
+    save = Trainer.save_checkpoint
+
+    def save_then_die(self, acting=False):
+        assert save(self, acting)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(False).run()
+    monkeypatch.setattr(Trainer, "save_checkpoint", save)
+    folder = tmp_path / "checkpoints" / "step-000000000050"
+    tensors = torch.load(folder / "tensors.pt", weights_only=True)
+    core = tensors["acting"]["policy"]["core"]
+    tensors["acting"]["policy"]["core"] = {"conv": core["conv_0"].transpose(1, 2)[:, None],
+                                           "ssm": core["ssm_0"][:, None]}  # the old layout (debug: 1 layer)
+    torch.save(tensors, folder / "tensors.pt")
+    state = json.loads((folder / "state.json").read_text())
+    state["tensors_sha256"] = hashlib.sha256((folder / "tensors.pt").read_bytes()).hexdigest()
+    (folder / "state.json").write_text(json.dumps(state))
+    capsys.readouterr()
+    resumed = make_trainer(True)
+    assert resumed.policy_state is None and resumed.is_first.all()
+    resumed.run()
+    assert ("note: the checkpoint's episodes in progress are not continued (minatar:Freeway: the agent's state in "
+            "them is laid out as another ssmworld version saved it)") in capsys.readouterr().err

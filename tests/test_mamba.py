@@ -152,7 +152,8 @@ def test_shapes_and_initialisation():
     core = MambaCore(5, cfg)
     assert core.output_dim == 32 and core.state_features_dim == 3 * 64 * 16
     state = core.initial(4)
-    assert state["conv"].shape == (4, 3, 64, 3) and state["ssm"].shape == (4, 3, 64, 16)
+    assert sorted(state) == ["conv_0", "conv_1", "conv_2", "ssm_0", "ssm_1", "ssm_2"]  # one entry per layer
+    assert state["conv_1"].shape == (4, 3, 64) and state["ssm_1"].shape == (4, 64, 16)  # conv: channels last
     assert core.features(state).shape == (4, 3 * 64 * 16)
     assert core.initial_ssm.shape == (3, 64, 16) and not core.initial_ssm.any()
     assert isinstance(core.input_proj, torch.nn.Linear) and not core.input_proj.bias.any()

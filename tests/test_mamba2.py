@@ -94,7 +94,7 @@ def test_core_gradients_finite_with_resets_and_learned_initial():
     reset[0, [0, 7, 8, 16]] = True  # t=0, consecutive, chunk boundaries
     reset[1, 29] = True
     y, state = core(x, reset)
-    (y.square().sum() + state["ssm"].square().sum()).backward()
+    (y.square().sum() + state["ssm_1"].square().sum()).backward()
     for name, p in core.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert core.initial_ssm.grad.abs().sum() > 0
@@ -111,8 +111,8 @@ def test_core_output_does_not_depend_on_chunk_size(chunk):
         core = small_core(initial="learned", chunk_size=chunk)
         y, s = core(x, reset)
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=0)
-    torch.testing.assert_close(s["ssm"], s_ref["ssm"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(s["conv"], s_ref["conv"], atol=1e-5, rtol=0)
+    for key in s_ref:
+        torch.testing.assert_close(s[key], s_ref[key], atol=1e-5, rtol=0)
 
 
 def test_time_blocks_give_the_same_result(monkeypatch):
@@ -134,8 +134,9 @@ def test_state_shapes_and_init_facts():
     core = sequence.make("mamba2", 256)  # defaults: width 256, 2 layers, d_inner 512, 8 heads of 64, d_state 16
     assert isinstance(core.input_proj, torch.nn.Identity)  # input_dim == width: no projection
     state = core.initial(3)
-    assert state["conv"].shape == (3, 2, 512 + 2 * 16, 3)
-    assert state["ssm"].shape == (3, 2, 8, 64, 16)
+    assert sorted(state) == ["conv_0", "conv_1", "ssm_0", "ssm_1"]  # one entry per layer
+    assert state["conv_0"].shape == (3, 3, 512 + 2 * 16)  # the last d_conv - 1 inputs, channels last
+    assert state["ssm_0"].shape == (3, 8, 64, 16)
     assert core.features(state).shape == (3, core.state_features_dim) == (3, 2 * 8 * 64 * 16)
     assert core.output_dim == 256
     mixer = core.mixers[0]
@@ -153,7 +154,7 @@ def test_state_shapes_and_init_facts():
     assert torch.equal(projected.input_proj.bias, torch.zeros(32))
     assert not any("initial" in n for n, _ in core.named_parameters())  # initial="zeros"
     learned = sequence.make("mamba2", 10, width=32, headdim=16, initial="learned")
-    assert torch.equal(learned.initial(2)["ssm"], torch.zeros(2, 2, 4, 16, 16))
+    assert torch.equal(learned.initial(2)["ssm_1"], torch.zeros(2, 4, 16, 16))
 
 
 def test_reset_clears_conv_window_and_loads_learned_state():
@@ -161,9 +162,9 @@ def test_reset_clears_conv_window_and_loads_learned_state():
     with torch.no_grad():
         _, state = core(torch.randn(2, 6, 5))
         fresh = core.reset(state, torch.tensor([True, False]))
-    assert torch.equal(fresh["conv"][0], torch.zeros_like(fresh["conv"][0]))
-    assert torch.equal(fresh["ssm"][0], core.initial_ssm)
-    assert torch.equal(fresh["ssm"][1], state["ssm"][1])
+    assert torch.equal(fresh["conv_0"][0], torch.zeros_like(fresh["conv_0"][0]))
+    assert torch.equal(fresh["ssm_0"][0], core.initial_ssm[0])
+    assert torch.equal(fresh["ssm_0"][1], state["ssm_0"][1])
 
 
 @pytest.mark.parametrize(

@@ -145,13 +145,15 @@ def test_imagination_first_step_matches_the_training_pass(core):
     expected = out["h"][:, 1:]
     valid = ~data["is_first"][:, 1:]  # the training pass resets where an episode starts
     torch.testing.assert_close(next_h[valid], expected[valid], atol=1e-4, rtol=0)
-    # Without the core's state features (an actor-critic on (h, z)): the same rollout, no "x"
+    # Without the core's state features (an actor-critic on (h, z)): the same rollout, no "x", and the policy is
+    # not given it
     with torch.no_grad():
         torch.manual_seed(3)
         kept = model.imagine(out["h"].flatten(0, 1), out["z"].flatten(0, 1), flat, lambda s: actions, horizon=3)
         torch.manual_seed(3)
-        lean = model.imagine(out["h"].flatten(0, 1), out["z"].flatten(0, 1), flat, lambda s: actions, horizon=3,
-                             keep_features=False)
+        lean = model.imagine(out["h"].flatten(0, 1), out["z"].flatten(0, 1), flat,
+                             lambda s: actions if "x" not in s else None, horizon=3,
+                             policy_reads_x=False)
     assert "x" not in lean and sorted(lean) == sorted(set(kept) - {"x"})
     for key in lean:
         torch.testing.assert_close(lean[key], kept[key], atol=0, rtol=0)

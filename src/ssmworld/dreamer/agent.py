@@ -119,6 +119,7 @@ class Agent(nn.Module):
         sizes = {"h": self.world_model.core.output_dim, "z": self.world_model.latent_dim,
                  "x": self.world_model.core.state_features_dim}
         self.feat_dim = sum(sizes[k] for k in POLICY_INPUTS[cfg.policy_input])
+        self._policy_reads_x = "x" in POLICY_INPUTS[cfg.policy_input]  # else imagination never builds x
         self.actor_critic = ActorCritic(self.feat_dim, action_dim, discrete, cfg.actor_critic)
         ac = self.actor_critic
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # in checkpoints: the warm-up resumes
@@ -166,8 +167,10 @@ class Agent(nn.Module):
         exactly as ``observe`` treats a training sequence."""
         state = self.initial_state(is_first.shape[0]) if state is None else state
         h, z, core_state = self.observe_step(obs, is_first, state)
-        policy = self.actor_critic.policy(self.features({"h": h, "z": z,
-                                                         "x": self.world_model.core.features(core_state)}))
+        parts = {"h": h, "z": z}
+        if self._policy_reads_x:
+            parts["x"] = self.world_model.core.features(core_state)
+        policy = self.actor_critic.policy(self.features(parts))
         action = policy.sample() if explore else policy.mode()
         if not self.discrete:
             action = action.clamp(-1, 1)
@@ -259,7 +262,7 @@ class Agent(nn.Module):
     def _imagine_step(self, h: torch.Tensor, z: torch.Tensor, state: dict[str, torch.Tensor]
                       ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """WorldModel.imagine_step with this agent's policy: what agent.compile_imagination compiles."""
-        return self.world_model.imagine_step(h, z, state, self._imagined_action)
+        return self.world_model.imagine_step(h, z, state, self._imagined_action, self._policy_reads_x)
 
     def update_behavior(self, starts: Starts) -> dict[str, torch.Tensor | float]:
         """One actor-critic update in imagination from ``starts`` (the second half of ``update``; alone, it trains
@@ -272,7 +275,7 @@ class Agent(nn.Module):
             # the return's gradient through the dynamics reaches the actions, not the model's weights
             with torch.set_grad_enabled(ac.backprop_dynamics), frozen_parameters(wm):
                 traj = wm.imagine(starts.h, starts.z, starts.state, self._imagined_action, cfg.imagination.horizon,
-                                  step=self._compiled_step, keep_features="x" in POLICY_INPUTS[cfg.policy_input])
+                                  step=self._compiled_step, policy_reads_x=self._policy_reads_x)
             clock.append(_now(device))
             feat = self.features(traj)
             actor_loss, critic_loss, ac_metrics = ac.loss(feat, traj["action"], traj["reward"], traj["cont"],

@@ -312,41 +312,45 @@ class WorldModel(nn.Module):
         return h[:, -1], z[:, -1], state, 1.0 - is_terminal[:, -1].float()
 
     def imagine_step(self, h: torch.Tensor, z: torch.Tensor, state: sequence.State,
-                     policy: Callable[[dict[str, torch.Tensor]], torch.Tensor]
+                     policy: Callable[[dict[str, torch.Tensor]], torch.Tensor], policy_reads_x: bool = True
                      ) -> tuple[torch.Tensor, torch.Tensor, sequence.State, torch.Tensor]:
-        """One imagined step from (h, z, state), batch N: the action a = policy({"h", "z", "x"}), the core step on
-        (z, a), and a latent sampled from the prior. Returns (h', z', state', a)."""
-        action = policy({"h": h, "z": z, "x": self.core.features(state)})
+        """One imagined step from (h, z, state), batch N: the action a = policy({"h", "z", "x"}) ("x" only if
+        ``policy_reads_x``), the core step on (z, a), and a latent sampled from the prior. Returns (h', z', state',
+        a)."""
+        parts = {"h": h, "z": z}
+        if policy_reads_x:  # the core's whole state: a copy for cores that keep it in pieces (Mamba: per layer)
+            parts["x"] = self.core.features(state)
+        action = policy(parts)
         reset = None if self.cfg.memory else torch.ones(action.shape[0], dtype=torch.bool, device=action.device)
         h, state = self.core.step(self.core_input(torch.cat([z, action], -1)), state, reset=reset)
         return h, self.latent(self.prior(h)).sample().flatten(-2), state, action
 
     def imagine(self, h: torch.Tensor, z: torch.Tensor, state: sequence.State,
                 policy: Callable[[dict[str, torch.Tensor]], torch.Tensor], horizon: int,
-                step: ImagineStep | None = None, keep_features: bool = True) -> dict[str, torch.Tensor]:
+                step: ImagineStep | None = None, policy_reads_x: bool = True) -> dict[str, torch.Tensor]:
         """Roll the model forward in the core's step mode from N start states, choosing actions with ``policy``.
 
         h: (N, H), z: (N, G*C), state: core state with batch N (e.g. flattened ``observe(all_states=True)`` outputs).
-        policy({"h", "z", "x"}) -> action (N, A), where x = core.features(state).
+        policy({"h", "z", "x"}) -> action (N, A), where x = core.features(state), given only if ``policy_reads_x``.
         step: ``imagine_step`` with ``policy`` bound, compiled (Agent, agent.compile_imagination); it runs inside
         ``core.rollout(compiled=True)``, whose per-rollout weights become inputs of the compiled graph.
-        Returns h (K+1, N, H), z (K+1, N, G*C), x (K+1, N, X) for the states s_0..s_K (only if ``keep_features``:
+        Returns h (K+1, N, H), z (K+1, N, G*C), x (K+1, N, X) for the states s_0..s_K (only if ``policy_reads_x``:
         x is the core's whole state, e.g. 8192 numbers per row for Drama's Mamba-2, which an actor-critic on (h, z)
         never reads), action (K, N, A), and the predicted reward and continue flag (K, N) of each transition
         s_k -> s_{k+1}."""
         compiled = step is not None
-        step = step or functools.partial(self.imagine_step, policy=policy)
-        hs, zs, xs, actions = [h], [z], [self.core.features(state)] if keep_features else [], []
+        step = step or functools.partial(self.imagine_step, policy=policy, policy_reads_x=policy_reads_x)
+        hs, zs, xs, actions = [h], [z], [self.core.features(state)] if policy_reads_x else [], []
         with self.core.rollout(compiled=compiled):  # the parameters are fixed for the whole rollout
             for _ in range(horizon):
                 h, z, state, action = step(h, z, state)
                 hs.append(h)
                 zs.append(z)
-                if keep_features:
+                if policy_reads_x:
                     xs.append(self.core.features(state))
                 actions.append(action)
         out = dict(h=torch.stack(hs), z=torch.stack(zs), action=torch.stack(actions))
-        if keep_features:
+        if policy_reads_x:
             out["x"] = torch.stack(xs)
         feat = self.head_features(out["h"][1:], out["z"][1:])
         out["reward"] = TwoHot(self.reward_head(feat)).mean

@@ -77,6 +77,15 @@ def restore(vec: gym.vector.SyncVectorEnv, tensors: dict[str, Any], state: dict[
     return arrays, (_to_device(tensors["policy"], device) if state["has_policy"] else None), astray
 
 
+def same_layout(saved: Any, expected: Any) -> bool:
+    """Whether the tree of tensors ``saved`` has the keys of ``expected`` and, per key, its shape after the batch
+    dimension (an agent's acting state saved by a version that laid it out otherwise does not)."""
+    if isinstance(expected, dict):
+        return isinstance(saved, dict) and saved.keys() == expected.keys() and all(
+            same_layout(saved[key], value) for key, value in expected.items())
+    return isinstance(saved, torch.Tensor) and saved.shape[1:] == expected.shape[1:]
+
+
 def _to_tensors(tree: Any) -> Any:
     if isinstance(tree, dict):
         return {k: _to_tensors(v) for k, v in tree.items()}

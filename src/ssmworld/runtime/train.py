@@ -93,7 +93,7 @@ class Trainer:
         self.saved_acting: tuple[dict[str, Any], dict[str, Any]] | None = None  # (tensors, state) from a checkpoint
         self.interrupted = 0  # the signal that asked the run to stop (run(handle_signals=True))
         self.astray = ""  # a warning: envs whose saved episodes replayed differently (acting_state.restore)
-        self.unsaved_episodes = ""  # why the checkpoint resumed from holds no episodes in progress, if it says
+        self.unsaved_episodes = ""  # why the episodes in progress at the checkpoint are not continued, if so
         if resume:
             run_state.restore(self)
         self.vec = gym.vector.SyncVectorEnv([lambda: envs.make(tc.env, **tc.env_options) for _ in range(tc.envs)],
@@ -130,6 +130,9 @@ class Trainer:
         return acting_state.capture(self.vec, arrays, self.policy_state)
 
     def _set_acting_state(self, tensors: dict[str, Any], state: dict[str, Any]) -> None:
+        if state["has_policy"] and not acting_state.same_layout(tensors["policy"], self.agent.initial_state(1)):
+            self.unsaved_episodes = "the agent's state in them is laid out as another ssmworld version saved it"
+            return  # the fresh episodes of _restart_envs stay
         arrays, self.policy_state, astray = acting_state.restore(self.vec, tensors, state, self.device)
         self.astray = (f"env(s) {astray} replayed their saved episodes to other observations (another env or MuJoCo "
                        "version?): the run goes on from there, not exactly") if astray else ""
@@ -208,7 +211,7 @@ class Trainer:
         if self.astray:
             logger.print(f"ssmworld: warning: {self.astray}")
         if self.unsaved_episodes:
-            logger.print(f"ssmworld: note: the checkpoint holds no episodes in progress ({tc.env}: "
+            logger.print(f"ssmworld: note: the checkpoint's episodes in progress are not continued ({tc.env}: "
                          f"{self.unsaved_episodes}): fresh episodes start, so the run continues exactly up to the "
                          "checkpoint, not after")
         if tc.steps <= self.learning_starts:

@@ -4,7 +4,8 @@
     Mixer: in_proj -> (x, z); x -> causal depthwise conv -> SiLU -> selective SSM (+ D x); * SiLU(z) -> out_proj
     SSM, per channel d and state n:  h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t x_t,   y_t = C_t · h_t + D x_t
 
-State: {"conv": (B, n_layers, d_inner, d_conv - 1) the last pre-conv inputs, "ssm": (B, n_layers, d_inner, d_state)}.
+State, per layer i: "conv_i" (B, d_conv - 1, d_inner) the last pre-conv inputs, oldest first, and "ssm_i"
+(B, d_inner, d_state).
 
 Parallel mode: ``selective_scan`` (selective_scan.py), over segments of at most ``chunk`` steps.
 """
@@ -22,7 +23,7 @@ from torch import nn
 
 from ..errors import UserError
 from .base import SequenceCore, State, prenorm_residual_stack
-from .causal_conv import causal_conv
+from .causal_conv import causal_conv, causal_conv_step
 from .selective_scan import LOG2_E, selective_scan
 
 
@@ -100,20 +101,20 @@ class MambaMixer(nn.Module):
 
     def forward(self, u, reset, hidden, window_mask, conv_state, h_in, h0):
         """u: (B, T, width); reset: (B, T) bool or None; hidden: index tensors (rows, steps, taps) of the conv taps
-        that would read an input from before a reset, or None; window_mask: (B, 1, d_conv-1), 0 where the carried
-        window predates a reset, or None; conv_state: (B, d_inner, d_conv-1); h_in: (B, d_inner, d_state);
+        that would read an input from before a reset, or None; window_mask: (B, d_conv-1, 1), 0 where the carried
+        window predates a reset, or None; conv_state: (B, d_conv-1, d_inner); h_in: (B, d_inner, d_state);
         h0: (d_inner, d_state) or None. Returns out (B, T, width), conv_state, ssm_state (B, d_inner, d_state)."""
         k = self.conv.kernel_size[0]
         # Two products on row blocks of in_proj's weight: contiguous x and z (ops on the strided halves of one
         # product measured ~5x slower), and no concatenation of their gradients.
         x, z = (F.linear(u, w) for w in self.in_proj.weight.chunk(2))
-        window = torch.cat([conv_state.transpose(1, 2), x], 1)  # (B, k-1+T, d_inner): carried inputs, then new ones
+        window = torch.cat([conv_state, x], 1)  # (B, k-1+T, d_inner): carried inputs, then new ones
         weight = self.conv.weight[:, 0].T  # (k, d_inner); weight[k-1] multiplies the current input
         acc = causal_conv(window, weight, self.conv.bias)  # (B, T, d_inner)
         if hidden is not None:  # remove the taps that look across a reset: at most k-1 steps after each reset
             rows, steps, taps = hidden
             acc = acc.index_put((rows, steps), -(window[rows, steps + taps] * weight[taps]), accumulate=True)
-        tail = window[:, -(k - 1) :].transpose(1, 2)  # (B, d_inner, k-1): the next conv state
+        tail = window[:, -(k - 1) :]  # (B, k-1, d_inner): the next conv state
         xc = F.silu(acc)
         delta, Bm, Cm, A = self._ssm_inputs(xc)
         y, h = self._scan(xc, delta, A, Bm, Cm, h_in, reset, h0)
@@ -132,16 +133,15 @@ class MambaMixer(nn.Module):
         return selective_scan(xc, delta, A, Bm, Cm, self.D, h_in, reset, h0, self.chunk)
 
     def step(self, u, conv_state, h):
-        """u: (B, width); conv_state: (B, d_inner, d_conv-1); h: (B, d_inner, d_state)."""
+        """u: (B, width); conv_state: (B, d_conv-1, d_inner); h: (B, d_inner, d_state)."""
         x, z = self.in_proj(u).chunk(2, -1)
-        window = torch.cat([conv_state, x.unsqueeze(-1)], -1)  # (B, d_inner, d_conv)
-        xc = F.silu((window * self.conv.weight[:, 0]).sum(-1) + self.conv.bias)
+        xc = F.silu(causal_conv_step(conv_state, x, self.conv.weight[:, 0].T, self.conv.bias))
         delta, Bm, Cm, A = self._ssm_inputs(xc)
         decay = torch.exp2(delta.unsqueeze(-1) * (A * LOG2_E))  # exp(Δ A); measured 2.7x faster than torch.exp
         h = torch.addcmul((delta * xc).unsqueeze(-1) * Bm.unsqueeze(1), decay, h)
         # C · h as one fused reduction: a batch of (D, N) @ (N, 1) products measured 2x slower
         y = (torch.linalg.vecdot(h, Cm.unsqueeze(1)) + xc * self.D) * F.silu(z)
-        return self.out_proj(y), window[..., 1:], h
+        return self.out_proj(y), torch.cat([conv_state[:, 1:], x[:, None]], 1), h
 
 
 class MambaCore(SequenceCore):
@@ -169,13 +169,13 @@ class MambaCore(SequenceCore):
             self.initial_ssm = nn.Parameter(torch.zeros(cfg.n_layers, self.d_inner, cfg.d_state))
 
     def initial(self, batch_size: int) -> State:
-        cfg, p = self.config, self.norm_f.weight
-        conv = p.new_zeros(batch_size, cfg.n_layers, self.d_inner, cfg.d_conv - 1)
-        if cfg.initial == "learned":
-            ssm = self.initial_ssm.unsqueeze(0).expand(batch_size, -1, -1, -1)
-        else:
-            ssm = p.new_zeros(batch_size, cfg.n_layers, self.d_inner, cfg.d_state)
-        return {"conv": conv, "ssm": ssm}
+        cfg, p, state = self.config, self.norm_f.weight, {}
+        for i in range(cfg.n_layers):
+            state[f"conv_{i}"] = p.new_zeros(batch_size, cfg.d_conv - 1, self.d_inner)
+            h0 = self._h0(i)
+            state[f"ssm_{i}"] = h0.expand(batch_size, *h0.shape) if h0 is not None else \
+                p.new_zeros(batch_size, self.d_inner, cfg.d_state)
+        return state
 
     def _h0(self, layer: int) -> torch.Tensor | None:
         return self.initial_ssm[layer] if self.config.initial == "learned" else None
@@ -188,23 +188,20 @@ class MambaCore(SequenceCore):
             count = F.pad(torch.cumsum(reset, 1), (k - 1, 0))  # (B, k-1+T) resets so far; zeros before t=0
             windows = count.unfold(1, k, 1)  # (B, T, k): the counts at the inputs each output reads
             hidden = (windows != windows[..., -1:]).nonzero(as_tuple=True)
-            window_mask = (count[:, -(k - 1) :] == count[:, -1:]).to(x.dtype).unsqueeze(1)
+            window_mask = (count[:, -(k - 1) :] == count[:, -1:]).to(x.dtype).unsqueeze(-1)
         else:
             reset = None
-        conv, ssm = state["conv"], state["ssm"]
-        return self._layers(
-            x, lambda i, mixer, u: mixer(u, reset, hidden, window_mask, conv[:, i], ssm[:, i], self._h0(i))
-        )
+        return self._layers(x, lambda i, mixer, u: mixer(
+            u, reset, hidden, window_mask, state[f"conv_{i}"], state[f"ssm_{i}"], self._h0(i)))
 
     def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        conv, ssm = state["conv"], state["ssm"]
-        return self._layers(x, lambda i, mixer, u: mixer.step(u, conv[:, i], ssm[:, i]))
+        return self._layers(x, lambda i, mixer, u: mixer.step(u, state[f"conv_{i}"], state[f"ssm_{i}"]))
 
     def _layers(self, x: torch.Tensor, run: Callable) -> tuple[torch.Tensor, State]:
         return prenorm_residual_stack(x, self.input_proj, self.norms, self.mixers, self.norm_f, run)
 
     def features(self, state: State) -> torch.Tensor:
-        return state["ssm"].flatten(1)
+        return torch.cat([state[f"ssm_{i}"].flatten(1) for i in range(self.config.n_layers)], 1)
 
 
 def _load_cuda_scan() -> Callable:

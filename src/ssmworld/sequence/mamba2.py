@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import UserError
 from .base import SequenceCore, State, prenorm_residual_stack
-from .causal_conv import causal_conv
+from .causal_conv import causal_conv, causal_conv_step
 
 # On CPU, parallel mode runs over time blocks whose largest temporaries hold about this many elements. glibc hands
 # buffers above 32 MB back to the OS when freed, so every large temporary is page-faulted in anew: at B=16, T=4096
@@ -80,7 +80,7 @@ def ssm_step(
     """One step. h: (b, H, P, N); x: (b, H, P); dt: (b, H); A: (H,); B, C: (b, N).
     Returns y: (b, H, P) (without the D term) and the new h."""
     decay = torch.exp(dt * A)[:, :, None, None]
-    h = decay * h + (dt[:, :, None] * x)[..., None] * B[:, None, None, :]
+    h = (decay * h).addcmul_((dt[:, :, None] * x)[..., None], B[:, None, None, :])  # 2 passes over h, not 3
     return torch.linalg.vecdot(h, C[:, None, None]), h  # C · h: one fused reduction, 2x the einsum's bmm here
 
 
@@ -253,11 +253,11 @@ class Mamba2Mixer(nn.Module):
         self, u: torch.Tensor, reset: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor,
         h0: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-        """u: (b, T, width); reset: (b, T); conv_state: (b, conv_dim, d_conv-1) (last pre-conv inputs);
+        """u: (b, T, width); reset: (b, T); conv_state: (b, d_conv-1, conv_dim) (the last pre-conv inputs);
         ssm_state: (b, H, P, N); h0: (H, P, N) or None. Returns out (b, T, width), conv_state, ssm_state."""
         k = self.cfg.d_conv
         z, xbc, dt = self._split(u, fused=False)
-        window = torch.cat([conv_state.transpose(1, 2), xbc], 1)  # (b, k-1+T, conv_dim)
+        window = torch.cat([conv_state, xbc], 1)  # (b, k-1+T, conv_dim)
         weight = self.conv1d.weight[:, 0].T  # (k, conv_dim); weight[k-1] multiplies the current input
         conv = causal_conv(window, weight, self.conv1d.bias)  # (b, T, conv_dim)
         # Resets: the input at t-j must not reach output t if a reset lies in (t-j, t]. Resets are rare, so
@@ -271,7 +271,7 @@ class Mamba2Mixer(nn.Module):
             conv.index_put_((rows, times), -(taps * weight * dropped[rows, times][..., None]).sum(1), accumulate=True)
         # The next window: the last k-1 inputs, zeroed where a later reset cleared them.
         start = window.shape[1] - (k - 1)
-        tail = (window[:, start:] * (counts[:, start:] == counts[:, -1:])[..., None]).transpose(1, 2)
+        tail = window[:, start:] * (counts[:, start:] == counts[:, -1:])[..., None]
         x, B, C, dt = self._heads(F.silu(conv), dt)
         A = -torch.exp(self.A_log)
         if self.kernel is not None and x.is_cuda and (h0 is None or not bool(reset.any())):
@@ -288,16 +288,16 @@ class Mamba2Mixer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """u: (b, width); states as in ``forward``. Returns out (b, width) and the new states."""
         z, xbc, dt = self._split(u, fused=True)
-        window = torch.cat([conv_state, xbc[:, :, None]], -1)  # (b, conv_dim, d_conv): roll in the new input
-        conv = (window * self.conv1d.weight[:, 0]).sum(-1) + self.conv1d.bias
+        conv = causal_conv_step(conv_state, xbc, self.conv1d.weight[:, 0].T, self.conv1d.bias)
         x, B, C, dt = self._heads(F.silu(conv), dt)
         y, ssm_state = ssm_step(ssm_state, x, dt, -torch.exp(self.A_log), B, C)
-        return self._out(y, x, z), window[:, :, 1:], ssm_state
+        return self._out(y, x, z), torch.cat([conv_state[:, 1:], xbc[:, None]], 1), ssm_state
 
 
 class Mamba2Core(SequenceCore):
     """Stack of prenorm residual Mamba-2 blocks with a final RMSNorm; output_dim = width.
-    State: "conv" (B, n_layers, conv_dim, d_conv-1), "ssm" (B, n_layers, nheads, headdim, d_state)."""
+    State, per layer i: "conv_i" (B, d_conv-1, conv_dim) the last pre-conv inputs, oldest first, and "ssm_i"
+    (B, nheads, headdim, d_state)."""
 
     name = "mamba2"
     Config = Mamba2Config
@@ -323,23 +323,23 @@ class Mamba2Core(SequenceCore):
         self.mixers = nn.ModuleList(Mamba2Mixer(cfg, kernel) for _ in range(cfg.n_layers))
         self.final_norm = nn.RMSNorm(cfg.width, eps=cfg.norm_eps)
         mixer = self.mixers[0]
-        self.ssm_shape = (cfg.n_layers, mixer.nheads, cfg.headdim, cfg.d_state)
-        self.conv_shape = (cfg.n_layers, mixer.conv_dim, cfg.d_conv - 1)
-        self.state_features_dim = math.prod(self.ssm_shape)
+        self.ssm_shape = (mixer.nheads, cfg.headdim, cfg.d_state)  # per layer
+        self.conv_shape = (cfg.d_conv - 1, mixer.conv_dim)
+        self.state_features_dim = cfg.n_layers * math.prod(self.ssm_shape)
         if cfg.initial == "learned":
-            self.initial_ssm = nn.Parameter(torch.zeros(self.ssm_shape))
+            self.initial_ssm = nn.Parameter(torch.zeros(cfg.n_layers, *self.ssm_shape))
 
     def _h0(self, layer: int) -> torch.Tensor | None:
         return self.initial_ssm[layer] if self.cfg.initial == "learned" else None
 
     def initial(self, batch_size: int) -> State:
-        p = next(self.parameters())
-        conv = p.new_zeros(batch_size, *self.conv_shape)
-        if self.cfg.initial == "learned":
-            ssm = self.initial_ssm[None].expand(batch_size, *self.ssm_shape)
-        else:
-            ssm = p.new_zeros(batch_size, *self.ssm_shape)
-        return {"conv": conv, "ssm": ssm}
+        p, state = next(self.parameters()), {}
+        for i in range(self.cfg.n_layers):
+            state[f"conv_{i}"] = p.new_zeros(batch_size, *self.conv_shape)
+            h0 = self._h0(i)
+            state[f"ssm_{i}"] = h0.expand(batch_size, *h0.shape) if h0 is not None else \
+                p.new_zeros(batch_size, *self.ssm_shape)
+        return state
 
     def _time_block(self, x: torch.Tensor) -> int:
         """Steps per block of parallel mode (see CPU_BLOCK_ELEMENTS); the whole sequence on accelerators."""
@@ -357,18 +357,16 @@ class Mamba2Core(SequenceCore):
         return torch.cat(ys, 1) if len(ys) > 1 else ys[0], state
 
     def _forward_block(self, x: torch.Tensor, reset: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        conv, ssm = state["conv"], state["ssm"]
         return prenorm_residual_stack(
             x, self.input_proj, self.norms, self.mixers, self.final_norm,
-            lambda i, mixer, u: mixer(u, reset, conv[:, i], ssm[:, i], self._h0(i)),
+            lambda i, mixer, u: mixer(u, reset, state[f"conv_{i}"], state[f"ssm_{i}"], self._h0(i)),
         )
 
     def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        conv, ssm = state["conv"], state["ssm"]
         return prenorm_residual_stack(
             x, self.input_proj, self.norms, self.mixers, self.final_norm,
-            lambda i, mixer, u: mixer.step(u, conv[:, i], ssm[:, i]),
+            lambda i, mixer, u: mixer.step(u, state[f"conv_{i}"], state[f"ssm_{i}"]),
         )
 
     def features(self, state: State) -> torch.Tensor:
-        return state["ssm"].flatten(1)
+        return torch.cat([state[f"ssm_{i}"].flatten(1) for i in range(self.cfg.n_layers)], 1)
