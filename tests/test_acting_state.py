@@ -149,6 +149,24 @@ def test_a_resume_from_a_checkpoint_without_the_episodes_says_why(tmp_path, caps
             "is longer than 20 actions, too long to save by replaying it)") in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("core", ["attention", "mamba2", "s5", "gru"])
+def test_an_acting_state_is_recognised_mid_episode_and_an_old_layout_is_not(core):
+    """same_layout accepts a core's state after some steps (the attention cache has grown since its initial state)
+    and rejects the Mamba-2 state as saved before 2026-12-04 (layers stacked under "conv" and "ssm")."""
+    import torch
+
+    from ssmworld import sequence
+
+    model = sequence.make(core, 6, width=16, **({"headdim": 8} if core == "mamba2" else {}))
+    with torch.no_grad():
+        _, state = model(torch.randn(2, 5, 6))
+    assert acting_state.same_layout({"core": state}, {"core": model.initial(1)})
+    if core == "mamba2":
+        old = {"conv": torch.stack([state["conv_0"], state["conv_1"]], 1).transpose(2, 3),
+               "ssm": torch.stack([state["ssm_0"], state["ssm_1"]], 1)}
+        assert not acting_state.same_layout({"core": old}, {"core": model.initial(1)})
+
+
 def test_a_resume_whose_saved_agent_state_has_another_layout_starts_fresh_episodes(tmp_path, capsys, monkeypatch):
     """An acting state saved by a version that laid the core's state out otherwise (here: the Mamba-2 state as it
     was before 2026-12-04, the layers stacked under "conv" and "ssm") is not fed to the agent: the resumed run says

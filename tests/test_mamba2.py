@@ -157,6 +157,24 @@ def test_state_shapes_and_init_facts():
     assert torch.equal(learned.initial(2)["ssm_1"], torch.zeros(2, 4, 16, 16))
 
 
+@pytest.mark.parametrize("d_conv", [1, 2, 4])
+def test_step_mode_matches_parallel_mode_for_every_conv_width(d_conv):
+    """Steps then a parallel call give what one parallel call gives; d_conv=1 carries an empty conv window."""
+    core = small_core(initial="learned", d_conv=d_conv)
+    x = torch.randn(2, 7, 5)
+    with torch.no_grad():
+        y_ref, s_ref = core(x)
+        state, ys = None, []
+        for t in range(3):
+            y, state = core.step(x[:, t], state)
+            ys.append(y)
+        y_rest, state = core(x[:, 3:], state=state)
+    assert state["conv_0"].shape == (2, d_conv - 1, core.mixers[0].conv_dim)
+    torch.testing.assert_close(torch.cat([torch.stack(ys, 1), y_rest], 1), y_ref, atol=1e-5, rtol=0)
+    for key in s_ref:
+        torch.testing.assert_close(state[key], s_ref[key], atol=1e-5, rtol=0)
+
+
 def test_reset_clears_conv_window_and_loads_learned_state():
     core = small_core(initial="learned")
     with torch.no_grad():

@@ -10,7 +10,9 @@ stateful wrapper (e.g. MinAtar's ``max_steps`` TimeLimit). Where every env can,
 a checkpoint neither cuts the episodes nor changes what a resumed run does (tests/test_resume.py). If any env cannot,
 or an episode is too long to replay (envs/episode_replay.MAX_REPLAYED_ACTIONS), ``capture`` says why instead: the
 uninterrupted run goes on with its episodes (a checkpoint never cuts them), and a run resumed from that checkpoint
-starts fresh episodes, so its resume is exact up to the checkpoint but not after it.
+starts fresh episodes, so its resume is exact up to the checkpoint but not after it. So does a run resumed from a
+checkpoint whose agent state is laid out otherwise than this version's agent expects (``same_layout``: written by an
+earlier version whose core kept its state under other keys).
 """
 
 from __future__ import annotations
@@ -78,12 +80,13 @@ def restore(vec: gym.vector.SyncVectorEnv, tensors: dict[str, Any], state: dict[
 
 
 def same_layout(saved: Any, expected: Any) -> bool:
-    """Whether the tree of tensors ``saved`` has the keys of ``expected`` and, per key, its shape after the batch
-    dimension (an agent's acting state saved by a version that laid it out otherwise does not)."""
+    """Whether the tree of tensors ``saved`` has the keys of ``expected`` and, per key, its number of dimensions (an
+    agent's acting state saved by a version that laid it out otherwise does not). Sizes are not compared: some grow
+    with the episode (the attention core's key-value cache)."""
     if isinstance(expected, dict):
         return isinstance(saved, dict) and saved.keys() == expected.keys() and all(
             same_layout(saved[key], value) for key, value in expected.items())
-    return isinstance(saved, torch.Tensor) and saved.shape[1:] == expected.shape[1:]
+    return isinstance(saved, torch.Tensor) and saved.ndim == expected.ndim
 
 
 def _to_tensors(tree: Any) -> Any:

@@ -99,7 +99,7 @@ class Trainer:
         self.vec = gym.vector.SyncVectorEnv([lambda: envs.make(tc.env, **tc.env_options) for _ in range(tc.envs)],
                                             autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
         self._restart_envs()
-        if self.saved_acting is not None:  # the checkpoint holds the episodes in progress: continue them
+        if self.saved_acting is not None:  # the checkpoint holds the episodes in progress: continue them if it can
             self._set_acting_state(*self.saved_acting)
 
     @property

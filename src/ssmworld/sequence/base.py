@@ -218,7 +218,8 @@ def prenorm_residual_stack(
     """The Mamba residual stack, shared by both modes of both Mamba cores:
     r = input_proj(x); for each layer i: r = r + out where (out, conv_i, ssm_i) = run(i, mixer_i, norm_i(r)).
     x: (B, [T,] input_dim). Returns final_norm(r) and the state {"conv_i", "ssm_i"} for i = 0..n_layers-1: one entry
-    per layer, so that a step copies no state (stacking the layers cost a fifth of Drama's imagination steps)."""
+    per layer, so that a step does not copy every layer's state into one tensor (that stacking cost a fifth of Drama's
+    imagination steps)."""
     r, state = input_proj(x), {}
     for i, (norm, mixer) in enumerate(zip(norms, mixers)):
         out, state[f"conv_{i}"], state[f"ssm_{i}"] = run(i, mixer, norm(r))

@@ -40,13 +40,13 @@ def causal_conv(window: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) 
     return _CausalConv.apply(window, weight, bias)
 
 
-def causal_conv_step(window: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """One step of ``causal_conv``: window (b, k-1, C), the carried inputs, oldest first; x: (b, C), the new input;
-    weight (k, C), bias (C,). Returns y: (b, C). k multiply-adds on contiguous rows: a (b, C, k) window, built by
-    concatenation and summed over its k-wide last dimension, measured 6x slower (b=128, C=288, k=4; 2x with strided
-    weight rows)."""
+def causal_conv_step(window: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """One step of ``causal_conv``: window (b, k, C), the k inputs the output reads, oldest first (the carried k-1,
+    then the new one); weight (k, C), bias (C,). Returns y: (b, C). k multiply-adds on contiguous rows: the same
+    window channels first, (b, C, k), summed over its k-wide last dimension, measured 6x slower with its
+    concatenation (b=128, C=288, k=4; 2x with strided weight rows)."""
     k, weight = weight.shape[0], weight.contiguous()
-    y = torch.addcmul(bias, x, weight[k - 1])
+    y = torch.addcmul(bias, window[:, k - 1], weight[k - 1])
     for i in range(k - 1):
         y.addcmul_(window[:, i], weight[i])
     return y

@@ -288,10 +288,11 @@ class Mamba2Mixer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """u: (b, width); states as in ``forward``. Returns out (b, width) and the new states."""
         z, xbc, dt = self._split(u, fused=True)
-        conv = causal_conv_step(conv_state, xbc, self.conv1d.weight[:, 0].T, self.conv1d.bias)
+        window = torch.cat([conv_state, xbc[:, None]], 1)  # (b, d_conv, conv_dim): the carried inputs, then this one
+        conv = causal_conv_step(window, self.conv1d.weight[:, 0].T, self.conv1d.bias)
         x, B, C, dt = self._heads(F.silu(conv), dt)
         y, ssm_state = ssm_step(ssm_state, x, dt, -torch.exp(self.A_log), B, C)
-        return self._out(y, x, z), torch.cat([conv_state[:, 1:], xbc[:, None]], 1), ssm_state
+        return self._out(y, x, z), window[:, 1:], ssm_state
 
 
 class Mamba2Core(SequenceCore):
