@@ -165,3 +165,24 @@ def test_running_norm_combines_batches_as_one_and_clips():
     x = torch.stack([norm.mean, norm.mean + torch.sqrt(norm.var), norm.mean + 10 * torch.sqrt(norm.var)])
     torch.testing.assert_close(norm(x), torch.tensor([[0.0] * 4, [1.0] * 4, [1.5] * 4]), rtol=0, atol=1e-4)
     assert {"mean", "var", "count"} <= set(norm.state_dict())
+
+
+@pytest.mark.parametrize("out_features", [255, 256, 18, 100])
+def test_padded_linear_equals_linear_in_values_and_gradients(out_features):
+    """PaddedLinear (the two-hot heads' output layer) computes nn.Linear with the same parameters, padded or not."""
+    from ssmworld.nn.layers import PaddedLinear
+
+    torch.manual_seed(0)
+    padded = PaddedLinear(32, out_features).double()
+    plain = torch.nn.Linear(32, out_features).double()
+    plain.load_state_dict(padded.state_dict())
+    x = torch.randn(5, 7, 32, dtype=torch.float64, requires_grad=True)
+    y = padded(x)
+    assert y.shape == (5, 7, out_features) and y.is_contiguous()
+    torch.testing.assert_close(y, plain(x), atol=1e-12, rtol=0)
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, (x, padded.weight, padded.bias), g)
+    expected = torch.autograd.grad(plain(x), (x, plain.weight, plain.bias), g)
+    for got, want in zip(grads, expected):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
