@@ -37,6 +37,35 @@ def _advance(vec: gym.vector.SyncVectorEnv, steps: int) -> dict:
     return {"obs": dict(obs), "reward": reward}
 
 
+def _freeway_trainer(logdir, resume: bool, quiet: bool):
+    """Drama (debug) on minatar:Freeway for 60 steps with a checkpoint at step 50, mid-episode (Freeway's episodes
+    last 2,500 steps)."""
+    from ssmworld.runtime.config import load_config
+    from ssmworld.runtime.train import Trainer
+
+    config = load_config("drama", "debug", "minatar:Freeway", [
+        "train.steps=60", "train.checkpoint_every=50", "train.prefill=40", "train.eval_every=0",
+        "train.eval_episodes=0"])
+    return Trainer(config, str(logdir), resume=resume, quiet=quiet)
+
+
+def _stop_after_first_checkpoint(logdir, monkeypatch, saves_episodes: bool) -> None:
+    """Run ``_freeway_trainer`` until its checkpoint at step 50, then stop as if killed; ``saves_episodes``: whether
+    that checkpoint must hold the episodes in progress."""
+    from ssmworld.runtime.train import Trainer
+
+    save = Trainer.save_checkpoint
+
+    def save_then_die(self, acting=False):
+        assert save(self, acting) == saves_episodes
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _freeway_trainer(logdir, resume=False, quiet=True).run()
+    monkeypatch.setattr(Trainer, "save_checkpoint", save)
+
+
 @pytest.mark.parametrize("env_id,extra,options", REPLAYING)
 def test_a_restored_episode_arrives_where_it_was_saved_and_a_wrong_one_is_reported(env_id, extra, options):
     pytest.importorskip(extra)
@@ -68,25 +97,7 @@ def test_a_resume_whose_replay_goes_astray_says_so(tmp_path, capsys, monkeypatch
     pytest.importorskip("minatar")
     import json
 
-    from ssmworld.runtime.config import load_config
-    from ssmworld.runtime.train import Trainer
-
-    def make_trainer(resume: bool) -> Trainer:
-        config = load_config("drama", "debug", "minatar:Freeway", [
-            "train.steps=60", "train.checkpoint_every=50", "train.prefill=40", "train.eval_every=0",
-            "train.eval_episodes=0"])
-        return Trainer(config, str(tmp_path), resume=resume, quiet=quiet or not resume)
-
-    save = Trainer.save_checkpoint
-
-    def save_then_die(self, acting=False):
-        assert save(self, acting)  # mid-episode: Freeway's episodes last 2,500 steps
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        make_trainer(False).run()
-    monkeypatch.setattr(Trainer, "save_checkpoint", save)
+    _stop_after_first_checkpoint(tmp_path, monkeypatch, saves_episodes=True)
     state_path = tmp_path / "checkpoints" / "step-000000000050" / "state.json"
     state = json.loads(state_path.read_text())
     del state["acting"]["envs"][0]["actions"][25:]
@@ -95,9 +106,9 @@ def test_a_resume_whose_replay_goes_astray_says_so(tmp_path, capsys, monkeypatch
     message = "env(s) [0] replayed their saved episodes to other observations"
     if quiet:
         with pytest.warns(RuntimeWarning, match=re.escape(message)):
-            make_trainer(True).run()
+            _freeway_trainer(tmp_path, resume=True, quiet=True).run()
     else:
-        make_trainer(True).run()
+        _freeway_trainer(tmp_path, resume=True, quiet=False).run()
         assert f"warning: {message}" in capsys.readouterr().err
 
 
@@ -120,29 +131,11 @@ def test_a_resume_from_a_checkpoint_without_the_episodes_says_why(tmp_path, caps
     records why; the resumed run says so in one line and starts fresh episodes."""
     pytest.importorskip("minatar")
     from ssmworld.envs import episode_replay
-    from ssmworld.runtime.config import load_config
-    from ssmworld.runtime.train import Trainer
 
     monkeypatch.setattr(episode_replay, "MAX_REPLAYED_ACTIONS", 20)  # Freeway's episodes last 2,500 steps
-
-    def make_trainer(resume: bool) -> Trainer:
-        config = load_config("drama", "debug", "minatar:Freeway", [
-            "train.steps=60", "train.checkpoint_every=50", "train.prefill=40", "train.eval_every=0",
-            "train.eval_episodes=0"])
-        return Trainer(config, str(tmp_path), resume=resume, quiet=not resume)
-
-    save = Trainer.save_checkpoint
-
-    def save_then_die(self, acting=False):
-        assert not save(self, acting)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        make_trainer(False).run()
-    monkeypatch.setattr(Trainer, "save_checkpoint", save)
+    _stop_after_first_checkpoint(tmp_path, monkeypatch, saves_episodes=False)
     capsys.readouterr()
-    resumed = make_trainer(True)
+    resumed = _freeway_trainer(tmp_path, resume=True, quiet=False)
     assert resumed.saved_acting is None and resumed.step == 50
     resumed.run()
     assert ("note: the checkpoint's episodes in progress are not continued (minatar:Freeway: an episode in progress "
@@ -177,25 +170,7 @@ def test_a_resume_whose_saved_agent_state_has_another_layout_starts_fresh_episod
 
     import torch
 
-    from ssmworld.runtime.config import load_config
-    from ssmworld.runtime.train import Trainer
-
-    def make_trainer(resume: bool) -> Trainer:
-        config = load_config("drama", "debug", "minatar:Freeway", [
-            "train.steps=60", "train.checkpoint_every=50", "train.prefill=40", "train.eval_every=0",
-            "train.eval_episodes=0"])
-        return Trainer(config, str(tmp_path), resume=resume, quiet=not resume)
-
-    save = Trainer.save_checkpoint
-
-    def save_then_die(self, acting=False):
-        assert save(self, acting)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        make_trainer(False).run()
-    monkeypatch.setattr(Trainer, "save_checkpoint", save)
+    _stop_after_first_checkpoint(tmp_path, monkeypatch, saves_episodes=True)
     folder = tmp_path / "checkpoints" / "step-000000000050"
     tensors = torch.load(folder / "tensors.pt", weights_only=True)
     core = tensors["acting"]["policy"]["core"]
@@ -206,7 +181,7 @@ def test_a_resume_whose_saved_agent_state_has_another_layout_starts_fresh_episod
     state["tensors_sha256"] = hashlib.sha256((folder / "tensors.pt").read_bytes()).hexdigest()
     (folder / "state.json").write_text(json.dumps(state))
     capsys.readouterr()
-    resumed = make_trainer(True)
+    resumed = _freeway_trainer(tmp_path, resume=True, quiet=False)
     assert resumed.policy_state is None and resumed.is_first.all()
     resumed.run()
     assert ("note: the checkpoint's episodes in progress are not continued (minatar:Freeway: the agent's state in "
